@@ -1,0 +1,30 @@
+PYTHON ?= python3
+FER_DATA_DIR ?= ../shared
+export FER_DATA_DIR
+export FER_MODELS_DIR ?= $(FER_DATA_DIR)/models
+
+.PHONY: install test proto proto-check train run-server run-client
+
+install:
+	$(PYTHON) -m pip install torch==2.13.0
+	$(PYTHON) -m pip install -e ".[dev]"
+
+test:
+	$(PYTHON) -m pytest -q
+
+# Regenerates the Python code next to the .proto; never edit the generated files by hand.
+proto:
+	$(PYTHON) -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos --grpc_python_out=protos protos/ferstream/v1/emotion.proto
+
+# Fails when the committed generated code is not what `make proto` produces.
+proto-check: proto
+	git diff --exit-code -- protos
+
+train:
+	fer-train --data $(FER_DATA_DIR)/datasets/fer2013 --out runs/w025 --width 0.25 --dropout 0.1 --epochs 40 --seed 0
+
+run-server:
+	fer-server
+
+run-client:
+	fer-client --server 127.0.0.1:50051 --source 0

@@ -1,0 +1,1 @@
+"""Training side of ferstream: loaders, the CNN family, training, evaluation and export."""

@@ -1,0 +1,45 @@
+"""The PNGs people expect: training curves and the confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a window
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def plot_curves(history: list[dict], target: Path) -> None:
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_axis.plot(epochs, [r["train_loss"] for r in history], label="train")
+    loss_axis.plot(epochs, [r["val_loss"] for r in history], label="PublicTest")
+    loss_axis.set(title="loss", xlabel="epoch")
+    accuracy_axis.plot(epochs, [r["train_acc"] for r in history], label="train (augmented)")
+    accuracy_axis.plot(epochs, [r["val_acc"] for r in history], label="PublicTest")
+    accuracy_axis.set(title="accuracy", xlabel="epoch")
+    for axis in (loss_axis, accuracy_axis):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(target, dpi=100)
+    plt.close(figure)
+
+
+def plot_confusion(matrix: np.ndarray, class_names: list[str], target: Path, title: str) -> None:
+    normalised = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    figure, axis = plt.subplots(figsize=(6.5, 5.5))
+    image = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    axis.set_yticks(range(len(class_names)), class_names)
+    axis.set(xlabel="predicted", ylabel="true", title=title)
+    for i in range(len(class_names)):
+        for j in range(len(class_names)):
+            axis.text(j, i, f"{matrix[i, j]}", ha="center", va="center",
+                      color="white" if normalised[i, j] > 0.5 else "black", fontsize=8)
+    figure.colorbar(image, ax=axis, fraction=0.046)
+    figure.tight_layout()
+    figure.savefig(target, dpi=100)
+    plt.close(figure)

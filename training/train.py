@@ -1,0 +1,231 @@
+"""fer-train: train an emotion CNN on FER2013 (or FER+), selecting on PublicTest.
+
+Every epoch writes OUT/last.pt (resumable), OUT/best.pt (the model file of the best PublicTest
+epoch), OUT/metrics.csv, OUT/metrics.json and OUT/curves.png. `--resume` continues OUT/last.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from .augment import AugmentSpec, augment_batch
+from .checkpoint import save_model, to_input_tensor
+from .data import DatasetError, FaceSet, load_dataset
+from .models import ArchSpec, build_model, count_parameters
+from .plots import plot_curves
+
+
+@dataclass
+class TrainConfig:
+    data: str = "../shared/datasets/fer2013"
+    out: str = "runs/fer"
+    arch: str = "vgg"
+    width: float = 0.25
+    dropout: float = 0.1
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.999
+    seed: int = 0
+    threads: int = 0  # 0: all cores
+    device: str = "auto"
+    limit: int = 0  # train on the first N images only (smoke runs); 0: all
+    val_limit: int = 0
+
+    @property
+    def arch_spec(self) -> ArchSpec:
+        return ArchSpec(name=self.arch, width=self.width, dropout=self.dropout)
+
+
+def parse_args(argv: list[str] | None) -> tuple[TrainConfig, bool]:
+    parser = argparse.ArgumentParser(prog="fer-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for field in fields(TrainConfig):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default),
+                            default=field.default, help=f"(default: {field.default})")
+    parser.add_argument("--resume", action="store_true", help="continue OUT/last.pt with its own settings")
+    args = vars(parser.parse_args(argv))
+    resume = args.pop("resume")
+    return TrainConfig(**args), resume
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def targets_for(faces: FaceSet, index: np.ndarray, smoothing: float) -> torch.Tensor:
+    """Soft targets: FER+ vote distributions where present, else one-hot; then label smoothing."""
+    if faces.soft_labels is not None:
+        target = torch.from_numpy(faces.soft_labels[index])
+    else:
+        target = F.one_hot(torch.from_numpy(faces.labels[index]), 7).float()
+    return target * (1 - smoothing) + smoothing / target.shape[1]
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, faces: FaceSet, device: torch.device, batch_size: int = 512) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on a FaceSet."""
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(faces), batch_size):
+        x = to_input_tensor(faces.images[start:start + batch_size]).to(device)
+        y = torch.from_numpy(faces.labels[start:start + batch_size]).to(device)
+        logits = model(x).float()
+        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    return total_loss / len(faces), correct / len(faces)
+
+
+def lr_at(step: int, total: int, peak: float) -> float:
+    """Linear warm-up over the first 5 % of steps, then cosine decay to zero."""
+    warmup = max(1, int(0.05 * total))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def train(config: TrainConfig, resume: bool = False, command: str = "") -> dict:
+    out = Path(config.out)
+    last_path = out / "last.pt"
+    state = None
+    if resume:
+        if not last_path.is_file():
+            raise FileNotFoundError(f"{last_path}: nothing to resume")
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        config = TrainConfig(**state["config"])
+    out.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = pick_device(config.device)
+    seed_everything(config.seed)
+
+    train_set = load_dataset(config.data, "Training")
+    val_set = load_dataset(config.data, "PublicTest")
+    if config.limit:
+        train_set = train_set.subset(np.random.default_rng(config.seed).permutation(len(train_set))[: config.limit])
+    if config.val_limit:
+        val_set = val_set.subset(np.random.default_rng(config.seed).permutation(len(val_set))[: config.val_limit])
+
+    model = build_model(config.arch_spec).to(device).to(memory_format=torch.channels_last)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
+                                weight_decay=config.weight_decay)
+    augment = AugmentSpec()
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    history: list[dict] = []
+    first_epoch = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = state["history"]
+        first_epoch = state["epoch"] + 1
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        command = state["command"]
+
+    print(f"fer-train: {len(train_set)} training and {len(val_set)} PublicTest images, "
+          f"{config.arch} width {config.width}: {count_parameters(model) / 1e6:.2f} M parameters, "
+          f"{config.epochs} epochs on {device}", file=sys.stderr)
+    use_amp = device.type == "cuda"
+    for epoch in range(first_epoch, config.epochs):
+        model.train()
+        started = time.time()
+        order = np.random.permutation(len(train_set))
+        seen, loss_sum, correct = 0, 0.0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
+        for step_in_epoch in bar:
+            step = epoch * steps_per_epoch + step_in_epoch
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total_steps, config.lr)
+            index = order[step_in_epoch * config.batch_size:(step_in_epoch + 1) * config.batch_size]
+            x = augment_batch(to_input_tensor(train_set.images[index]).to(device), augment)
+            x = x.contiguous(memory_format=torch.channels_last)
+            target = targets_for(train_set, index, config.label_smoothing).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(x)
+            loss = torch.sum(-target * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            ema.update_parameters(model)
+            seen += len(index)
+            loss_sum += loss.item() * len(index)
+            correct += (logits.argmax(1).cpu().numpy() == train_set.labels[index]).sum()
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        val_loss, val_acc = evaluate(ema.module, val_set, device)
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+               "train_loss": loss_sum / seen, "train_acc": correct / seen,
+               "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - started}
+        history.append(row)
+        print(json.dumps(row), file=sys.stderr)
+        best = max(history, key=lambda r: r["val_acc"])
+        if best is row:
+            save_model(out / "best.pt", ema.module, config.arch_spec, {
+                "training_command": command, "training_config": asdict(config),
+                "training_data": str(Path(config.data).resolve()),
+                "metrics": {"public_test_accuracy": val_acc, "epoch": epoch + 1,
+                            "train_images": len(train_set), "public_test_images": len(val_set)},
+                "wall_seconds": sum(r["seconds"] for r in history),
+            })
+        write_history(out, history)
+        checkpoint = {"config": asdict(config), "epoch": epoch, "model": model.state_dict(),
+                      "ema": ema.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
+                      "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                      "command": command}
+        torch.save(checkpoint, out / "last.tmp")
+        (out / "last.tmp").replace(last_path)
+    return max(history, key=lambda r: r["val_acc"]) if history else {}
+
+
+def write_history(out: Path, history: list[dict]) -> None:
+    (out / "metrics.json").write_text(json.dumps(history, indent=1))
+    columns = list(history[0])
+    lines = [",".join(columns)] + [",".join(f"{row[c]:.6g}" for c in columns) for row in history]
+    (out / "metrics.csv").write_text("\n".join(lines) + "\n")
+    plot_curves(history, out / "curves.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, resume = parse_args(argv)
+    command = "fer-train " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        best = train(config, resume, command)
+    except (DatasetError, FileNotFoundError) as error:
+        print(f"fer-train: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fer-train: interrupted; continue with --resume", file=sys.stderr)
+        return 130
+    print(json.dumps({"best_epoch": best.get("epoch"), "public_test_accuracy": best.get("val_acc"),
+                      "model": str(Path(config.out) / "best.pt")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
