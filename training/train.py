@@ -14,7 +14,9 @@ import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -53,16 +55,18 @@ class TrainConfig:
         return ArchSpec(name=self.arch, width=self.width, dropout=self.dropout)
 
 
-def parse_args(argv: list[str] | None) -> tuple[TrainConfig, bool]:
+def parse_args(argv: list[str] | None) -> tuple[TrainConfig, bool, int]:
     parser = argparse.ArgumentParser(prog="fer-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for field in fields(TrainConfig):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default),
                             default=field.default, help=f"(default: {field.default})")
     parser.add_argument("--resume", action="store_true", help="continue OUT/last.pt with its own settings")
+    parser.add_argument("--stop-after", type=int, default=0,
+                        help="end this run after N epochs, resumable later (time-boxed sessions); 0: train to the end")
     args = vars(parser.parse_args(argv))
-    resume = args.pop("resume")
-    return TrainConfig(**args), resume
+    resume, stop_after = args.pop("resume"), args.pop("stop_after")
+    return TrainConfig(**args), resume, stop_after
 
 
 def pick_device(name: str) -> torch.device:
@@ -100,6 +104,11 @@ def evaluate(model: torch.nn.Module, faces: FaceSet, device: torch.device, batch
     return total_loss / len(faces), correct / len(faces)
 
 
+def selection_key(row: dict) -> tuple[float, float]:
+    """PublicTest accuracy, ties broken by the lower PublicTest loss."""
+    return row["val_acc"], -row["val_loss"]
+
+
 def lr_at(step: int, total: int, peak: float) -> float:
     """Linear warm-up over the first 5 % of steps, then cosine decay to zero."""
     warmup = max(1, int(0.05 * total))
@@ -108,7 +117,45 @@ def lr_at(step: int, total: int, peak: float) -> float:
     return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def train(config: TrainConfig, resume: bool = False, command: str = "") -> dict:
+def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces: FaceSet, config: TrainConfig,
+              device: torch.device, schedule: Callable[[int], float], first_step: int = 0, ema: AveragedModel | None = None,
+              description: str = "") -> tuple[float, float]:
+    """One pass over `faces` in random order; returns (mean loss, accuracy) on the augmented batches."""
+    model.train()
+    order = np.random.permutation(len(faces))
+    steps = math.ceil(len(faces) / config.batch_size)
+    use_amp = device.type == "cuda"
+    augment = AugmentSpec()
+    seen, loss_sum, correct = 0, 0.0, 0
+    bar = tqdm(range(steps), desc=description, leave=False, disable=not description)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = schedule(first_step + step)
+        index = order[step * config.batch_size:(step + 1) * config.batch_size]
+        x = augment_batch(to_input_tensor(faces.images[index]).to(device), augment)
+        x = x.contiguous(memory_format=torch.channels_last)
+        target = targets_for(faces, index, config.label_smoothing).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = model(x)
+        loss = torch.sum(-target * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        seen += len(index)
+        loss_sum += loss.item() * len(index)
+        correct += int((logits.argmax(1).cpu().numpy() == faces.labels[index]).sum())
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+    return loss_sum / seen, correct / seen
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
+                           weight_decay=config.weight_decay)
+
+
+def train(config: TrainConfig, resume: bool = False, command: str = "", stop_after: int = 0) -> dict:
     out = Path(config.out)
     last_path = out / "last.pt"
     state = None
@@ -132,9 +179,7 @@ def train(config: TrainConfig, resume: bool = False, command: str = "") -> dict:
 
     model = build_model(config.arch_spec).to(device).to(memory_format=torch.channels_last)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
-                                weight_decay=config.weight_decay)
-    augment = AugmentSpec()
+    optimizer = make_optimizer(model, config)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     history: list[dict] = []
@@ -152,43 +197,23 @@ def train(config: TrainConfig, resume: bool = False, command: str = "") -> dict:
     print(f"fer-train: {len(train_set)} training and {len(val_set)} PublicTest images, "
           f"{config.arch} width {config.width}: {count_parameters(model) / 1e6:.2f} M parameters, "
           f"{config.epochs} epochs on {device}", file=sys.stderr)
-    use_amp = device.type == "cuda"
-    for epoch in range(first_epoch, config.epochs):
-        model.train()
+    last_epoch = min(config.epochs, first_epoch + stop_after) if stop_after else config.epochs
+    for epoch in range(first_epoch, last_epoch):
         started = time.time()
-        order = np.random.permutation(len(train_set))
-        seen, loss_sum, correct = 0, 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
-        for step_in_epoch in bar:
-            step = epoch * steps_per_epoch + step_in_epoch
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total_steps, config.lr)
-            index = order[step_in_epoch * config.batch_size:(step_in_epoch + 1) * config.batch_size]
-            x = augment_batch(to_input_tensor(train_set.images[index]).to(device), augment)
-            x = x.contiguous(memory_format=torch.channels_last)
-            target = targets_for(train_set, index, config.label_smoothing).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(x)
-            loss = torch.sum(-target * F.log_softmax(logits.float(), dim=1), dim=1).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            ema.update_parameters(model)
-            seen += len(index)
-            loss_sum += loss.item() * len(index)
-            correct += (logits.argmax(1).cpu().numpy() == train_set.labels[index]).sum()
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        schedule = partial(lr_at, total=total_steps, peak=config.lr)
+        train_loss, train_acc = run_epoch(model, optimizer, train_set, config, device, schedule,
+                                          first_step=epoch * steps_per_epoch, ema=ema,
+                                          description=f"epoch {epoch + 1}/{config.epochs}")
         val_loss, val_acc = evaluate(ema.module, val_set, device)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-               "train_loss": loss_sum / seen, "train_acc": correct / seen,
+               "train_loss": train_loss, "train_acc": train_acc,
                "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - started}
         history.append(row)
         print(json.dumps(row), file=sys.stderr)
-        best = max(history, key=lambda r: r["val_acc"])
-        if best is row:
+        if max(history, key=selection_key) is row:
             save_model(out / "best.pt", ema.module, config.arch_spec, {
                 "training_command": command, "training_config": asdict(config),
-                "training_data": str(Path(config.data).resolve()),
+                "training_data": config.data,
                 "metrics": {"public_test_accuracy": val_acc, "epoch": epoch + 1,
                             "train_images": len(train_set), "public_test_images": len(val_set)},
                 "wall_seconds": sum(r["seconds"] for r in history),
@@ -200,7 +225,7 @@ def train(config: TrainConfig, resume: bool = False, command: str = "") -> dict:
                       "command": command}
         torch.save(checkpoint, out / "last.tmp")
         (out / "last.tmp").replace(last_path)
-    return max(history, key=lambda r: r["val_acc"]) if history else {}
+    return max(history, key=selection_key) if history else {}
 
 
 def write_history(out: Path, history: list[dict]) -> None:
@@ -212,10 +237,10 @@ def write_history(out: Path, history: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config, resume = parse_args(argv)
+    config, resume, stop_after = parse_args(argv)
     command = "fer-train " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        best = train(config, resume, command)
+        best = train(config, resume, command, stop_after)
     except (DatasetError, FileNotFoundError) as error:
         print(f"fer-train: {error}", file=sys.stderr)
         return 2

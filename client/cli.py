@@ -1,0 +1,183 @@
+"""fer-client: the Tk app, or --headless annotation of a video into files.
+
+Exit codes: 0 done, 1 the server failed us, 2 bad arguments or an unreadable source/output, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+import cv2
+import grpc
+
+from ferstream.client.capture import FrameSource, SourceError, open_source
+from ferstream.client.library import DEFAULT_JPEG_QUALITY, DEFAULT_TARGET, DETECTORS, EmotionClient
+from ferstream.client.session import StreamOptions
+
+EXIT_SERVER = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fer-client",
+        description="Real-time facial emotion recognition client: a window showing the annotated video, "
+        "or --headless annotation into a video and JSON lines.",
+    )
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("FER_SERVER", DEFAULT_TARGET),
+        metavar="HOST:PORT",
+        help="the fer-server to use (default: $FER_SERVER or %(default)s)",
+    )
+    parser.add_argument(
+        "--source", default="0", help="camera index, video file or image file (default: camera 0)"
+    )
+    parser.add_argument("--detector", choices=DETECTORS, help="face detector (default: the server's)")
+    parser.add_argument(
+        "--min-score",
+        type=_fraction,
+        default=0.0,
+        metavar="0..1",
+        help="drop faces scored below this (default: 0, the detector's own threshold)",
+    )
+    parser.add_argument(
+        "--jpeg-quality",
+        type=_quality,
+        default=DEFAULT_JPEG_QUALITY,
+        metavar="10..100",
+        help="JPEG quality of the frames sent (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--snapshot-dir", type=Path, default=Path("."), help="where Snapshot saves PNGs (default: .)"
+    )
+    security = parser.add_argument_group("security (for servers that require it)")
+    security.add_argument("--tls-ca", type=Path, metavar="PEM", help="connect with TLS, trusting these roots")
+    security.add_argument(
+        "--token",
+        default=os.environ.get("FER_TOKEN"),
+        help="bearer token sent as 'authorization' metadata (default: $FER_TOKEN)",
+    )
+    headless = parser.add_argument_group("headless mode")
+    headless.add_argument("--headless", action="store_true", help="no window: annotate every frame of --source")
+    headless.add_argument("--output", type=Path, help="write the annotated video here (.mp4 or .avi)")
+    headless.add_argument("--jsonl", type=Path, help="write one JSON line of faces per frame here")
+    headless.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up when the server cannot be reached for this long (default: %(default)s)",
+    )
+    return parser
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _quality(text: str) -> int:
+    value = int(text)
+    if not 10 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text} is not between 10 and 100")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_opencv()
+    if args.headless and args.output is None and args.jsonl is None:
+        parser.error("--headless needs --output and/or --jsonl")
+    if not args.headless and (args.output or args.jsonl):
+        parser.error("--output and --jsonl are for --headless mode")
+    try:
+        root_certificates = args.tls_ca.read_bytes() if args.tls_ca else None
+        source = open_source(args.source)
+    except (OSError, SourceError) as error:
+        return _fail(str(error), EXIT_USAGE)
+    connect = partial(_make_client, root_certificates=root_certificates, token=args.token)
+    try:
+        if args.headless:
+            return _run_headless(args, source, connect(args.server))
+        return _run_app(args, source, connect)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _quiet_opencv() -> None:
+    """OpenCV and FFmpeg log their own warnings for a missing camera or a broken file; ours say it once."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read when FFmpeg first opens
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
+
+
+def _make_client(target: str, root_certificates: bytes | None, token: str | None) -> EmotionClient:
+    return EmotionClient(target, root_certificates=root_certificates, token=token)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"fer-client: error: {message}", file=sys.stderr)
+    return code
+
+
+def _run_headless(args: argparse.Namespace, source: FrameSource, client: EmotionClient) -> int:
+    from ferstream.client.headless import HeadlessSettings, OutputError, run_headless
+
+    settings = HeadlessSettings(
+        output=args.output,
+        jsonl=args.jsonl,
+        detector=args.detector,
+        min_detection_score=args.min_score,
+        jpeg_quality=args.jpeg_quality,
+    )
+    with client:
+        if not client.wait_ready(args.connect_timeout):
+            return _fail(f"cannot reach the server at {args.server}", EXIT_SERVER)
+        try:
+            result = run_headless(client, source, settings)
+        except OutputError as error:
+            return _fail(str(error), EXIT_USAGE)
+        except grpc.RpcError as error:
+            return _fail(f"the server failed: {error.code().name}: {error.details()}", EXIT_SERVER)
+        finally:
+            source.close()
+    print(f"fer-client: annotated {result.frames} frames, {result.faces} faces", file=sys.stderr)
+    return 0
+
+
+def _run_app(args: argparse.Namespace, source: FrameSource, connect: Callable[[str], EmotionClient]) -> int:
+    import tkinter as tk
+
+    from ferstream.client.app import ClientApp
+
+    close_requested = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: close_requested.set())
+    try:
+        root = tk.Tk()
+    except tk.TclError as error:
+        source.close()
+        return _fail(f"cannot open a window ({error}); use --headless without a screen", EXIT_USAGE)
+    options = StreamOptions(
+        detector=args.detector, min_detection_score=args.min_score, jpeg_quality=args.jpeg_quality
+    )
+    ClientApp(
+        root, source, connect, args.server, options, snapshot_dir=args.snapshot_dir, close_requested=close_requested
+    )
+    root.mainloop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""The streaming worker: sends the newest captured frames over StreamAnnotate with a bounded in-flight
+window, keeps statistics, and reconnects with backoff when the server goes away.
+
+It never touches Tk: everything it has to say goes through the `emit` callback as an event
+(StateChanged, Annotated), which the app turns into queue items for its main thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import grpc
+
+from ferstream.client.capture import CapturedFrame, LatestFrame
+from ferstream.client.library import (
+    DEFAULT_JPEG_QUALITY,
+    RECONNECT_INITIAL_S,
+    RECONNECT_MAX_S,
+    EmotionClient,
+    encode_image,
+    make_options,
+)
+from ferstream.v1 import emotion_pb2
+
+# Frames sent but not yet answered. Two keep the server busy while one answer travels back; more would
+# only add latency, since the server skips frames it could not start anyway.
+DEFAULT_MAX_IN_FLIGHT = 2
+# How long a blocked step waits before looking at the stop flag again: bounds how long stop() takes.
+POLL_S = 0.1
+
+
+class ConnectionState(enum.Enum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """What the user can change while streaming; read afresh for every frame sent."""
+
+    detector: str | None = None  # None: the server's default
+    min_detection_score: float = 0.0  # 0: the detector's default threshold
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY
+    paused: bool = False
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays between reconnection attempts: initial, doubling up to maximum; reset by a good stream."""
+
+    initial_s: float = RECONNECT_INITIAL_S
+    maximum_s: float = RECONNECT_MAX_S
+
+    def delays(self) -> Iterator[float]:
+        delay = self.initial_s
+        while True:
+            yield delay
+            delay = min(delay * 2, self.maximum_s)
+
+
+@dataclass(frozen=True)
+class Stats:
+    client_fps: float = 0.0  # annotated frames received per second
+    server_fps: float = 0.0  # frames per second the server's processing time allows (1000 / ms per frame)
+    latency_ms: float = 0.0  # round trip: frame sent to its annotations received
+    dropped_client: int = 0  # captured frames never sent because the window was full
+    dropped_server: int = 0  # frames the server skipped for a newer one
+    sent: int = 0
+    received: int = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_client + self.dropped_server
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    state: ConnectionState
+    message: str
+
+
+@dataclass(frozen=True)
+class Annotated:
+    frame: CapturedFrame
+    response: emotion_pb2.StreamAnnotateResponse
+    options: emotion_pb2.AnnotateOptions  # what the server was asked for this frame
+    stats: Stats
+
+
+Event = StateChanged | Annotated
+
+
+@dataclass
+class _Sent:
+    frame: CapturedFrame
+    options: emotion_pb2.AnnotateOptions
+    sent_at: float
+
+
+class _StatsWindow:
+    """Rolling statistics over the last couple of seconds of responses."""
+
+    def __init__(self, span_s: float = 2.0) -> None:
+        self._span_s = span_s
+        self._received_at: deque[float] = deque()
+        self._latencies_ms: deque[float] = deque(maxlen=30)
+        self._server_ms: deque[float] = deque(maxlen=30)
+        self._lock = threading.Lock()  # the sender and the receiver are different threads
+        self.totals = Stats()
+
+    def count_sent(self, dropped_before: int) -> None:
+        with self._lock:
+            self.totals = replace(
+                self.totals, sent=self.totals.sent + 1, dropped_client=self.totals.dropped_client + dropped_before
+            )
+
+    def count_received(self, sent_at: float | None, response: emotion_pb2.StreamAnnotateResponse) -> Stats:
+        with self._lock:
+            return self._count_received(sent_at, response)
+
+    def _count_received(self, sent_at: float | None, response: emotion_pb2.StreamAnnotateResponse) -> Stats:
+        now = time.monotonic()
+        self._received_at.append(now)
+        while self._received_at and self._received_at[0] < now - self._span_s:
+            self._received_at.popleft()
+        if sent_at is not None:
+            self._latencies_ms.append((now - sent_at) * 1000.0)
+        processing_ms = response.timing.total_ms - response.timing.queue_ms
+        if processing_ms > 0:
+            self._server_ms.append(processing_ms)
+        elapsed = now - self._received_at[0] if len(self._received_at) > 1 else 0.0
+        self.totals = replace(
+            self.totals,
+            client_fps=(len(self._received_at) - 1) / elapsed if elapsed > 0 else 0.0,
+            server_fps=1000.0 / _mean(self._server_ms) if self._server_ms else 0.0,
+            latency_ms=_mean(self._latencies_ms),
+            dropped_server=self.totals.dropped_server + len(response.skipped_frame_ids),
+            received=self.totals.received + 1,
+        )
+        return self.totals
+
+
+def _mean(values: deque[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+class StreamSession(threading.Thread):
+    """One connection's worth of streaming, from connect() in the UI to stop()."""
+
+    def __init__(
+        self,
+        client: EmotionClient,
+        latest: LatestFrame,
+        emit: Callable[[Event], None],
+        options: StreamOptions = StreamOptions(),
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        backoff: Backoff = Backoff(),
+    ) -> None:
+        super().__init__(name="fer-session", daemon=True)
+        self._client = client
+        self._latest = latest
+        self._emit = emit
+        self._options = options
+        self._max_in_flight = max_in_flight
+        self._backoff = backoff
+        self._stop_requested = threading.Event()
+        self._window = threading.Condition()
+        self._in_flight: dict[int, _Sent] = {}
+        self._frame_ids = itertools.count(1)
+        self._stats = _StatsWindow()
+        self._call: grpc.Call | None = None
+
+    @property
+    def options(self) -> StreamOptions:
+        return self._options
+
+    def set_options(self, **changes: object) -> None:
+        # One attribute assignment: the sender sees either the old or the new options, never a mix.
+        self._options = replace(self._options, **changes)
+
+    def stop(self) -> None:
+        self._stop_requested.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+        with self._window:
+            self._window.notify_all()
+
+    def run(self) -> None:
+        try:
+            self._connect_loop()
+        finally:
+            self._client.close()
+            self._emit(StateChanged(ConnectionState.DISCONNECTED, "disconnected"))
+
+    def _connect_loop(self) -> None:
+        delays = self._backoff.delays()
+        while not self._stop_requested.is_set():
+            self._emit(StateChanged(ConnectionState.CONNECTING, f"connecting to {self._client.target}"))
+            if not self._wait_until_ready():
+                return
+            self._emit(StateChanged(ConnectionState.CONNECTED, f"connected to {self._client.target}"))
+            received_before = self._stats.totals.received
+            try:
+                self._stream_once()
+                reason = "the server ended the stream"
+            except grpc.RpcError as error:
+                if self._stop_requested.is_set():
+                    return
+                reason = f"lost the server ({error.code().name}: {error.details()})"
+            if self._stop_requested.is_set():
+                return
+            if self._stats.totals.received > received_before:
+                delays = self._backoff.delays()
+            delay = next(delays)
+            self._emit(StateChanged(ConnectionState.RECONNECTING, f"{reason}; reconnecting in {delay:.1f} s"))
+            self._stop_requested.wait(delay)
+
+    def _wait_until_ready(self) -> bool:
+        """Waits for the channel (gRPC retries the connection with its own capped backoff)."""
+        started = time.monotonic()
+        announced = False
+        while not self._stop_requested.is_set():
+            if self._client.wait_ready(timeout=POLL_S):
+                return True
+            if not announced and time.monotonic() - started > 1.0:
+                message = f"cannot reach the server at {self._client.target}; retrying"
+                self._emit(StateChanged(ConnectionState.RECONNECTING, message))
+                announced = True
+        return False
+
+    def _stream_once(self) -> None:
+        with self._window:
+            self._in_flight.clear()
+        stream = self._client.stream(self._requests())
+        self._call = stream
+        try:
+            if self._stop_requested.is_set():  # stop() may have run before _call was set
+                return
+            for response in stream:
+                self._handle(response)
+        finally:
+            self._call = None
+            with self._window:
+                self._window.notify_all()
+
+    def _requests(self) -> Iterator[emotion_pb2.StreamAnnotateRequest]:
+        last_seq: int | None = None
+        while not self._stop_requested.is_set():
+            with self._window:
+                if not self._window.wait_for(
+                    lambda: len(self._in_flight) < self._max_in_flight or self._stop_requested.is_set(),
+                    timeout=POLL_S,
+                ):
+                    continue
+            options = self._options
+            if options.paused:
+                last_seq = None  # frames not sent while paused are not "dropped"
+                self._stop_requested.wait(POLL_S)
+                continue
+            frame = self._latest.wait_newer(last_seq or 0, timeout=POLL_S)
+            if frame is None or self._stop_requested.is_set():
+                continue
+            dropped_before = frame.seq - last_seq - 1 if last_seq is not None else 0
+            last_seq = frame.seq
+            request = emotion_pb2.StreamAnnotateRequest(
+                frame_id=next(self._frame_ids),
+                image=encode_image(frame.image, options.jpeg_quality),
+                options=make_options(options.detector, options.min_detection_score),
+            )
+            with self._window:
+                self._in_flight[request.frame_id] = _Sent(frame, request.options, time.monotonic())
+            self._stats.count_sent(dropped_before)
+            yield request
+
+    def _handle(self, response: emotion_pb2.StreamAnnotateResponse) -> None:
+        with self._window:
+            sent = self._in_flight.pop(response.frame_id, None)
+            # Answers come in request order: anything older than this one will never be answered.
+            for frame_id in [i for i in self._in_flight if i < response.frame_id]:
+                del self._in_flight[frame_id]
+            self._window.notify_all()
+        stats = self._stats.count_received(sent.sent_at if sent else None, response)
+        if response.error.code != 0:
+            self._emit(StateChanged(ConnectionState.CONNECTED, f"frame not processed: {response.error.message}"))
+            return
+        if sent is not None:
+            self._emit(Annotated(sent.frame, response, sent.options, stats))

@@ -1,0 +1,230 @@
+"""Shared test fixtures. Data comes from ../shared (FER_DATA_DIR), never from copies in the repo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("FER_DATA_DIR", REPO.parent / "shared")).resolve()
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("FER_MODELS_DIR", shared_dir() / "models")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    path = shared_dir()
+    if not (path / "datasets").is_dir():
+        pytest.fail(f"{path}: shared data not found; set FER_DATA_DIR to the shared/ folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def faces_dir(shared: Path) -> Path:
+    return shared / "testdata" / "faces"
+
+
+@pytest.fixture(scope="session")
+def fer_models_dir() -> Path:
+    return models_dir()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Each test session decodes datasets into its own cache, so tests never read a stale one."""
+    os.environ.setdefault("FER_CACHE_DIR", str(tmp_path_factory.mktemp("dataset-cache")))
+
+
+# --- fer-server on loopback (used by tests/test_server_*.py) ---
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen
+    address: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.process.wait(timeout=30)
+
+
+def launch_fer_server(log_path: Path, *args: str, timeout: float = 120.0) -> RunningServer:
+    """`fer-server --port 0 ARGS` as a subprocess; returns once it logs its address (models loaded)."""
+    command = [sys.executable, "-m", "ferstream.server.cli", "--port", "0", "--threads", "1", *args]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        text = log_path.read_text(errors="replace")
+        for line in text.splitlines():
+            if "serving on " in line:
+                return RunningServer(process, line.rsplit("serving on ", 1)[1].strip(), log_path)
+        if process.poll() is not None:
+            pytest.fail(f"fer-server exited with {process.returncode}:\n{text}")
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"fer-server did not start within {timeout} s:\n{log_path.read_text(errors='replace')}")
+
+
+@pytest.fixture(scope="module")
+def fer_server_factory(tmp_path_factory: pytest.TempPathFactory):
+    """Starts fer-server subprocesses for one test module and stops them at its end."""
+    servers: list[RunningServer] = []
+
+    def start(*args: str) -> RunningServer:
+        log_path = tmp_path_factory.mktemp("fer-server") / "server.log"
+        server = launch_fer_server(log_path, *args)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def face_boxes(faces_dir: Path) -> dict[str, list[tuple[int, int, int, int]]]:
+    """Hand-drawn face boxes (left, top, width, height) per photo, from testing.xml and training.xml."""
+    import xml.etree.ElementTree as ElementTree
+
+    boxes: dict[str, list[tuple[int, int, int, int]]] = {}
+    for name in ("testing.xml", "training.xml"):
+        for image in ElementTree.parse(faces_dir / name).getroot().iter("image"):
+            boxes.setdefault(image.get("file"), []).extend(
+                (int(box.get("left")), int(box.get("top")), int(box.get("width")), int(box.get("height")))
+                for box in image.iter("box"))
+    return boxes
+
+
+class LockstepStream:
+    """A StreamAnnotate call that sends one request and waits for its response before the next."""
+
+    def __init__(self, stub, timeout: float = 60.0) -> None:
+        import queue
+
+        self.requests: queue.Queue = queue.Queue()
+        self.responses = stub.StreamAnnotate(iter(self.requests.get, None), timeout=timeout)
+
+    def send(self, request):
+        self.requests.put(request)
+        return next(self.responses)
+
+    def close(self) -> list:
+        """Ends the request stream; the responses still to come."""
+        self.requests.put(None)
+        return list(self.responses)
+
+
+@pytest.fixture(scope="session")
+def lockstep_stream():
+    return LockstepStream
+
+
+# --- fer-client: an X display and a video of the test photos (used by tests/test_client_*.py) ---
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def client_display(tmp_path_factory: pytest.TempPathFactory):
+    """An X display for Tk: $DISPLAY when set (CI starts Xvfb :99), else a private Xvfb."""
+    if os.environ.get("DISPLAY"):
+        yield os.environ["DISPLAY"]
+        return
+    if shutil.which("Xvfb") is None:
+        pytest.fail("no $DISPLAY and no Xvfb: apt-get install -y xvfb xdotool x11-apps imagemagick")
+    read_end, write_end = os.pipe()
+    xvfb = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+        pass_fds=(write_end,),
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    with os.fdopen(read_end) as display_number:
+        display = f":{display_number.readline().strip()}"
+    os.environ["DISPLAY"] = display
+    yield display
+    del os.environ["DISPLAY"]
+    xvfb.terminate()
+    xvfb.wait()
+
+
+@dataclass(frozen=True)
+class FacesVideo:
+    """A video made of test photos resized to 640x480, each held for frames_per_photo frames."""
+
+    path: Path
+    photos: tuple[str, ...]
+    frames_per_photo: int
+    fps: float
+    frames: dict  # photo name -> the 640x480 BGR frame written for it
+    boxes: dict  # photo name -> hand-drawn face boxes (x, y, width, height) scaled to 640x480
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.photos) * self.frames_per_photo
+
+    def photo_at(self, index: int) -> str:
+        return self.photos[index // self.frames_per_photo]
+
+    def photo_of(self, image) -> str:
+        """The photo a decoded frame shows (the nearest one, since the video is lossy)."""
+        import numpy as np
+
+        return min(self.photos, key=lambda name: np.abs(self.frames[name].astype(int) - image).mean())
+
+
+@pytest.fixture(scope="session")
+def client_faces_video(faces_dir: Path, face_boxes, tmp_path_factory: pytest.TempPathFactory) -> FacesVideo:
+    import cv2
+
+    photos = ("2008_002506.jpg", "2008_001009.jpg")  # large faces: 3 and 2 of them
+    size, fps, frames_per_photo = (640, 480), 10.0, 8
+    path = tmp_path_factory.mktemp("client-video") / "faces.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    frames, boxes = {}, {}
+    for name in photos:
+        photo = cv2.imread(str(faces_dir / name))
+        scale_x, scale_y = size[0] / photo.shape[1], size[1] / photo.shape[0]
+        frames[name] = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
+        boxes[name] = [
+            (round(x * scale_x), round(y * scale_y), round(w * scale_x), round(h * scale_y))
+            for x, y, w, h in face_boxes[name]
+        ]
+        for _ in range(frames_per_photo):
+            writer.write(frames[name])
+    writer.release()
+    return FacesVideo(path, photos, frames_per_photo, fps, frames, boxes)
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two (x, y, width, height) boxes."""
+    left, top = max(a[0], b[0]), max(a[1], b[1])
+    right, bottom = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    overlap = max(0, right - left) * max(0, bottom - top)
+    return overlap / (a[2] * a[3] + b[2] * b[3] - overlap)
+
+
+@pytest.fixture(scope="session")
+def client_box_iou():
+    return box_iou

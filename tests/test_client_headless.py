@@ -1,0 +1,81 @@
+"""fer-client as a command: headless annotation of a video, and clear errors for bad sources."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+
+def fer_client(*args: str) -> list[str]:
+    script = Path(sys.executable).with_name("fer-client")
+    return [str(script) if script.exists() else shutil.which("fer-client") or "fer-client", *args]
+
+
+@pytest.fixture(scope="module")
+def server(fer_server_factory, fer_models_dir):
+    return fer_server_factory("--models-dir", str(fer_models_dir))
+
+
+def test_headless_writes_every_frame_and_the_faces_of_each(server, client_faces_video, client_box_iou, tmp_path):
+    video = client_faces_video
+    output, jsonl = tmp_path / "annotated.mp4", tmp_path / "faces.jsonl"
+    done = subprocess.run(
+        fer_client("--headless", "--server", server.address, "--source", str(video.path), "--detector", "ssd",
+                   "--output", str(output), "--jsonl", str(jsonl)),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+
+    capture = cv2.VideoCapture(str(output))
+    written = 0
+    while (frame := capture.read())[0]:
+        assert frame[1].shape == (480, 640, 3)
+        written += 1
+    assert written == video.frame_count
+
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [record["frame"] for record in records] == list(range(video.frame_count))
+    matched = total = 0
+    for record in records:
+        expected = video.boxes[video.photo_at(record["frame"])]
+        boxes = [(f["box"]["x"], f["box"]["y"], f["box"]["width"], f["box"]["height"]) for f in record["faces"]]
+        assert boxes, f"no face in frame {record['frame']}"
+        matched += sum(any(client_box_iou(box, truth) >= 0.3 for truth in expected) for box in boxes)
+        total += len(boxes)
+        assert all(abs(sum(f["probabilities"].values()) - 1) < 0.01 for f in record["faces"])
+    assert matched >= 0.8 * total, f"{matched} of {total} boxes are on a hand-labelled face"
+
+
+@pytest.mark.parametrize("headless", [True, False], ids=["headless", "window"])
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [("{tmp}/missing.mp4", "no such file"), ("{tmp}/garbage.mp4", "not a readable video"), ("97", "camera 97")],
+    ids=["missing-file", "unreadable-file", "missing-camera"],
+)
+def test_a_bad_source_is_one_clear_message(tmp_path, source, message, headless):
+    (tmp_path / "garbage.mp4").write_text("not a video")
+    extra = ["--headless", "--jsonl", str(tmp_path / "out.jsonl")] if headless else []
+    done = subprocess.run(
+        fer_client("--server", "127.0.0.1:9", "--source", source.format(tmp=tmp_path), *extra),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], "one line"
+    assert done.stderr.startswith("fer-client: error:") and message in done.stderr
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_headless_reports_an_unreachable_server(client_faces_video, tmp_path):
+    done = subprocess.run(
+        fer_client("--headless", "--server", "127.0.0.1:9", "--source", str(client_faces_video.path),
+                   "--jsonl", str(tmp_path / "faces.jsonl"), "--connect-timeout", "1"),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 1
+    assert "cannot reach the server at 127.0.0.1:9" in done.stderr and "Traceback" not in done.stderr
