@@ -1,0 +1,179 @@
+"""fer-bench: throughput and latency of ferstream, one subcommand per question.
+
+  fer-bench stream      concurrent StreamAnnotate clients against a server (spawned, or --server)
+  fer-bench classifier  the emotion CNN alone, shipped model against the reference VGG
+  fer-bench detectors   Haar, SSD and YuNet: ms per frame, recall and precision, plus a bar chart
+  fer-bench reference   the reference demo's pipeline in-process, against our served throughput
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from ferstream.client.library import DETECTORS
+
+from .paths import default_data_dir, default_models_dir, faces_dir
+
+DEFAULT_SECONDS = 10.0
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"cannot be negative, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [positive_int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", metavar="HOST:PORT", default=None,
+                        help="a running fer-server (default: start one on loopback, and measure its CPU time)")
+    parser.add_argument("--server-threads", type=positive_int, default=None,
+                        help="--threads of the started server (default: fer-server's own default)")
+    parser.add_argument("--detector", choices=DETECTORS, default=None,
+                        help="face detector the streams ask for (default: the server's default)")
+    parser.add_argument("--streams", type=positive_int, default=1, help="concurrent streams (default: %(default)s)")
+    parser.add_argument("--fps", type=non_negative_float, default=0.0,
+                        help="frames offered per second per stream; 0 sends each frame as soon as the previous one "
+                             "is answered (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fer-bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON document instead of a Markdown table")
+    common.add_argument("--data-dir", type=Path, default=None,
+                        help="shared data folder with testdata/faces (default: $FER_DATA_DIR or ../shared)")
+    common.add_argument("--models-dir", type=Path, default=None,
+                        help="detector weights (default: $FER_MODELS_DIR or DATA_DIR/models)")
+    common.add_argument("--seconds", type=positive_float, default=DEFAULT_SECONDS,
+                        help="how long each measurement runs (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    stream = commands.add_parser("stream", parents=[common], help="concurrent streams against a server",
+                                 description="Concurrent StreamAnnotate clients sending the test photos as "
+                                             "640x480 JPEGs: answered fps, drops, latency, server CPU per frame.")
+    add_stream_arguments(stream)
+
+    classifier = commands.add_parser("classifier", parents=[common], help="the emotion CNN alone",
+                                     description="faces/s of the shipped model and of the reference 13.1 M VGG "
+                                                 "(random weights) per batch size and thread count.")
+    classifier.add_argument("--model", type=Path, default=None, help="model file (default: the shipped model)")
+    classifier.add_argument("--batch-sizes", type=int_list, default=[1, 8, 32, 128],
+                            help="comma-separated batch sizes (default: 1,8,32,128)")
+    classifier.add_argument("--threads", type=int_list, default=[1, 2],
+                            help="comma-separated torch thread counts (default: 1,2)")
+
+    detectors = commands.add_parser("detectors", parents=[common], help="Haar, SSD and YuNet compared",
+                                    description="ms per 640x480 frame, recall and precision at IoU >= 0.5 on the "
+                                                "annotated photos, and a PNG bar chart.")
+    detectors.add_argument("--chart", type=Path, default=Path("detectors.png"),
+                           help="where the bar chart goes (default: %(default)s)")
+    detectors.add_argument("--threads", type=positive_int, default=max(1, min(4, os.cpu_count() or 1)),
+                           help="OpenCV threads (default: fer-server's default, %(default)s)")
+
+    reference = commands.add_parser("reference", parents=[common], help="the reference pipeline vs. our server",
+                                    description="The reference demo's per-frame pipeline (700x400, SSD 300x300, "
+                                                "VGG per face) in-process, then `stream` on the same frames; "
+                                                "--seconds applies to each.")
+    reference.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1,
+                           help="torch and OpenCV threads of the reference pipeline (default: every core, "
+                                "%(default)s)")
+    add_stream_arguments(reference)
+    return parser
+
+
+def run_command(args: argparse.Namespace, command_line: str) -> None:
+    import cv2
+    import torch
+
+    from .photos import load_test_frames
+    from .report import print_report
+
+    data_dir = args.data_dir or default_data_dir()
+    models_dir = args.models_dir or default_models_dir()
+    frames = load_test_frames(faces_dir(data_dir))
+    # The bench's own thread pools; each measurement below sets what it measures explicitly.
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    jpegs = [frame.jpeg for frame in frames]
+
+    if args.command == "stream":
+        from .stream import StreamSettings, run_stream_bench, stream_table
+
+        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector)
+        result = run_stream_bench(jpegs, settings, args.server, models_dir, args.server_threads)
+        print_report(command_line, result, stream_table(result), args.json)
+    elif args.command == "classifier":
+        from .classifier import classifier_table, run_classifier_bench
+
+        result = run_classifier_bench(frames, args.model, args.batch_sizes, args.threads, args.seconds)
+        print_report(command_line, result, classifier_table(result), args.json)
+    elif args.command == "detectors":
+        from .detectors import IOU_MATCH, DetectorBench, detector_table, run_detector_bench, write_chart
+        from .photos import FRAME_SIZE
+
+        cv2.setNumThreads(args.threads)
+        scores = run_detector_bench(frames, models_dir, args.seconds)
+        write_chart(scores, args.chart)
+        result = DetectorBench(FRAME_SIZE, IOU_MATCH, scores, str(args.chart))
+        print_report(command_line, result, detector_table(result) + f"\n\nChart: {args.chart}", args.json)
+    elif args.command == "reference":
+        from .reference import reference_table, run_reference_bench
+        from .stream import StreamSettings
+
+        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector)
+        result = run_reference_bench(jpegs, models_dir, args.threads, settings, args.server, args.server_threads)
+        print_report(command_line, result, reference_table(result), args.json)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    import grpc
+
+    from .server_process import BenchError
+
+    try:
+        run_command(args, shlex.join(["fer-bench", *argv]))
+    except (BenchError, OSError, ValueError) as error:
+        print(f"fer-bench: error: {error}", file=sys.stderr)
+        return 1
+    except grpc.RpcError as error:
+        print(f"fer-bench: error: the server answered {error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""fer-bench: every command run for a second or so with --json, checking the structure, not the speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ferstream.bench.detectors import count_matches, iou
+
+TEST_FACES = 43  # hand-boxed faces in testing.xml + training.xml
+
+
+def bench(*arguments: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ferstream.bench.cli", *arguments], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def bench_json(*arguments: str) -> dict:
+    result = bench(*arguments, "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["command"].startswith("fer-bench ")
+    assert document["machine"]["logical_cores"] >= 1 and document["machine"]["torch"]
+    return document["result"]
+
+
+@pytest.fixture(scope="module")
+def data_options(shared: Path, fer_models_dir: Path) -> tuple[str, ...]:
+    return ("--data-dir", str(shared), "--models-dir", str(fer_models_dir))
+
+
+def check_latency(latency: dict) -> None:
+    assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
+
+
+def check_stream_bench(result: dict, streams: int) -> None:
+    assert len(result["streams"]) == streams
+    assert result["answered"] == sum(stream["answered"] for stream in result["streams"]) > 0
+    assert result["sent"] == sum(stream["sent"] for stream in result["streams"])
+    assert result["dropped"] == sum(stream["dropped"] for stream in result["streams"])
+    assert result["sent"] == result["answered"] + result["dropped"] + result["lost"]
+    assert result["errors"] == 0 and result["lost"] == 0
+    assert 0.0 <= result["drop_rate"] <= 1.0 and result["answered_fps"] > 0
+    check_latency(result["latency"])
+    for stream in result["streams"]:
+        check_latency(stream["latency"])
+        assert stream["faces"] > 0  # the photos have faces: the answers are real
+
+
+def test_face_matching_pairs_each_true_box_once(face_boxes) -> None:
+    truth = face_boxes["2008_002506.jpg"]
+    assert count_matches(truth, truth) == len(truth)
+    assert count_matches(truth + truth, truth) == len(truth)  # duplicates do not count twice
+    shifted = [(x + w // 2, y, w, h) for x, y, w, h in truth]  # IoU 1/3: not a match
+    assert all(iou(a, b) < 0.5 for a, b in zip(shifted, truth))
+    assert count_matches(shifted, truth) == 0
+
+
+def test_stream_against_a_running_server(fer_server_factory, fer_models_dir: Path, data_options) -> None:
+    server = fer_server_factory("--models-dir", str(fer_models_dir))
+    result = bench_json("stream", "--server", server.address, "--streams", "2", "--fps", "8", "--seconds", "1.5",
+                        "--detector", "yunet", *data_options)
+    check_stream_bench(result, streams=2)
+    assert result["settings"] == {"streams": 2, "fps": 8.0, "seconds": 1.5, "detector": "yunet"}
+    assert result["server"] == server.address and not result["server_spawned"] and result["detector"] == "yunet"
+    assert result["server_cpu_s"] is None  # not our child: its CPU time is not measured
+
+
+def test_reference_against_a_spawned_server(data_options) -> None:
+    result = bench_json("reference", "--seconds", "1", "--threads", "1", "--detector", "ssd", *data_options)
+    reference, served = result["reference"], result["served"]
+    assert reference["frames"] == 9 and reference["faces_per_frame"] > 0 and reference["fps"] > 0
+    check_stream_bench(served, streams=1)
+    assert served["server_spawned"] and served["detector"] == "ssd"
+    assert served["dropped"] == 0  # lockstep: a frame is sent only once the previous one is answered
+    assert served["server_cpu_s"] > 0 and served["server_cpu_s_per_frame"] > 0
+    assert result["speedup"] == pytest.approx(served["answered_fps"] / reference["fps"])
+
+
+def test_classifier(data_options) -> None:
+    result = bench_json("classifier", "--seconds", "0.1", "--batch-sizes", "1,8", "--threads", "1", *data_options)
+    models = {model["label"]: model for model in result["models"]}
+    assert set(models) == {"shipped", "reference"}
+    assert models["reference"]["width"] == 1.0 and round(models["reference"]["parameters"] / 1e6, 1) == 13.1
+    assert models["shipped"]["parameters"] < models["reference"]["parameters"]
+    cells = {(timing["model"], timing["threads"], timing["batch"]) for timing in result["timings"]}
+    assert cells == {(model, 1, batch) for model in models for batch in (1, 8)}
+    for timing in result["timings"]:
+        assert timing["calls"] >= 1 and timing["faces_per_s"] > 0
+        assert timing["ms_per_face"] * timing["faces_per_s"] == pytest.approx(1000.0)
+
+
+def test_detectors_table_and_chart(tmp_path: Path, data_options) -> None:
+    chart = tmp_path / "detectors.png"
+    result = bench_json("detectors", "--seconds", "0.2", "--threads", "1", "--chart", str(chart), *data_options)
+    assert [score["detector"] for score in result["scores"]] == ["haar", "ssd", "yunet"]
+    assert result["frame_size"] == [640, 480] and result["chart"] == str(chart)
+    for score in result["scores"]:
+        assert score["available"], score["detail"]
+        assert score["frames"] == 9 and score["true_faces"] == TEST_FACES and score["ms_per_frame"] > 0
+        assert score["matched"] <= min(score["detections"], score["true_faces"])
+        assert score["recall"] == pytest.approx(score["matched"] / TEST_FACES)
+        assert 0.0 < score["precision"] <= 1.0
+    assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_markdown_output_and_errors(tmp_path: Path, data_options) -> None:
+    result = bench("classifier", "--seconds", "0.05", "--batch-sizes", "2", "--threads", "1", *data_options)
+    assert result.returncode == 0, result.stderr
+    assert "| model | threads | batch | faces/s | ms/face |" in result.stdout
+    assert len([line for line in result.stdout.splitlines() if line.startswith("| shipped")]) == 1
+
+    missing = bench("classifier", "--data-dir", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and "fer-bench: error:" in missing.stderr and "nowhere" in missing.stderr
+
+    usage = bench("stream", "--streams", "0")
+    assert usage.returncode == 2 and "--streams" in usage.stderr
