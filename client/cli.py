@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import grpc
@@ -35,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--server",
         default=os.environ.get("FER_SERVER", DEFAULT_TARGET),
-        metavar="HOST:PORT",
-        help="the fer-server to use (default: $FER_SERVER or %(default)s)",
+        metavar="TARGET",
+        help="the fer-server to use: HOST:PORT, or several as ipv4:HOST:PORT,HOST:PORT or dns:///NAME:PORT "
+        "(streams are spread round-robin) (default: $FER_SERVER or %(default)s)",
     )
     parser.add_argument(
         "--source", default="0", help="camera index, video file or image file (default: camera 0)"
@@ -61,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     security = parser.add_argument_group("security (for servers that require it)")
     security.add_argument("--tls-ca", type=Path, metavar="PEM", help="connect with TLS, trusting these roots")
+    security.add_argument("--tls-cert", type=Path, metavar="PEM",
+                          help="mutual TLS: present this client certificate chain (with --tls-key)")
+    security.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert")
     security.add_argument(
         "--token",
         default=os.environ.get("FER_TOKEN"),
@@ -102,12 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--headless needs --output and/or --jsonl")
     if not args.headless and (args.output or args.jsonl):
         parser.error("--output and --jsonl are for --headless mode")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
     try:
-        root_certificates = args.tls_ca.read_bytes() if args.tls_ca else None
+        tls = _TlsMaterial(*(path.read_bytes() if path else None for path in (args.tls_ca, args.tls_key, args.tls_cert)))
         source = open_source(args.source)
     except (OSError, SourceError) as error:
         return _fail(str(error), EXIT_USAGE)
-    connect = partial(_make_client, root_certificates=root_certificates, token=args.token)
+    connect = partial(_make_client, tls=tls, token=args.token)
     try:
         if args.headless:
             return _run_headless(args, source, connect(args.server))
@@ -122,8 +129,15 @@ def _quiet_opencv() -> None:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
 
 
-def _make_client(target: str, root_certificates: bytes | None, token: str | None) -> EmotionClient:
-    return EmotionClient(target, root_certificates=root_certificates, token=token)
+class _TlsMaterial(NamedTuple):
+    root_certificates: bytes | None
+    private_key: bytes | None
+    certificate_chain: bytes | None
+
+
+def _make_client(target: str, tls: _TlsMaterial, token: str | None) -> EmotionClient:
+    return EmotionClient(target, root_certificates=tls.root_certificates, private_key=tls.private_key,
+                         certificate_chain=tls.certificate_chain, token=token)
 
 
 def _fail(message: str, code: int) -> int:

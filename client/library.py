@@ -13,6 +13,7 @@ Images may be BGR/grey numpy arrays (JPEG-encoded before sending, or sent raw wi
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,18 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # server is found again within seconds (gRPC's default grows to two minutes).
 RECONNECT_INITIAL_S = 0.5
 RECONNECT_MAX_S = 5.0
+# HTTP/2 keepalive pings find a dead server (or a NAT that dropped the connection) while a stream is quiet;
+# fer-server accepts pings every 10 s or more, so 20 s never earns a GOAWAY "too_many_pings".
+KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+)
+# Calls go to each of the target's addresses in turn: several listed ("ipv4:10.0.0.1:50051,10.0.0.2:50051")
+# or several behind one name ("dns:///fer-server.default.svc:50051", a headless Service). A stream stays on
+# the server it started on. With one address this is the same as gRPC's default, pick_first.
+ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 # Class order of the Emotion enum (without UNSPECIFIED): the order of every probability vector here.
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -180,6 +193,8 @@ class EmotionClient:
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.initial_reconnect_backoff_ms", int(RECONNECT_INITIAL_S * 1000)),
             ("grpc.max_reconnect_backoff_ms", int(RECONNECT_MAX_S * 1000)),
+            *KEEPALIVE_OPTIONS,
+            ("grpc.service_config", ROUND_ROBIN_SERVICE_CONFIG),
             *channel_options,
         ]
         if self._credentials.uses_tls:

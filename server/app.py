@@ -15,10 +15,31 @@ from ferstream.v1 import emotion_pb2, emotion_pb2_grpc
 from .batcher import Batcher
 from .config import ServerConfig
 from .framepath import load_frame_path, set_thread_counts
-from .servicer import EmotionServicer
+from .metrics import ServerMetrics
+from .security import TokenInterceptor
+from .servicer import EmotionServicer, StreamLimits
 
 log = logging.getLogger("ferstream.server")
 SERVICE_NAME = emotion_pb2.DESCRIPTOR.services_by_name["EmotionService"].full_name
+
+# HTTP/2 keepalive: the server pings a quiet connection every minute to find clients that vanished
+# without a FIN, and accepts client pings as often as every 10 s (EmotionClient pings every 20 s), even
+# between calls, instead of answering them with GOAWAY "too_many_pings".
+KEEPALIVE_OPTIONS = [
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 5),
+]
+
+
+def server_options(config: ServerConfig) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        *KEEPALIVE_OPTIONS,
+    ]
 
 
 async def serve(config: ServerConfig) -> None:
@@ -31,23 +52,31 @@ async def serve(config: ServerConfig) -> None:
                  status.detail)
     log.info("emotion model %s; default detector %s", frame_path.classifier.path, frame_path.default_detector.name)
 
-    batcher = Batcher(frame_path, config.max_batch, config.max_delay_ms, config.threads)
+    metrics = ServerMetrics()
+    if config.metrics_port is not None:
+        metrics.serve(config.metrics_host, config.metrics_port)
+    batcher = Batcher(frame_path, config.max_batch, config.max_delay_ms, config.threads, metrics)
     batcher.start()
-    servicer = EmotionServicer(frame_path, batcher, config.max_streams)
+    servicer = EmotionServicer(frame_path, batcher, config.max_streams,
+                               StreamLimits(config.idle_timeout_s, config.max_stream_seconds))
     health_servicer = health.aio.HealthServicer()
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", config.max_message_bytes),
-        ("grpc.max_send_message_length", config.max_message_bytes),
-    ])
+    interceptors = [TokenInterceptor(config.auth_tokens, (SERVICE_NAME,))] if config.auth_tokens else []
+    server = grpc.aio.server(options=server_options(config), interceptors=interceptors)
     emotion_pb2_grpc.add_EmotionServiceServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    address = f"{config.host}:{config.port}"
+    if config.tls is not None:
+        port = server.add_secure_port(address, config.tls.server_credentials())
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen on {config.host}:{config.port}")
     await server.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    log.info("%s; %s", describe_transport(config), f"{len(config.auth_tokens)} bearer token(s) accepted"
+             if config.auth_tokens else "no token required")
     log.info("serving on %s:%d", config.host, port)
 
     stopping = asyncio.Event()
@@ -62,3 +91,9 @@ async def serve(config: ServerConfig) -> None:
     await server.stop(config.grace_s)
     await asyncio.to_thread(batcher.stop)
     log.info("stopped")
+
+
+def describe_transport(config: ServerConfig) -> str:
+    if config.tls is None:
+        return "plaintext" + (" (--insecure)" if config.insecure else " (loopback only)")
+    return "mutual TLS (client certificates required)" if config.tls.client_ca else "TLS"

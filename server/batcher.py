@@ -21,6 +21,7 @@ import numpy as np
 from .decode import ImageSource
 from .errors import FrameError
 from .framepath import AnnotatedFrame, DetectedFrame, DetectOptions, FramePath, set_thread_counts
+from .metrics import ServerMetrics
 
 log = logging.getLogger("ferstream.server")
 
@@ -56,8 +57,10 @@ STOP = object()
 
 
 class Batcher:
-    def __init__(self, frame_path: FramePath, max_batch: int, max_delay_ms: float, threads: int) -> None:
+    def __init__(self, frame_path: FramePath, max_batch: int, max_delay_ms: float, threads: int,
+                 metrics: ServerMetrics | None = None) -> None:
         self.frame_path = frame_path
+        self.metrics = metrics or ServerMetrics()
         self.max_batch = max_batch
         self.max_delay_s = max_delay_ms / 1000.0
         self.threads = threads
@@ -65,6 +68,7 @@ class Batcher:
         # Open streams: a batch that holds a frame from each of them stops waiting for more.
         self.open_streams = 0
         self.thread = threading.Thread(target=self.run, name="fer-worker", daemon=True)
+        self.metrics.track_queue(self.jobs.qsize)
 
     def start(self) -> None:
         self.thread.start()
@@ -150,6 +154,7 @@ class Batcher:
                 job.settle(error=FrameError(grpc.StatusCode.INTERNAL, f"classification failed: {error}"))
             return
         classify_ms = (time.perf_counter() - started) * 1000.0
+        self.metrics.batch(len(batch), len(probabilities))
         offset = 0
         for job, detected in batch:
             count = len(detected.crops)

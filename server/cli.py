@@ -18,6 +18,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    if config.workers > 1:
+        from .replicas import serve_replicas
+
+        return serve_replicas(config)
     from .app import serve  # after parsing, so --help and argument errors do not wait for torch
 
     try:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferstream.training.labels import EMOTIONS, class_indices
+
+from .security import TlsFiles, is_loopback, load_tokens
 
 
 def default_models_dir() -> Path:
@@ -40,6 +42,20 @@ class ServerConfig:
     threads: int = 1
     grace_s: float = 5.0
     log_level: str = "INFO"
+    # Server processes sharing the port (SO_REUSEPORT); see replicas.py.
+    workers: int = 1
+    # None: plaintext, which is refused off loopback unless insecure is set.
+    tls: TlsFiles | None = None
+    insecure: bool = False
+    # Empty: no authentication. Kept out of repr so a logged config never shows a token.
+    auth_tokens: tuple[str, ...] = field(default=(), repr=False)
+    # A stream that sends no frame for this long is ended (DEADLINE_EXCEEDED), freeing its slot.
+    idle_timeout_s: float = 60.0
+    # 0: no limit. Otherwise streams end (UNAVAILABLE) after this long, so clients reconnect and rebalance.
+    max_stream_seconds: float = 0.0
+    # None: no metrics endpoint.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address to listen on; 0.0.0.0 serves other machines (default: %(default)s)")
     parser.add_argument("--port", type=int, default=ServerConfig.port,
                         help="port; 0 picks a free one (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=ServerConfig.workers,
+                        help="server processes sharing the port, each with its own model and --threads capped at "
+                             "cores/N; the kernel spreads connections over them (default: %(default)s)")
     add_common_arguments(parser)
     parser.add_argument("--max-streams", type=int, default=ServerConfig.max_streams,
                         help="concurrent StreamAnnotate calls; more get RESOURCE_EXHAUSTED (default: %(default)s)")
@@ -80,7 +99,47 @@ def build_parser() -> argparse.ArgumentParser:
                         help="on SIGTERM/SIGINT, how long open calls may finish (default: %(default)s)")
     parser.add_argument("--log-level", default=ServerConfig.log_level,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="(default: %(default)s)")
+    add_security_arguments(parser)
     return parser
+
+
+def add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    """Transport security, tokens, per-stream limits and the metrics endpoint (see README, "Security and limits")."""
+    security = parser.add_argument_group("security")
+    security.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve TLS with this certificate chain")
+    security.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert")
+    security.add_argument("--tls-client-ca", type=Path, metavar="PEM",
+                          help="mutual TLS: require client certificates signed by this CA (needs --tls-cert)")
+    security.add_argument("--insecure", action="store_true",
+                          help="allow plaintext on a non-loopback --host (anyone on the network can read frames)")
+    security.add_argument("--auth-tokens", type=Path, metavar="FILE",
+                          help="require 'authorization: Bearer <token>' on the emotion RPCs; one token per line "
+                               "(default: $FER_AUTH_TOKENS, comma- or newline-separated; unset: no tokens)")
+    limits = parser.add_argument_group("stream limits")
+    limits.add_argument("--idle-timeout-s", type=float, default=ServerConfig.idle_timeout_s,
+                        help="end a stream that sends no frame for this long (default: %(default)s)")
+    limits.add_argument("--max-stream-seconds", type=float, default=ServerConfig.max_stream_seconds,
+                        help="end every stream after this long with UNAVAILABLE, so clients reconnect and load "
+                             "rebalances across replicas; 0: no limit (default: %(default)s)")
+    metrics = parser.add_argument_group("metrics")
+    metrics.add_argument("--metrics-port", type=int, default=None,
+                         help="serve Prometheus metrics over HTTP at /metrics on this port; 0 picks a free one "
+                              "(default: off)")
+    metrics.add_argument("--metrics-host", default=ServerConfig.metrics_host,
+                         help="address of the metrics endpoint, which has no authentication (default: %(default)s)")
+
+
+def security_from_args(args: argparse.Namespace) -> tuple[TlsFiles | None, tuple[str, ...]]:
+    """TLS files and tokens; ValueError for half-given TLS or plaintext off loopback without --insecure."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        raise ValueError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert is not None else None
+    if tls is None and not args.insecure and not is_loopback(args.host):
+        raise ValueError(f"refusing to serve plaintext on non-loopback host {args.host}: give --tls-cert and "
+                         "--tls-key, or --insecure to accept that anyone on the network can read and send frames")
+    return tls, load_tokens(args.auth_tokens)
 
 
 def parse_classes(text: str | None) -> tuple[int, ...]:
@@ -104,6 +163,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.max_delay_ms < 0 or args.grace_s < 0:
         raise ValueError("--max-delay-ms and --grace-s cannot be negative")
+    positive("--workers", args.workers)
+    positive("--idle-timeout-s", args.idle_timeout_s)
+    if args.max_stream_seconds < 0:
+        raise ValueError("--max-stream-seconds cannot be negative")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise ValueError(f"--metrics-port must be within 0-65535, got {args.metrics_port}")
+    tls, tokens = security_from_args(args)
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -119,4 +185,12 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         threads=args.threads,
         grace_s=args.grace_s,
         log_level=args.log_level,
+        workers=args.workers,
+        tls=tls,
+        insecure=args.insecure,
+        auth_tokens=tokens,
+        idle_timeout_s=args.idle_timeout_s,
+        max_stream_seconds=args.max_stream_seconds,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )

@@ -6,6 +6,7 @@ Detectors are not thread-safe; the server calls them from its one worker thread 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -46,11 +47,24 @@ class FaceDetector(Protocol):
 
 
 def clamp_box(x0: float, y0: float, x1: float, y1: float, width: int, height: int, score: float) -> Detection | None:
+    # A corrupted frame can make a network emit inf or NaN coordinates.
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1, score)):
+        return None
     left, top = max(0, int(round(x0))), max(0, int(round(y0)))
     right, bottom = min(width, int(round(x1))), min(height, int(round(y1)))
     if right - left < 2 or bottom - top < 2:
         return None
     return Detection(left, top, right - left, bottom - top, float(score))
+
+
+def shrink(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """image scaled down so its longer side is at most `side` (never below 1 px), and the scale used."""
+    height, width = image.shape[:2]
+    scale = min(1.0, side / max(height, width))
+    if scale == 1.0:
+        return image, 1.0
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
 
 
 class HaarDetector:
@@ -69,10 +83,7 @@ class HaarDetector:
 
     def detect(self, frame: np.ndarray, threshold: float) -> list[Detection]:
         height, width = frame.shape[:2]
-        scale = min(1.0, self.WORK_SIDE / max(height, width))
-        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        if scale < 1.0:
-            grey = cv2.resize(grey, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        grey, scale = shrink(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), self.WORK_SIDE)
         grey = cv2.equalizeHist(grey)
         boxes = self.cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(20, 20))
         found = (clamp_box(x / scale, y / scale, (x + w) / scale, (y + h) / scale, width, height, 1.0)
@@ -96,32 +107,35 @@ class SsdDetector:
         blob = cv2.dnn.blobFromImage(frame, 1.0, self.INPUT, self.MEAN, swapRB=False, crop=False)
         self.network.setInput(blob)
         rows = self.network.forward().reshape(-1, 7)
-        found = []
-        for _, _, score, x0, y0, x1, y1 in rows:
-            if score < threshold:
-                continue
-            box = clamp_box(x0 * width, y0 * height, x1 * width, y1 * height, width, height, score)
-            if box is not None:
-                found.append(box)
-        return found
+        rows = rows[rows[:, 2] >= threshold]
+        found = (clamp_box(x0 * width, y0 * height, x1 * width, y1 * height, width, height, score)
+                 for _, _, score, x0, y0, x1, y1 in rows)
+        return [box for box in found if box is not None]
 
 
 class YuNetDetector:
-    """YuNet through cv2.FaceDetectorYN; the input size follows each frame."""
+    """YuNet through cv2.FaceDetectorYN on a copy shrunk to at most WORK_SIDE pixels.
+
+    At 320 px YuNet still finds every boxed face of the test photos and runs about 4x faster than
+    on a full 640x480 frame (`fer-bench detectors` measures both speed and recall).
+    """
 
     default_threshold = 0.6
+    WORK_SIDE = 320
 
     def __init__(self, model_path: Path) -> None:
         self.model = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), self.default_threshold, 0.3, 5000)
 
     def detect(self, frame: np.ndarray, threshold: float) -> list[Detection]:
         height, width = frame.shape[:2]
-        self.model.setInputSize((width, height))
+        small, scale = shrink(frame, self.WORK_SIDE)
+        self.model.setInputSize((small.shape[1], small.shape[0]))
         self.model.setScoreThreshold(threshold)
-        _, faces = self.model.detect(frame)
+        _, faces = self.model.detect(small)
         if faces is None:
             return []
-        found = (clamp_box(x, y, x + w, y + h, width, height, row[-1]) for row in faces for x, y, w, h in [row[:4]])
+        found = (clamp_box(x / scale, y / scale, (x + w) / scale, (y + h) / scale, width, height, row[-1])
+                 for row in faces for x, y, w, h in [row[:4]])
         return [box for box in found if box is not None]
 
 

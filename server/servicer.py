@@ -18,6 +18,7 @@ from . import protoconv
 from .batcher import Batcher
 from .errors import FrameError
 from .framepath import AnnotatedFrame, FramePath
+from .metrics import ServerMetrics
 from .slot import Arrival, NewestFrameSlot
 
 log = logging.getLogger("ferstream.server")
@@ -39,16 +40,28 @@ class StreamStats:
                 f"({self.errors} with errors), {self.dropped} dropped, {fps:.1f} fps over {seconds:.1f} s")
 
 
+@dataclass(frozen=True)
+class StreamLimits:
+    # A stream with no new frame for this long is ended, so an idle client does not hold a slot.
+    idle_s: float = 60.0
+    # 0: none. Streams that reach it end with UNAVAILABLE, which clients answer by reconnecting, possibly to
+    # another replica: long-lived streams would otherwise pin load to whichever replica took them first.
+    lifetime_s: float = 0.0
+
+
 def call_deadline(context: grpc.aio.ServicerContext) -> float | None:
     remaining = context.time_remaining()
     return None if remaining is None else time.monotonic() + remaining
 
 
 class EmotionServicer(pb_grpc.EmotionServiceServicer):
-    def __init__(self, frame_path: FramePath, batcher: Batcher, max_streams: int) -> None:
+    def __init__(self, frame_path: FramePath, batcher: Batcher, max_streams: int,
+                 limits: StreamLimits = StreamLimits()) -> None:
         self.frame_path = frame_path
         self.batcher = batcher
+        self.metrics: ServerMetrics = batcher.metrics
         self.max_streams = max_streams
+        self.limits = limits
         self.open_slots: set[NewestFrameSlot] = set()
         self.stream_numbers = itertools.count(1)
 
@@ -59,12 +72,15 @@ class EmotionServicer(pb_grpc.EmotionServiceServicer):
 
     async def Annotate(self, request: pb.AnnotateRequest, context: grpc.aio.ServicerContext) -> pb.AnnotateResponse:
         start = time.perf_counter()
+        self.metrics.frames_received.inc()
         try:
             frame = await self.annotate(request, context)
         except FrameError as error:
+            self.metrics.failed(error.code)
             log.info("Annotate from %s refused: %s", context.peer(), error.message)
             await context.abort(error.code, error.message)
         frame.timing.total_ms = (time.perf_counter() - start) * 1000.0
+        self.metrics.answered(frame)
         return pb.AnnotateResponse(faces=protoconv.face_messages(frame), timing=protoconv.timing_message(frame.timing))
 
     async def GetModelInfo(self, request: pb.GetModelInfoRequest, context) -> pb.GetModelInfoResponse:
@@ -80,14 +96,16 @@ class EmotionServicer(pb_grpc.EmotionServiceServicer):
         slot = NewestFrameSlot()
         self.open_slots.add(slot)
         self.batcher.open_streams += 1
+        self.metrics.active_streams.inc()
         log.info("stream %d opened by %s (%d open)", stats.number, stats.peer, len(self.open_slots))
         receiver = asyncio.create_task(self.receive(request_iterator, slot))
         outcome = "cancelled"
         try:
-            while (arrival := await slot.take()) is not None:
+            while (arrival := await self.next_frame(slot, stats, context)) is not None:
                 response = await self.answer(arrival, context, stats)
                 skipped = slot.take_skipped()
                 stats.dropped += len(skipped)
+                self.metrics.frames_skipped.inc(len(skipped))
                 response.skipped_frame_ids.extend(skipped)
                 yield response
             outcome = "ended"
@@ -95,11 +113,31 @@ class EmotionServicer(pb_grpc.EmotionServiceServicer):
             receiver.cancel()
             self.open_slots.discard(slot)
             self.batcher.open_streams -= 1
+            self.metrics.active_streams.dec()
             log.info("%s (%s)", stats.summary(slot.received), outcome)
+
+    async def next_frame(self, slot: NewestFrameSlot, stats: StreamStats, context) -> Arrival | None:
+        """The newest frame; ends the call with a status when the stream idles or outlives its limit."""
+        lifetime = self.limits.lifetime_s
+        left = lifetime - (time.monotonic() - stats.opened) if lifetime else float("inf")
+        if left > 0:
+            try:
+                return await asyncio.wait_for(slot.take(), min(self.limits.idle_s, left))
+            except TimeoutError:
+                pass
+        if lifetime and time.monotonic() - stats.opened >= lifetime:
+            log.info("stream %d reached the %.0f s stream limit", stats.number, lifetime)
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"streams last at most {lifetime:g} s on this server (--max-stream-seconds); "
+                                "reconnect to go on")
+        log.info("stream %d sent no frame for %.0f s", stats.number, self.limits.idle_s)
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                            f"no frame for {self.limits.idle_s:g} s (--idle-timeout-s); the stream is closed")
 
     async def receive(self, request_iterator: AsyncIterator[pb.StreamAnnotateRequest], slot: NewestFrameSlot) -> None:
         try:
             async for request in request_iterator:
+                self.metrics.frames_received.inc()
                 slot.put(Arrival(request.frame_id, request))
         except Exception as error:  # the client went away mid-read; the handler ends with the slot
             log.debug("stream read ended: %s", error)
@@ -112,11 +150,13 @@ class EmotionServicer(pb_grpc.EmotionServiceServicer):
             frame = await self.annotate(arrival.request, context)
         except FrameError as error:
             stats.errors += 1
+            self.metrics.failed(error.code)
             log.info("stream %d frame %d: %s", stats.number, arrival.frame_id, error.message)
             response.error.CopyFrom(protoconv.error_message(error))
             response.timing.total_ms = (time.perf_counter() - arrival.arrived) * 1000.0
         else:
             frame.timing.total_ms = (time.perf_counter() - arrival.arrived) * 1000.0
+            self.metrics.answered(frame)
             response.faces.extend(protoconv.face_messages(frame))
             response.timing.CopyFrom(protoconv.timing_message(frame.timing))
         stats.answered += 1

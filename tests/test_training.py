@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from ferstream.training.checkpoint import load_model
+from ferstream.training.checkpoint import load_model, weights_sha256
 from ferstream.training.data import load_dataset
 from ferstream.training.train import evaluate, main as train_main
 
@@ -73,3 +75,20 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path: Path, capsys: py
 def test_missing_data_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert train_main(["--data", str(tmp_path / "absent"), "--out", str(tmp_path / "out")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_distributed_training_keeps_ranks_identical(small_fer2013: Path, tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes (gloo): one tiny epoch, both ranks end with the same weights."""
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "ferstream.training.train", *smoke_args(small_fer2013, out, "--epochs", "1", "--threads", "1")]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    report = json.loads((out / "distributed.json").read_text())
+    assert report["world_size"] == 2
+    first, second = report["weights_sha256_per_rank"]
+    assert first == second
+    # The file rank 0 saved holds those same weights.
+    saved = torch.load(out / "last.pt", map_location="cpu", weights_only=False)["model"]
+    assert weights_sha256(saved) == first
+    assert "x 2 process(es)" in finished.stderr

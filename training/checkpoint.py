@@ -70,8 +70,9 @@ def read_payload(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: no such model file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise ValueError(f"{path}: not a readable model file ({error})") from None
+    except Exception as error:  # torch raises many types for a damaged file, with long explanations
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path}: not a readable model file ({first_line})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not a ferstream model file (expected format {FORMAT})")
     return payload

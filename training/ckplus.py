@@ -46,7 +46,8 @@ def fine_tune(base: torch.nn.Module, faces: FaceSet, epochs: int, lr: float, see
     steps_per_epoch = math.ceil(len(faces) / config.batch_size)
     schedule = partial(lr_at, total=steps_per_epoch * epochs, peak=lr)
     for epoch in range(epochs):
-        run_epoch(model, optimizer, faces, config, torch.device("cpu"), schedule, first_step=epoch * steps_per_epoch)
+        run_epoch(model, optimizer, faces, np.random.permutation(len(faces)), config.batch_size, config,
+                  torch.device("cpu"), schedule, first_step=epoch * steps_per_epoch)
     return model.eval()
 
 

@@ -13,7 +13,7 @@ import random
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from . import distributed
 from .augment import AugmentSpec, augment_batch
 from .checkpoint import save_model, to_input_tensor
 from .data import DatasetError, FaceSet, load_dataset
@@ -55,18 +56,22 @@ class TrainConfig:
         return ArchSpec(name=self.arch, width=self.width, dropout=self.dropout)
 
 
-def parse_args(argv: list[str] | None) -> tuple[TrainConfig, bool, int]:
+def parse_args(argv: list[str] | None) -> tuple[TrainConfig, bool, int, int]:
     parser = argparse.ArgumentParser(prog="fer-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for field in fields(TrainConfig):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default),
                             default=field.default, help=f"(default: {field.default})")
-    parser.add_argument("--resume", action="store_true", help="continue OUT/last.pt with its own settings")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue OUT/last.pt with its own settings; an explicit --epochs there re-plans "
+                             "the cosine schedule's end from the current step")
     parser.add_argument("--stop-after", type=int, default=0,
                         help="end this run after N epochs, resumable later (time-boxed sessions); 0: train to the end")
     args = vars(parser.parse_args(argv))
     resume, stop_after = args.pop("resume"), args.pop("stop_after")
-    return TrainConfig(**args), resume, stop_after
+    given = argv if argv is not None else sys.argv[1:]
+    epochs_override = args["epochs"] if resume and any(a.split("=")[0] == "--epochs" for a in given) else 0
+    return TrainConfig(**args), resume, stop_after, epochs_override
 
 
 def pick_device(name: str) -> torch.device:
@@ -117,13 +122,16 @@ def lr_at(step: int, total: int, peak: float) -> float:
     return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces: FaceSet, config: TrainConfig,
-              device: torch.device, schedule: Callable[[int], float], first_step: int = 0, ema: AveragedModel | None = None,
+def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces: FaceSet, order: np.ndarray,
+              batch_size: int, config: TrainConfig, device: torch.device, schedule: Callable[[int], float],
+              first_step: int = 0, ema: AveragedModel | None = None,
               description: str = "") -> tuple[float, float]:
-    """One pass over `faces` in random order; returns (mean loss, accuracy) on the augmented batches."""
+    """One pass over faces[order]; returns (mean loss, accuracy) on the augmented batches.
+
+    `model` may be DDP-wrapped; the EMA follows the bare model inside it.
+    """
     model.train()
-    order = np.random.permutation(len(faces))
-    steps = math.ceil(len(faces) / config.batch_size)
+    steps = math.ceil(len(order) / batch_size)
     use_amp = device.type == "cuda"
     augment = AugmentSpec()
     seen, loss_sum, correct = 0, 0.0, 0
@@ -131,7 +139,7 @@ def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces: F
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = schedule(first_step + step)
-        index = order[step * config.batch_size:(step + 1) * config.batch_size]
+        index = order[step * batch_size:(step + 1) * batch_size]
         x = augment_batch(to_input_tensor(faces.images[index]).to(device), augment)
         x = x.contiguous(memory_format=torch.channels_last)
         target = targets_for(faces, index, config.label_smoothing).to(device)
@@ -142,7 +150,7 @@ def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces: F
         loss.backward()
         optimizer.step()
         if ema is not None:
-            ema.update_parameters(model)
+            ema.update_parameters(getattr(model, "module", model))
         seen += len(index)
         loss_sum += loss.item() * len(index)
         correct += int((logits.argmax(1).cpu().numpy() == faces.labels[index]).sum())
@@ -155,7 +163,8 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
                            weight_decay=config.weight_decay)
 
 
-def train(config: TrainConfig, resume: bool = False, command: str = "", stop_after: int = 0) -> dict:
+def train(config: TrainConfig, resume: bool = False, command: str = "", stop_after: int = 0,
+          epochs_override: int = 0) -> dict:
     out = Path(config.out)
     last_path = out / "last.pt"
     state = None
@@ -164,10 +173,13 @@ def train(config: TrainConfig, resume: bool = False, command: str = "", stop_aft
             raise FileNotFoundError(f"{last_path}: nothing to resume")
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         config = TrainConfig(**state["config"])
+        if epochs_override:
+            config = replace(config, epochs=epochs_override)
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = pick_device(config.device)
+    context = distributed.setup(pick_device(config.device))
+    device = context.device
     seed_everything(config.seed)
 
     train_set = load_dataset(config.data, "Training")
@@ -180,7 +192,12 @@ def train(config: TrainConfig, resume: bool = False, command: str = "", stop_aft
     model = build_model(config.arch_spec).to(device).to(memory_format=torch.channels_last)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
     optimizer = make_optimizer(model, config)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    trained = distributed.wrap(model, context)
+    if context.enabled:
+        torch.manual_seed(config.seed + context.rank)  # same initial weights, different augmentations
+    # config.batch_size is the global batch; each rank takes its share of every step.
+    rank_batch = max(1, config.batch_size // context.world_size)
+    steps_per_epoch = math.ceil(len(train_set) // context.world_size / rank_batch)
     total_steps = steps_per_epoch * config.epochs
     history: list[dict] = []
     first_epoch = 0
@@ -193,23 +210,30 @@ def train(config: TrainConfig, resume: bool = False, command: str = "", stop_aft
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
         command = state["command"]
+        if epochs_override:
+            command += f" && fer-train --out {config.out} --resume --epochs {epochs_override}"
 
-    print(f"fer-train: {len(train_set)} training and {len(val_set)} PublicTest images, "
-          f"{config.arch} width {config.width}: {count_parameters(model) / 1e6:.2f} M parameters, "
-          f"{config.epochs} epochs on {device}", file=sys.stderr)
+    log = partial(print, file=sys.stderr) if context.is_main else lambda *args, **kwargs: None
+    log(f"fer-train: {len(train_set)} training and {len(val_set)} PublicTest images, "
+        f"{config.arch} width {config.width}: {count_parameters(model) / 1e6:.2f} M parameters, "
+        f"{config.epochs} epochs on {device} x {context.world_size} process(es)")
     last_epoch = min(config.epochs, first_epoch + stop_after) if stop_after else config.epochs
     for epoch in range(first_epoch, last_epoch):
         started = time.time()
         schedule = partial(lr_at, total=total_steps, peak=config.lr)
-        train_loss, train_acc = run_epoch(model, optimizer, train_set, config, device, schedule,
-                                          first_step=epoch * steps_per_epoch, ema=ema,
-                                          description=f"epoch {epoch + 1}/{config.epochs}")
+        order = distributed.shard(np.random.permutation(len(train_set)), context)
+        train_loss, train_acc = run_epoch(trained, optimizer, train_set, order, rank_batch, config, device,
+                                          schedule, first_step=epoch * steps_per_epoch, ema=ema,
+                                          description=f"epoch {epoch + 1}/{config.epochs}" if context.is_main else "")
+        distributed.sync_buffers(model, context)
+        if not context.is_main:
+            continue
         val_loss, val_acc = evaluate(ema.module, val_set, device)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": train_loss, "train_acc": train_acc,
                "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - started}
         history.append(row)
-        print(json.dumps(row), file=sys.stderr)
+        log(json.dumps(row))
         if max(history, key=selection_key) is row:
             save_model(out / "best.pt", ema.module, config.arch_spec, {
                 "training_command": command, "training_config": asdict(config),
@@ -225,6 +249,12 @@ def train(config: TrainConfig, resume: bool = False, command: str = "", stop_aft
                       "command": command}
         torch.save(checkpoint, out / "last.tmp")
         (out / "last.tmp").replace(last_path)
+    if context.enabled:
+        hashes = distributed.weights_per_rank(model, context)
+        if context.is_main:
+            (out / "distributed.json").write_text(json.dumps(
+                {"world_size": context.world_size, "weights_sha256_per_rank": hashes}, indent=1))
+    distributed.cleanup(context)
     return max(history, key=selection_key) if history else {}
 
 
@@ -237,10 +267,10 @@ def write_history(out: Path, history: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config, resume, stop_after = parse_args(argv)
+    config, resume, stop_after, epochs_override = parse_args(argv)
     command = "fer-train " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        best = train(config, resume, command, stop_after)
+        best = train(config, resume, command, stop_after, epochs_override)
     except (DatasetError, FileNotFoundError) as error:
         print(f"fer-train: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,69 @@
+"""Prometheus metrics of one server process: frames, faces, streams, batches, queue and stage latencies.
+
+Each server owns its registry (not the process-global one), so tests and replicas never share counters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from .framepath import AnnotatedFrame
+
+log = logging.getLogger("ferstream.server")
+
+# Seconds; frames take milliseconds to a second or two on a busy CPU.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+STAGES = ("decode", "detect", "classify", "queue", "total")
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.frames_received = Counter("ferstream_frames_received", "Frames received (stream frames and Annotate calls)",
+                                       registry=registry)
+        self.frames_answered = Counter("ferstream_frames_answered", "Frames answered with faces (possibly none)",
+                                       registry=registry)
+        self.frames_skipped = Counter("ferstream_frames_skipped", "Stream frames skipped because a newer one came",
+                                      registry=registry)
+        self.frames_failed = Counter("ferstream_frames_failed", "Frames answered with an error, by gRPC status code",
+                                     ["code"], registry=registry)
+        self.faces = Counter("ferstream_faces", "Faces found and classified", registry=registry)
+        self.active_streams = Gauge("ferstream_active_streams", "StreamAnnotate calls open now", registry=registry)
+        self.batch_faces = Histogram("ferstream_batch_faces", "Face crops per classifier batch",
+                                     buckets=BATCH_BUCKETS, registry=registry)
+        self.batch_frames = Histogram("ferstream_batch_frames", "Frames per classifier batch",
+                                      buckets=BATCH_BUCKETS, registry=registry)
+        self.queue_depth = Gauge("ferstream_queue_depth", "Frames waiting for the worker", registry=registry)
+        self.stage_seconds = Histogram("ferstream_stage_seconds", "Time per frame in each stage of the frame path",
+                                       ["stage"], buckets=LATENCY_BUCKETS, registry=registry)
+
+    def track_queue(self, depth: Callable[[], int]) -> None:
+        self.queue_depth.set_function(depth)
+
+    def answered(self, frame: AnnotatedFrame) -> None:
+        self.frames_answered.inc()
+        self.faces.inc(len(frame.faces))
+        timing = frame.timing
+        for stage, milliseconds in zip(STAGES, (timing.decode_ms, timing.detect_ms, timing.classify_ms,
+                                                timing.queue_ms, timing.total_ms)):
+            self.stage_seconds.labels(stage).observe(milliseconds / 1000.0)
+
+    def failed(self, code: grpc.StatusCode) -> None:
+        self.frames_failed.labels(code.name).inc()
+
+    def batch(self, frames: int, faces: int) -> None:
+        self.batch_frames.observe(frames)
+        self.batch_faces.observe(faces)
+
+    def serve(self, host: str, port: int) -> int:
+        """Starts the HTTP endpoint on a daemon thread; the port it listens on."""
+        http_server, _ = start_http_server(port, addr=host, registry=self.registry)
+        bound = http_server.server_address[1]
+        log.info("metrics on http://%s:%d/metrics", host, bound)
+        return bound

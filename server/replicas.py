@@ -1,0 +1,208 @@
+"""fer-server --workers N: N server processes sharing one port, the kernel spreading connections over them.
+
+Python serves one frame path per process well but not more (the GIL, one batcher), so on a machine with
+many cores several whole servers beat one big one. Each worker is a spawned process running the usual
+`serve()` with its own models, with --threads capped at cores/N so the workers do not fight over cores.
+They all bind the same port with SO_REUSEPORT (gRPC sets it by default; this is the pattern of grpc's
+multiprocessing example), and Linux hands each new connection to one of them. A stream stays on the worker
+its connection landed on; a client that opens many connections (or many clients) spreads out.
+
+The parent binds the port first (picking a free one for --port 0) and holds it, unlistened, while the
+workers run, so nobody else takes it in between. It prints the one "serving on HOST:PORT" line once every
+worker is serving, forwards SIGTERM/SIGINT to the workers, and exits 0 once they have drained. When a
+worker dies on its own, the parent stops the others and exits 1: a half-sized server is better restarted
+by whatever supervises it than left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+
+from .config import ServerConfig
+
+log = logging.getLogger("ferstream.server")
+# The line tests and operators wait for; only the parent prints it, once every worker is serving.
+SERVING_PREFIX = "serving on "
+# fer-server's own format (cli.py), with the worker's number after the logger name.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def available_cores() -> int:
+    """Cores this process may run on (a container's cpuset, not the whole machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def threads_per_worker(config: ServerConfig, cores: int) -> int:
+    return max(1, min(config.threads, cores // config.workers))
+
+
+def worker_config(config: ServerConfig, port: int, number: int, cores: int) -> ServerConfig:
+    """Worker `number`'s settings (1-based): the reserved port, its share of the cores, its own metrics port."""
+    metrics_port = config.metrics_port
+    if metrics_port:  # a fixed metrics port cannot be shared: worker k serves on metrics_port + k - 1
+        metrics_port += number - 1
+    return replace(config, port=port, workers=1, threads=threads_per_worker(config, cores), metrics_port=metrics_port)
+
+
+@contextlib.contextmanager
+def reserved_port(host: str, port: int) -> Iterator[int]:
+    """Binds host:port (0: a free port) with SO_REUSEPORT and holds it without listening while the block runs.
+
+    The workers can bind it too (same user, same option), and no other program can take it between the pick
+    and their binds. A socket that never listens receives no connections.
+    """
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise OSError("--workers needs SO_REUSEPORT, which this platform lacks")
+    family, kind, protocol, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, protocol) as reservation:
+        reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        reservation.bind(address)
+        yield reservation.getsockname()[1]
+
+
+class ReadinessReporter(logging.Filter):
+    """In a worker: reports its "serving on" line to the parent, which alone announces the address.
+
+    The worker's line is reworded to "listening on" so that anyone watching the log for "serving on" waits
+    for every worker, not just the first.
+    """
+
+    def __init__(self, number: int, ready: multiprocessing.Queue) -> None:
+        super().__init__()
+        self.number = number
+        self.ready = ready
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(SERVING_PREFIX):
+            record.msg, record.args = "listening on " + message.removeprefix(SERVING_PREFIX), None
+            self.ready.put(self.number)
+        return True
+
+
+def stop_when_orphaned(parent_alive: Connection) -> None:
+    """Sends this worker SIGTERM (a graceful stop) once the parent is gone, even killed with SIGKILL.
+
+    Only the parent holds the pipe's sending end, so reading gets EOF exactly when the parent's process ends.
+    """
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            parent_alive.recv()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="fer-parent-watch", daemon=True).start()
+
+
+def run_worker(number: int, config: ServerConfig, ready: multiprocessing.Queue, parent_alive: Connection) -> None:
+    """The body of worker `number`, in a freshly spawned interpreter."""
+    # Ctrl-C reaches the whole process group; the parent turns it into SIGTERM, which a worker still loading
+    # its models dies of quietly and a serving one answers by draining.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop_when_orphaned(parent_alive)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT.replace("%(name)s", f"%(name)s[worker {number}]")))
+    handler.addFilter(ReadinessReporter(number, ready))
+    logging.basicConfig(level=config.log_level, handlers=[handler])
+    from .app import serve
+
+    try:
+        asyncio.run(serve(config))
+    except (OSError, ValueError, RuntimeError) as error:
+        log.error("cannot serve: %s", error)
+        sys.exit(1)
+
+
+class Workers:
+    """The worker processes, and the parent's SIGTERM/SIGINT handling that passes the stop on to them."""
+
+    def __init__(self, config: ServerConfig, port: int) -> None:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited gRPC or torch threads
+        self.ready: multiprocessing.Queue = context.Queue()
+        # Never written to: the workers see it close when this process ends, however it ends.
+        parent_alive, self._alive_sender = context.Pipe(duplex=False)
+        cores = available_cores()
+        self.processes: list[BaseProcess] = [
+            context.Process(target=run_worker, name=f"fer-server-worker-{number}",
+                            args=(number, worker_config(config, port, number, cores), self.ready, parent_alive))
+            for number in range(1, config.workers + 1)
+        ]
+        self.threads = threads_per_worker(config, cores)
+        self.stop_requested = False
+
+    def start(self) -> None:
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signal_number, self.request_stop)
+        for process in self.processes:
+            process.start()
+
+    def request_stop(self, *_signal: object) -> None:
+        """Signal handler: every worker drains its calls and exits (a second signal just repeats this)."""
+        self.stop_requested = True
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: the worker's own graceful stop
+
+    def wait_until_serving(self) -> bool:
+        """True once every worker serves; False when one exits first or a stop is requested."""
+        waiting = set(range(1, len(self.processes) + 1))
+        while waiting and not self.stop_requested:
+            try:
+                waiting.discard(self.ready.get(timeout=0.2))
+            except queue.Empty:
+                if any(process.exitcode is not None for process in self.processes):
+                    return False
+        return not waiting
+
+    def supervise(self) -> int:
+        """Waits for every worker to exit: 0 when they all stopped because we asked, 1 otherwise."""
+        running = list(self.processes)
+        failed = False
+        while running:
+            wait([process.sentinel for process in running])
+            for process in [process for process in running if process.exitcode is not None]:
+                running.remove(process)
+                stopped_as_asked = self.stop_requested and process.exitcode in (0, -signal.SIGTERM)
+                if not stopped_as_asked:
+                    log.error("%s exited with code %s; stopping the others", process.name, process.exitcode)
+                    failed = True
+                    self.request_stop()
+        log.info("all workers stopped")
+        return 1 if failed else 0
+
+
+def serve_replicas(config: ServerConfig) -> int:
+    """Runs config.workers server processes on one port until SIGTERM/SIGINT; returns the exit code."""
+    try:
+        with reserved_port(config.host, config.port) as port:
+            workers = Workers(config, port)
+            log.info("starting %d workers on port %d, %d torch/OpenCV thread(s) each", config.workers, port,
+                     workers.threads)
+            started = time.monotonic()
+            workers.start()
+            if workers.wait_until_serving():
+                log.info("all %d workers ready after %.1f s", config.workers, time.monotonic() - started)
+                log.info("%s%s:%d", SERVING_PREFIX, config.host, port)
+            elif not workers.stop_requested:
+                log.error("a worker exited before serving")
+                workers.request_stop()
+            return workers.supervise()
+    except OSError as error:
+        log.error("cannot serve: %s", error)
+        return 1

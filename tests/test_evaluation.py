@@ -1,0 +1,101 @@
+"""fer-eval, fer-ckplus and fer-export on real data with the shipped model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ferstream.training.checkpoint import load_model, save_model
+from ferstream.training.ckplus import main as ckplus_main, subject_folds
+from ferstream.training.data import load_dataset
+from ferstream.training.evaluate import main as eval_main
+from ferstream.training.export import export
+from ferstream.training.labels import EMOTIONS
+
+
+@pytest.fixture(scope="module")
+def small_test_folder(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bare folder of class subfolders: the first 15 PublicTest images of each class."""
+    root = tmp_path_factory.mktemp("public-small")
+    for class_dir in sorted((shared / "datasets" / "fer2013" / "test").iterdir()):
+        (root / class_dir.name).mkdir()
+        for image in sorted(class_dir.iterdir())[:15]:
+            shutil.copy(image, root / class_dir.name / image.name)
+    return root
+
+
+def run_json(main, argv: list[str], capsys: pytest.CaptureFixture) -> dict:
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_eval_json_matches_the_model_on_the_same_images(small_test_folder: Path, capsys) -> None:
+    result = run_json(eval_main, [str(small_test_folder), "--json"], capsys)
+    faces = load_dataset(small_test_folder)
+    predictions = load_model()(faces.images).argmax(axis=1)
+    assert result["n"] == len(faces) == 7 * 15
+    assert result["accuracy"] == pytest.approx(float((predictions == faces.labels).mean()))
+    assert set(result["per_class"]) == set(EMOTIONS)
+    assert sum(c["support"] for c in result["per_class"].values()) == result["n"]
+    assert np.array(result["confusion_matrix"]).sum() == result["n"]
+
+
+def test_eval_class_subset_and_tta(small_test_folder: Path, tmp_path: Path, capsys) -> None:
+    five = run_json(eval_main, [str(small_test_folder), "--json", "--classes", "angry,happy,neutral,sad,surprise",
+                                "--tta", "flip", "--confusion-png", str(tmp_path / "cm.png")], capsys)
+    assert five["n"] == 5 * 15 and five["classes"] == ["angry", "happy", "neutral", "sad", "surprise"]
+    assert (tmp_path / "cm.png").read_bytes().startswith(b"\x89PNG")
+    tencrop = run_json(eval_main, [str(small_test_folder), "--json", "--tta", "tencrop"], capsys)
+    assert 0.0 <= tencrop["accuracy"] <= 1.0 and tencrop["tta"] == "tencrop"
+
+
+def test_eval_bad_inputs_are_one_line_errors(tmp_path: Path, capsys) -> None:
+    assert eval_main([str(tmp_path / "absent")]) == 2
+    assert eval_main([str(tmp_path), "--classes", "angry,bored"]) == 2
+    (tmp_path / "model.pt").write_bytes(b"not a model")
+    assert eval_main([str(tmp_path), "--model", str(tmp_path / "model.pt")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 3 and all(line.startswith("fer-eval: ") for line in errors)
+
+
+def test_tampered_weights_are_refused(tmp_path: Path) -> None:
+    classifier = load_model()
+    save_model(tmp_path / "copy.pt", classifier.network, classifier.spec, {"note": "copy"})
+    assert load_model(tmp_path / "copy.pt").meta["weights_sha256"] == classifier.meta["weights_sha256"]
+    import torch
+
+    payload = torch.load(tmp_path / "copy.pt", weights_only=True)
+    first = next(iter(payload["state_dict"]))
+    payload["state_dict"][first] += 1
+    torch.save(payload, tmp_path / "tampered.pt")
+    with pytest.raises(ValueError, match="sha256"):
+        load_model(tmp_path / "tampered.pt")
+
+
+def test_ckplus_folds_never_split_a_subject(shared: Path) -> None:
+    faces = load_dataset(shared / "datasets" / "ckplus" / "CK+48")
+    folds = subject_folds(faces.groups, 10)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(len(faces)))
+    subjects = [set(faces.groups[fold]) for fold in folds]
+    assert all(not (a & b) for i, a in enumerate(subjects) for b in subjects[i + 1:])
+    sizes = [len(fold) for fold in folds]
+    assert max(sizes) - min(sizes) < 30
+
+
+def test_ckplus_cross_validation_reports_every_fold(shared: Path, capsys) -> None:
+    result = run_json(ckplus_main, [str(shared / "datasets" / "ckplus" / "CK+48"), "--folds", "3",
+                                    "--epochs", "0", "--json"], capsys)
+    assert len(result["fold_accuracies"]) == 3 and result["n"] == 927
+    assert result["mean_accuracy"] == pytest.approx(np.mean(result["fold_accuracies"]))
+    assert "neutral" not in result["classes"]
+
+
+def test_export_round_trips(tmp_path: Path) -> None:
+    result = export(load_model(), tmp_path)
+    assert result.torchscript.is_file() and result.onnx.is_file()
+    assert result.torchscript_max_difference < 1e-5
+    assert result.onnx_max_difference < 1e-4

@@ -1,0 +1,258 @@
+"""Hostile input, property-based: every request ends in valid faces or a clear error; nothing dies or leaks.
+
+The in-process target runs the server's own request path (protobuf parse -> protoconv -> decode -> detect
+-> crop -> classify -> response messages) on thousands of generated requests: random bytes, truncated and
+corrupted JPEG/PNG/BMP/WebP, headers that declare huge or zero dimensions (decompression bombs), raw
+buffers of the wrong length, unknown enum values and absurd option values. A few hundred more go through
+a real server on loopback. FER_FUZZ_EXAMPLES sets the in-process count (CI: 2000; a long run: see
+README, "Security and limits").
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from pathlib import Path
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ferstream.server import protoconv
+from ferstream.server.errors import FrameError
+from ferstream.server.framepath import load_frame_path, set_thread_counts
+from ferstream.v1 import emotion_pb2 as pb
+from ferstream.v1 import emotion_pb2_grpc as pb_grpc
+
+# The seeds are whole files, too long for hypothesis to print usefully; it warns about that.
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+
+MAX_PIXELS = 1_000_000
+MAX_FACES = 8
+EXAMPLES = int(os.environ.get("FER_FUZZ_EXAMPLES", "2000"))
+SERVER_EXAMPLES = int(os.environ.get("FER_FUZZ_SERVER_EXAMPLES", "300"))
+# A request may be refused for what it is, or because it names a detector this server lacks; nothing else.
+EXPECTED_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
+# Resident memory may grow by this much over a whole run (allocator caches, OpenCV buffers), not per case.
+MEMORY_SLACK_BYTES = 150 * 1024 * 1024
+
+
+def resident_bytes(pid: int | str = "self") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+# --- what a hostile client sends ---
+
+
+def encoded_seeds(faces_dir: Path) -> list[bytes]:
+    """Real small images in every accepted format, one of them with faces, for the mutators to start from."""
+    rng = np.random.default_rng(0)
+    photo = cv2.imread(str(faces_dir / "2008_002506.jpg"))
+    small_photo = cv2.resize(photo, (160, 120), interpolation=cv2.INTER_AREA)
+    noise = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    seeds = []
+    for image in (small_photo, noise):
+        for suffix, params in ((".jpg", [cv2.IMWRITE_JPEG_QUALITY, 80]), (".png", []), (".bmp", []),
+                               (".webp", [cv2.IMWRITE_WEBP_QUALITY, 80])):
+            ok, data = cv2.imencode(suffix, image, params)
+            assert ok
+            seeds.append(data.tobytes())
+    progressive = cv2.imencode(".jpg", small_photo, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    return [*seeds, progressive]
+
+
+def declare_dimensions(data: bytes, width: int, height: int) -> bytes:
+    """The same file with its header claiming width x height (a decompression bomb when large)."""
+    if data.startswith(b"\x89PNG"):
+        return data[:16] + struct.pack(">II", width, height) + data[24:]
+    if data.startswith(b"\xff\xd8"):
+        for marker in (b"\xff\xc0", b"\xff\xc2"):
+            position = data.find(marker)
+            if position > 0:
+                size = struct.pack(">HH", height & 0xFFFF, width & 0xFFFF)
+                return data[:position + 5] + size + data[position + 9:]
+    if data.startswith(b"BM"):
+        return data[:18] + struct.pack("<ii", width & 0x7FFFFFFF, height & 0x7FFFFFFF) + data[26:]
+    return data
+
+
+@st.composite
+def mutated_files(draw, seeds: list[bytes]) -> bytes:
+    data = bytearray(draw(st.sampled_from(seeds)))
+    for _ in range(draw(st.integers(0, 4))):
+        mutation = draw(st.sampled_from(["truncate", "flip", "insert", "dimensions"]))
+        if mutation == "truncate" and data:
+            del data[draw(st.integers(0, len(data) - 1)):]
+        elif mutation == "flip" and data:
+            position = draw(st.integers(0, len(data) - 1))
+            data[position] = draw(st.integers(0, 255))
+        elif mutation == "insert":
+            position = draw(st.integers(0, len(data)))
+            data[position:position] = draw(st.binary(max_size=16))
+        elif mutation == "dimensions":
+            size = st.one_of(st.integers(0, 4), st.integers(0, 2000), st.integers(0, 2**32 - 1))
+            data = bytearray(declare_dimensions(bytes(data), draw(size), draw(size)))
+    return bytes(data)
+
+
+MAGIC = [b"", b"\xff\xd8", b"\xff\xd8\xff\xc0", b"\x89PNG\r\n\x1a\n", b"BM", b"RIFF\x00\x00\x00\x00WEBPVP8X"]
+
+
+def random_files() -> st.SearchStrategy[bytes]:
+    return st.builds(lambda magic, tail: magic + tail, st.sampled_from(MAGIC), st.binary(max_size=256))
+
+
+@st.composite
+def raw_images(draw) -> pb.RawImage:
+    width = draw(st.one_of(st.integers(0, 64), st.integers(0, 2**32 - 1)))
+    height = draw(st.one_of(st.integers(0, 64), st.integers(0, 2**32 - 1)))
+    pixel_format = draw(st.integers(0, 7))  # 0 and 4..7 are not pixel formats
+    channels = 1 if pixel_format == 1 else 3
+    expected = width * height * channels
+    length = draw(st.one_of(st.just(expected), st.integers(0, 64 * 64 * 3), st.integers(expected - 3, expected + 3)))
+    length = max(0, min(length, 64 * 64 * 3 + 3))
+    return pb.RawImage(width=width, height=height, format=pixel_format, data=draw(st.binary(min_size=length,
+                                                                                           max_size=length)))
+
+
+def absurd_floats() -> st.SearchStrategy[float]:
+    return st.one_of(st.floats(0, 1, width=32), st.floats(width=32, allow_nan=True, allow_infinity=True))
+
+
+@st.composite
+def requests(draw, seeds: list[bytes]) -> pb.AnnotateRequest:
+    source = draw(st.sampled_from(["seed", "mutated", "random", "raw", "empty"]))
+    if source == "seed":
+        image = pb.Image(encoded=draw(st.sampled_from(seeds)))
+    elif source == "mutated":
+        image = pb.Image(encoded=draw(mutated_files(seeds)))
+    elif source == "random":
+        image = pb.Image(encoded=draw(random_files()))
+    elif source == "raw":
+        image = pb.Image(raw=draw(raw_images()))
+    else:
+        image = pb.Image()
+    options = pb.AnnotateOptions(detector=draw(st.integers(0, 6)),  # 4..6 are not detectors
+                                 min_detection_score=draw(absurd_floats()),
+                                 max_faces=draw(st.one_of(st.integers(0, 3), st.integers(0, 2**32 - 1))))
+    return pb.AnnotateRequest(image=image, options=options)
+
+
+# --- in-process: the request path itself ---
+
+
+@pytest.fixture(scope="module")
+def frame_path(fer_models_dir: Path):
+    set_thread_counts(1)
+    return load_frame_path(fer_models_dir, None, tuple(range(7)), MAX_PIXELS, MAX_FACES)
+
+
+@pytest.fixture(scope="module")
+def seeds(faces_dir: Path) -> list[bytes]:
+    return encoded_seeds(faces_dir)
+
+
+def answer(frame_path, request: pb.AnnotateRequest) -> pb.AnnotateResponse:
+    """What the server answers, minus the batching: the same conversions and the same frame path."""
+    request = pb.AnnotateRequest.FromString(request.SerializeToString())  # as it arrives off the wire
+    source = protoconv.image_source(request.image)
+    options = protoconv.detect_options(request.options)
+    detected = frame_path.detect(source, options)
+    frame = frame_path.assemble(detected, frame_path.classify(detected.crops))
+    return pb.AnnotateResponse(faces=protoconv.face_messages(frame), timing=protoconv.timing_message(frame.timing))
+
+
+def check_faces(response: pb.AnnotateResponse, request: pb.AnnotateRequest) -> None:
+    limit = min(request.options.max_faces or MAX_FACES, MAX_FACES)
+    assert len(response.faces) <= limit
+    for face in response.faces:
+        assert face.box.width > 0 and face.box.height > 0
+        assert math.isclose(sum(score.probability for score in face.scores), 1.0, abs_tol=1e-3)
+        assert face.emotion in {score.emotion for score in face.scores}
+
+
+def test_request_path_answers_every_hostile_request(frame_path, seeds: list[bytes]) -> None:
+    outcomes = {"faces": 0, "no faces": 0, "error": 0}
+    before = resident_bytes()
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(request=requests(seeds))
+    def run(request: pb.AnnotateRequest) -> None:
+        try:
+            response = answer(frame_path, request)
+        except FrameError as error:
+            assert error.code in EXPECTED_CODES, error
+            assert error.message and len(error.message) < 500
+            outcomes["error"] += 1
+            return
+        check_faces(response, request)
+        outcomes["faces" if response.faces else "no faces"] += 1
+
+    run()
+    assert resident_bytes() - before < MEMORY_SLACK_BYTES
+    # The generator reaches every kind of outcome, or the run proves little.
+    assert all(count > 0 for count in outcomes.values()), outcomes
+
+
+def test_huge_declared_dimensions_never_reach_the_decoder(frame_path, seeds: list[bytes]) -> None:
+    for seed in seeds:
+        for width, height in ((65535, 65535), (60_000, 20), (2**31 - 1, 2**31 - 1)):
+            bomb = declare_dimensions(seed, width, height)
+            if bomb == seed:
+                continue  # WebP: its dimensions are covered by the random cases
+            request = pb.AnnotateRequest(image=pb.Image(encoded=bomb))
+            with pytest.raises(FrameError) as raised:
+                answer(frame_path, request)
+            assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert "limit" in raised.value.message or "damaged" in raised.value.message
+
+
+# --- a real server on loopback ---
+
+
+@pytest.fixture(scope="module")
+def server(fer_server_factory, fer_models_dir: Path):
+    return fer_server_factory("--models-dir", str(fer_models_dir), "--max-pixels", str(MAX_PIXELS),
+                              "--max-faces", str(MAX_FACES))
+
+
+def test_server_answers_hostile_requests_and_stays_up(server, seeds: list[bytes]) -> None:
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.EmotionServiceStub(channel)
+        stub.Annotate(pb.AnnotateRequest(image=pb.Image(encoded=seeds[0])), timeout=60)  # warm up
+        before = resident_bytes(server.process.pid)
+
+        @settings(max_examples=SERVER_EXAMPLES, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+        @given(request=requests(seeds))
+        def run(request: pb.AnnotateRequest) -> None:
+            try:
+                response = stub.Annotate(request, timeout=60)
+            except grpc.RpcError as error:
+                assert error.code() in EXPECTED_CODES, (error.code(), error.details())
+                assert error.details()
+                return
+            check_faces(response, request)
+
+        run()
+        # The same kinds of frames inside one stream: each gets its own answer, the stream goes on.
+        stream_requests = [pb.StreamAnnotateRequest(frame_id=number, image=pb.Image(encoded=data))
+                           for number, data in enumerate([b"", b"\xff\xd8\xff", seeds[1][:50], seeds[0]] * 3, 1)]
+        responses = list(stub.StreamAnnotate(iter(stream_requests), timeout=120))
+        answered = {response.frame_id for response in responses}
+        skipped = {frame_id for response in responses for frame_id in response.skipped_frame_ids}
+        assert answered | skipped == {request.frame_id for request in stream_requests}
+
+        assert server.process.poll() is None
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert resident_bytes(server.process.pid) - before < MEMORY_SLACK_BYTES

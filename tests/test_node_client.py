@@ -1,0 +1,67 @@
+"""examples/node: the Node.js client (@grpc/grpc-js, stubs loaded from protos/ at run time) against fer-server.
+
+It must print the same faces the Python client gets for the same photo. Needs `node` and `npm` (CI has
+them) and the npm registry for `npm ci`, which installs exactly the committed package-lock.json.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ferstream.client.library import EmotionClient, face_to_dict
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "node"
+PHOTO = "2008_002506.jpg"  # three large faces
+
+pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+
+
+@pytest.fixture(scope="module")
+def node_example() -> Path:
+    """examples/node with its dependencies installed from the lockfile (node_modules/ is git-ignored)."""
+    result = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=EXAMPLE, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    return EXAMPLE
+
+
+@pytest.fixture(scope="module")
+def server_address(fer_server_factory, fer_models_dir: Path) -> str:
+    return fer_server_factory("--models-dir", str(fer_models_dir)).address
+
+
+def run_node(example: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["node", "client.js", *args], cwd=example, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("detector", [None, "haar"])
+def test_node_prints_the_faces_the_python_client_gets(node_example: Path, server_address: str, faces_dir: Path,
+                                                      detector: str | None) -> None:
+    photo = faces_dir / PHOTO
+    result = run_node(node_example, "--server", server_address, *(["--detector", detector] if detector else []),
+                      str(photo))
+    assert result.returncode == 0, result.stderr
+    printed = [json.loads(line) for line in result.stdout.splitlines()]
+
+    with EmotionClient(server_address) as client:
+        (response,) = list(client.stream([photo], detector=detector))
+    expected = [face_to_dict(face) for face in response.faces]
+
+    assert len(printed) == len(expected) > 0
+    for node_face, python_face in zip(printed, expected):
+        assert node_face["frame_id"] == 1
+        assert node_face["box"] == python_face["box"]
+        assert node_face["emotion"] == python_face["emotion"]
+        assert node_face["detection_score"] == pytest.approx(python_face["detection_score"], abs=1e-3)
+        assert node_face["probabilities"] == pytest.approx(python_face["probabilities"], abs=1e-3)
+
+
+def test_node_reports_bad_arguments_with_exit_code_2(node_example: Path, tmp_path: Path) -> None:
+    result = run_node(node_example, str(tmp_path / "absent.jpg"))
+    assert result.returncode == 2
+    assert "error" in result.stderr and result.stdout == ""

@@ -1,0 +1,94 @@
+"""Load and soak: several streams at once for a while, with no failed frame and flat server memory.
+
+CI runs 4 streams for 20 s. The documented soak (README, "Security and limits") is 16 streams for 5 minutes:
+
+    FER_SOAK_STREAMS=16 FER_SOAK_SECONDS=300 python -m pytest -s tests/test_soak.py
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from ferstream.client.library import EmotionClient
+
+STREAMS = int(os.environ.get("FER_SOAK_STREAMS", "4"))
+SECONDS = float(os.environ.get("FER_SOAK_SECONDS", "20"))
+FPS_PER_STREAM = float(os.environ.get("FER_SOAK_FPS", "10"))
+# Memory is measured from the end of the warm-up (first frames of every stream, allocator pools filled).
+WARM_UP_S = min(10.0, SECONDS / 4)
+MAX_GROWTH = 0.10
+
+
+def resident_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+@dataclass
+class StreamTally:
+    sent: int = 0
+    answered: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def paced(photos: list[bytes], stop: threading.Event, tally: StreamTally) -> Iterator[bytes]:
+    number = 0
+    while not stop.wait(1.0 / FPS_PER_STREAM):
+        tally.sent += 1
+        yield photos[number % len(photos)]
+        number += 1
+
+
+def run_stream(address: str, photos: list[bytes], stop: threading.Event, tally: StreamTally) -> None:
+    try:
+        with EmotionClient(address) as client:
+            for response in client.stream(paced(photos, stop, tally)):
+                tally.skipped += len(response.skipped_frame_ids)
+                if response.HasField("error"):
+                    tally.failed.append(f"frame {response.frame_id}: {response.error.message}")
+                else:
+                    tally.answered += 1
+    except grpc.RpcError as error:
+        tally.failed.append(f"{error.code().name}: {error.details()}")
+
+
+def test_streams_run_without_failures_and_memory_stays_flat(fer_server_factory, fer_models_dir: Path,
+                                                            faces_dir: Path) -> None:
+    server = fer_server_factory("--models-dir", str(fer_models_dir), "--max-streams", str(STREAMS))
+    photos = [(faces_dir / name).read_bytes() for name in ("2008_002506.jpg", "2008_001009.jpg", "2008_002470.jpg")]
+    stop = threading.Event()
+    tallies = [StreamTally() for _ in range(STREAMS)]
+    threads = [threading.Thread(target=run_stream, args=(server.address, photos, stop, tally)) for tally in tallies]
+    for thread in threads:
+        thread.start()
+    time.sleep(WARM_UP_S)
+    baseline = resident_bytes(server.process.pid)
+    peak = baseline
+    give_up = time.monotonic() + SECONDS - WARM_UP_S
+    while time.monotonic() < give_up:
+        time.sleep(1.0)
+        peak = max(peak, resident_bytes(server.process.pid))
+    final = resident_bytes(server.process.pid)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    answered = sum(tally.answered for tally in tallies)
+    print(f"\nsoak: {STREAMS} streams x {SECONDS:.0f} s: {sum(t.sent for t in tallies)} frames sent, "
+          f"{answered} answered, {sum(t.skipped for t in tallies)} skipped, "
+          f"{sum(len(t.failed) for t in tallies)} failed; server RSS {baseline / 2**20:.0f} MiB after warm-up, "
+          f"{final / 2**20:.0f} MiB at the end (peak {peak / 2**20:.0f} MiB)")
+    assert [tally.failed for tally in tallies] == [[] for _ in tallies]
+    assert all(tally.answered > 0 for tally in tallies), "every stream was served"
+    assert final <= baseline * (1 + MAX_GROWTH), f"RSS grew {final / baseline - 1:.1%}"
+    assert server.process.poll() is None
