@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,6 +41,16 @@ def fer_models_dir() -> Path:
     return models_dir()
 
 
+# A photo with three large, frontal faces: every detector finds them.
+GROUP_PHOTO = "2008_002506.jpg"
+
+
+@pytest.fixture(scope="session")
+def photo(faces_dir: Path) -> bytes:
+    """JPEG bytes of GROUP_PHOTO."""
+    return (faces_dir / GROUP_PHOTO).read_bytes()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def private_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Each test session decodes datasets into its own cache, so tests never read a stale one."""
@@ -44,10 +59,6 @@ def private_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 # --- fer-server on loopback (used by tests/test_server_*.py) ---
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
 
 
 @dataclass
@@ -141,8 +152,6 @@ def lockstep_stream():
 
 # --- fer-client: an X display and a video of the test photos (used by tests/test_client_*.py) ---
 
-import os  # noqa: E402
-import shutil  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ import pytest
 from ferstream.client.library import EmotionClient
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
+from helpers import stream_frame
 
 # A raw 640x480 BGR frame is 900 KiB: a client that never reads and keeps sending these would show up in
 # the server's memory within a few frames if the server queued them.
@@ -47,13 +48,6 @@ def stub(server):
         yield pb_grpc.EmotionServiceStub(channel)
 
 
-@pytest.fixture(scope="module")
-def photo(faces_dir: Path) -> bytes:
-    return (faces_dir / "2008_002506.jpg").read_bytes()
-
-
-def frame(frame_id: int, data: bytes) -> pb.StreamAnnotateRequest:
-    return pb.StreamAnnotateRequest(frame_id=frame_id, image=pb.Image(encoded=data))
 
 
 def wait_for_log(server, pattern: str, timeout: float) -> re.Match:
@@ -87,7 +81,7 @@ def test_client_that_vanishes_mid_stream_is_cleaned_up(server, stub, photo: byte
         client.wait()
     wait_for_log(server, rf"stream {number} closed: .* \((cancelled|ended)\)", 30)
     # Both slots are free: two new streams are served at once.
-    calls = [stub.StreamAnnotate(iter([frame(1, photo)] * 2), timeout=60) for _ in range(2)]
+    calls = [stub.StreamAnnotate(iter([stream_frame(1, photo)] * 2), timeout=60) for _ in range(2)]
     assert [len(list(call)) >= 1 for call in calls] == [True, True]
 
 
@@ -96,11 +90,11 @@ def test_stream_deadline_ends_the_call_and_frees_the_slot(stub, lockstep_stream,
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as raised:
         for frame_id in range(1, 10_000):
-            stream.send(frame(frame_id, photo))
+            stream.send(stream_frame(frame_id, photo))
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 60
     stream.requests.put(None)
-    calls = [stub.StreamAnnotate(iter([frame(1, photo)]), timeout=60) for _ in range(2)]
+    calls = [stub.StreamAnnotate(iter([stream_frame(1, photo)]), timeout=60) for _ in range(2)]
     assert [len(list(call)) for call in calls] == [1, 1]
 
 

@@ -7,13 +7,13 @@ stream (skipped frames, test_client_library.py), memory under a client that neve
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import grpc
 import pytest
 
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
+from helpers import stream_frame
 
 IDLE_S = 2.0
 LIFETIME_S = 5.0
@@ -33,18 +33,11 @@ def stub(server):
         yield pb_grpc.EmotionServiceStub(channel)
 
 
-@pytest.fixture(scope="module")
-def photo(faces_dir: Path) -> bytes:
-    return (faces_dir / "2008_002506.jpg").read_bytes()
-
-
-def frame(frame_id: int, data: bytes) -> pb.StreamAnnotateRequest:
-    return pb.StreamAnnotateRequest(frame_id=frame_id, image=pb.Image(encoded=data))
 
 
 def test_idle_stream_is_ended_and_its_slot_freed(stub, lockstep_stream, photo: bytes) -> None:
     stream = lockstep_stream(stub)
-    assert len(stream.send(frame(1, photo)).faces) == 3
+    assert len(stream.send(stream_frame(1, photo)).faces) == 3
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as raised:
         next(stream.responses)  # no frame sent: the next thing to come is the end of the call
@@ -52,7 +45,7 @@ def test_idle_stream_is_ended_and_its_slot_freed(stub, lockstep_stream, photo: b
     assert "no frame for 2 s" in raised.value.details() and "--idle-timeout-s" in raised.value.details()
     assert time.monotonic() - started >= IDLE_S * 0.9
     # --max-streams is 1: the idle stream's slot is free again.
-    assert len(list(stub.StreamAnnotate(iter([frame(2, photo)]), timeout=60))) == 1
+    assert len(list(stub.StreamAnnotate(iter([stream_frame(2, photo)]), timeout=60))) == 1
 
 
 def test_long_stream_ends_unavailable_so_the_client_reconnects(stub, lockstep_stream, photo: bytes) -> None:
@@ -61,14 +54,14 @@ def test_long_stream_ends_unavailable_so_the_client_reconnects(stub, lockstep_st
     answered = 0
     with pytest.raises(grpc.RpcError) as raised:
         for frame_id in range(1, 10_000):
-            assert not stream.send(frame(frame_id, photo)).HasField("error")
+            assert not stream.send(stream_frame(frame_id, photo)).HasField("error")
             answered += 1
     lasted = time.monotonic() - started
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "--max-stream-seconds" in raised.value.details() and "reconnect" in raised.value.details()
     assert answered >= 1 and lasted >= LIFETIME_S * 0.9
     # A new stream is welcome straight away.
-    assert len(list(stub.StreamAnnotate(iter([frame(1, photo)]), timeout=60))) == 1
+    assert len(list(stub.StreamAnnotate(iter([stream_frame(1, photo)]), timeout=60))) == 1
 
 
 def test_oversized_message_is_refused_and_the_server_goes_on(stub, photo: bytes) -> None:

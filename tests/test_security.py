@@ -22,7 +22,6 @@ from ferstream.v1 import emotion_pb2_grpc as pb_grpc
 
 TOKEN = "s3cret-token-0123456789"
 OTHER_TOKEN = "second-token-abcdef"
-PHOTO = "2008_002506.jpg"  # three large faces
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
@@ -84,11 +83,6 @@ def mtls_server(fer_server_factory, pki: Pki, tmp_path_factory):
     return fer_server_factory("--models-dir", str(tmp_path_factory.mktemp("no-models")),
                               "--tls-cert", pki.path("server.pem"), "--tls-key", pki.path("server.key"),
                               "--tls-client-ca", pki.path("ca.pem"))
-
-
-@pytest.fixture(scope="module")
-def photo(faces_dir: Path) -> bytes:
-    return (faces_dir / PHOTO).read_bytes()
 
 
 def rpc_error(call) -> grpc.RpcError:

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from ferstream.training.checkpoint import load_model
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
+from helpers import stream_frame
 
 SERVED = [pb.EMOTION_ANGRY, pb.EMOTION_HAPPY, pb.EMOTION_SAD, pb.EMOTION_SURPRISE, pb.EMOTION_NEUTRAL]
 GROUP_PHOTO = "2008_002470.jpg"  # six people
@@ -48,10 +49,6 @@ def stub(channel):
 def photo(faces_dir: Path) -> bytes:
     return (faces_dir / GROUP_PHOTO).read_bytes()
 
-
-def frame(frame_id: int, data: bytes, **options) -> pb.StreamAnnotateRequest:
-    return pb.StreamAnnotateRequest(frame_id=frame_id, image=pb.Image(encoded=data),
-                                    options=pb.AnnotateOptions(**options))
 
 
 def assert_annotated(faces) -> None:
@@ -123,10 +120,10 @@ def test_unavailable_detector_is_failed_precondition(stub, lockstep_stream, phot
                                          options=pb.AnnotateOptions(detector=pb.DETECTOR_YUNET)), timeout=10)
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     stream = lockstep_stream(stub)
-    refused = stream.send(frame(1, photo, detector=pb.DETECTOR_YUNET))
+    refused = stream.send(stream_frame(1, photo, detector=pb.DETECTOR_YUNET))
     assert refused.error.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
     assert "YUNET" in refused.error.message
-    assert_annotated(stream.send(frame(2, photo, detector=pb.DETECTOR_HAAR)).faces)
+    assert_annotated(stream.send(stream_frame(2, photo, detector=pb.DETECTOR_HAAR)).faces)
     assert stream.close() == []
 
 
@@ -150,12 +147,12 @@ def test_bad_frames_in_a_stream_get_errors_and_the_stream_goes_on(stub, lockstep
         "raw format unset": pb.StreamAnnotateRequest(image=pb.Image(raw=pb.RawImage(width=1, height=1, data=b"x"))),
         "unknown pixel format": pb.StreamAnnotateRequest(image=pb.Image(raw=pb.RawImage(
             width=1, height=1, format=9, data=b"x"))),
-        "unknown detector": frame(0, photo, detector=42),
-        "score out of range": frame(0, photo, min_detection_score=1.5),
+        "unknown detector": stream_frame(0, photo, detector=42),
+        "score out of range": stream_frame(0, photo, min_detection_score=1.5),
     }
     stream = lockstep_stream(stub)
     frame_id = 0
-    assert_annotated(stream.send(frame(frame_id, photo)).faces)
+    assert_annotated(stream.send(stream_frame(frame_id, photo)).faces)
     for what, request in bad_frames.items():
         frame_id += 1
         request.frame_id = frame_id
@@ -164,7 +161,7 @@ def test_bad_frames_in_a_stream_get_errors_and_the_stream_goes_on(stub, lockstep
         assert response.error.code == INVALID_ARGUMENT, what
         assert response.error.message and not response.faces, what
         frame_id += 1
-        good = stream.send(frame(frame_id, photo))
+        good = stream.send(stream_frame(frame_id, photo))
         assert good.frame_id == frame_id and not good.HasField("error"), what
         assert_annotated(good.faces)
     assert stream.close() == []
@@ -190,10 +187,10 @@ def test_min_score_and_max_faces_options(stub, photo: bytes) -> None:
 def test_four_concurrent_streams_and_a_fifth_is_refused(stub, lockstep_stream, photo: bytes, server) -> None:
     streams = [lockstep_stream(stub) for _ in range(4)]
     for number, stream in enumerate(streams):  # every stream holds a server slot once it has been answered
-        assert_annotated(stream.send(frame(number, photo)).faces)
+        assert_annotated(stream.send(stream_frame(number, photo)).faces)
 
     with pytest.raises(grpc.RpcError) as raised:
-        list(stub.StreamAnnotate(iter([frame(0, photo)]), timeout=10))
+        list(stub.StreamAnnotate(iter([stream_frame(0, photo)]), timeout=10))
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
     failures: list[str] = []
@@ -201,7 +198,7 @@ def test_four_concurrent_streams_and_a_fifth_is_refused(stub, lockstep_stream, p
     def run(stream) -> None:
         try:
             for frame_id in range(10, 16):
-                response = stream.send(frame(frame_id, photo))
+                response = stream.send(stream_frame(frame_id, photo))
                 if response.frame_id != frame_id or response.HasField("error") or len(response.faces) < 4:
                     failures.append(f"frame {frame_id}: {response}")
             stream.close()
@@ -215,7 +212,7 @@ def test_four_concurrent_streams_and_a_fifth_is_refused(stub, lockstep_stream, p
         thread.join(timeout=120)
     assert failures == []
     # The slots are free again.
-    assert len(list(stub.StreamAnnotate(iter([frame(0, photo)]), timeout=30))) == 1
+    assert len(list(stub.StreamAnnotate(iter([stream_frame(0, photo)]), timeout=30))) == 1
     log = server.log()
     assert "refused: 4 streams already open" in log
     assert "stream 1 opened by" in log and "frames received" in log and "fps" in log
@@ -236,7 +233,7 @@ def first_response_when_a_slot_is_free(stub, request, wait_s: float = 10.0):
 
 def test_cancelled_stream_frees_its_slot(stub, photo: bytes) -> None:
     for _ in range(6):  # more cancelled streams than --max-streams: each must give its slot back
-        responses, first = first_response_when_a_slot_is_free(stub, frame(0, photo))
+        responses, first = first_response_when_a_slot_is_free(stub, stream_frame(0, photo))
         assert not first.HasField("error")
         responses.cancel()
 
