@@ -134,6 +134,7 @@ class YuNetDetector:
         _, faces = self.model.detect(small)
         if faces is None:
             return []
+        faces = faces[np.isfinite(faces).all(axis=1)]  # a corrupted frame can yield inf/NaN rows
         found = (clamp_box(x / scale, y / scale, (x + w) / scale, (y + h) / scale, width, height, row[-1])
                  for row in faces for x, y, w, h in [row[:4]])
         return [box for box in found if box is not None]
