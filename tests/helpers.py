@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
+import pytest
+
 from ferstream.v1 import emotion_pb2 as pb
 
 
@@ -9,3 +14,15 @@ def stream_frame(frame_id: int, data: bytes, **options) -> pb.StreamAnnotateRequ
     """A StreamAnnotateRequest with an encoded image and optional AnnotateOptions fields."""
     return pb.StreamAnnotateRequest(frame_id=frame_id, image=pb.Image(encoded=data),
                                     options=pb.AnnotateOptions(**options))
+
+
+def pump(app, until: Callable[[], bool], timeout: float, what: str) -> None:
+    """Runs a ClientApp's Tk event loop until the condition holds (or the app closes)."""
+    give_up = time.monotonic() + timeout
+    while not until():
+        if time.monotonic() > give_up:
+            pytest.fail(f"timed out waiting for {what}; app says: {app.status_message!r}")
+        app.root.update()
+        time.sleep(0.01)
+        if app.closed:
+            return

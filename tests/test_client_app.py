@@ -23,6 +23,8 @@ from ferstream.client.library import EmotionClient, box_tuple, emotion_name
 from ferstream.client.render import colour_of
 from ferstream.client.session import ConnectionState, StreamOptions
 from ferstream.v1 import emotion_pb2
+from helpers import pump
+
 
 @pytest.fixture(scope="module")
 def server(fer_server_factory, fer_models_dir):
@@ -53,16 +55,6 @@ def make_app(client_display, client_faces_video, tmp_path) -> Iterator[Callable[
     gc.collect()
 
 
-def pump(app: ClientApp, until: Callable[[], bool], timeout: float, what: str) -> None:
-    """Runs the Tk event loop until the condition holds."""
-    give_up = time.monotonic() + timeout
-    while not until():
-        if time.monotonic() > give_up:
-            pytest.fail(f"timed out waiting for {what}; app says: {app.status_message!r}")
-        app.root.update()
-        time.sleep(0.01)
-        if app.closed:
-            return
 
 
 def click(widget: tk.Widget) -> None:

@@ -3,24 +3,13 @@ restarted server (same port)."""
 
 from __future__ import annotations
 
-import time
 import tkinter as tk
-
-import pytest
 
 from ferstream.client.app import ClientApp
 from ferstream.client.capture import open_source
 from ferstream.client.library import EmotionClient
 from ferstream.client.session import ConnectionState, StreamOptions
-
-
-def pump(app: ClientApp, until, timeout: float, what: str) -> None:
-    give_up = time.monotonic() + timeout
-    while not until():
-        if time.monotonic() > give_up:
-            pytest.fail(f"timed out waiting for {what}; app says: {app.status_message!r}")
-        app.root.update()
-        time.sleep(0.01)
+from helpers import pump
 
 
 def test_the_app_survives_a_server_restart(fer_server_factory, fer_models_dir, client_display, client_faces_video):
