@@ -115,15 +115,9 @@ def fer_server_factory(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def face_boxes(faces_dir: Path) -> dict[str, list[tuple[int, int, int, int]]]:
     """Hand-drawn face boxes (left, top, width, height) per photo, from testing.xml and training.xml."""
-    import xml.etree.ElementTree as ElementTree
+    from ferstream.bench.photos import read_boxes
 
-    boxes: dict[str, list[tuple[int, int, int, int]]] = {}
-    for name in ("testing.xml", "training.xml"):
-        for image in ElementTree.parse(faces_dir / name).getroot().iter("image"):
-            boxes.setdefault(image.get("file"), []).extend(
-                (int(box.get("left")), int(box.get("top")), int(box.get("width")), int(box.get("height")))
-                for box in image.iter("box"))
-    return boxes
+    return read_boxes(faces_dir)
 
 
 class LockstepStream:
@@ -207,6 +201,8 @@ class FacesVideo:
 def client_faces_video(faces_dir: Path, face_boxes, tmp_path_factory: pytest.TempPathFactory) -> FacesVideo:
     import cv2
 
+    from ferstream.bench.photos import scale_box
+
     photos = ("2008_002506.jpg", "2008_001009.jpg")  # large faces: 3 and 2 of them
     size, fps, frames_per_photo = (640, 480), 10.0, 8
     path = tmp_path_factory.mktemp("client-video") / "faces.mp4"
@@ -216,24 +212,16 @@ def client_faces_video(faces_dir: Path, face_boxes, tmp_path_factory: pytest.Tem
         photo = cv2.imread(str(faces_dir / name))
         scale_x, scale_y = size[0] / photo.shape[1], size[1] / photo.shape[0]
         frames[name] = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
-        boxes[name] = [
-            (round(x * scale_x), round(y * scale_y), round(w * scale_x), round(h * scale_y))
-            for x, y, w, h in face_boxes[name]
-        ]
+        boxes[name] = [scale_box(box, scale_x, scale_y) for box in face_boxes[name]]
         for _ in range(frames_per_photo):
             writer.write(frames[name])
     writer.release()
     return FacesVideo(path, photos, frames_per_photo, fps, frames, boxes)
 
 
-def box_iou(a, b) -> float:
-    """Intersection over union of two (x, y, width, height) boxes."""
-    left, top = max(a[0], b[0]), max(a[1], b[1])
-    right, bottom = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    overlap = max(0, right - left) * max(0, bottom - top)
-    return overlap / (a[2] * a[3] + b[2] * b[3] - overlap)
-
-
 @pytest.fixture(scope="session")
 def client_box_iou():
-    return box_iou
+    """Intersection over union of two (x, y, width, height) boxes: the one fer-bench scores with."""
+    from ferstream.bench.detectors import iou
+
+    return iou

@@ -7,6 +7,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from ferstream.bench.detectors import iou
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
 
@@ -28,12 +29,8 @@ def as_square(box: Box) -> Box:
     return left + width / 2 - side / 2, top + height / 2 - side / 2, side, side
 
 
-def iou(a: Box, b: Box) -> float:
-    a, b = as_square(a), as_square(b)
-    overlap_x = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    overlap_y = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    overlap = overlap_x * overlap_y
-    return overlap / (a[2] * a[3] + b[2] * b[3] - overlap)
+def square_iou(a: Box, b: Box) -> float:
+    return iou(as_square(a), as_square(b))
 
 
 @pytest.mark.parametrize("detector,required", [(pb.DETECTOR_YUNET, 0.95), (pb.DETECTOR_SSD, 0.95),
@@ -48,7 +45,7 @@ def test_boxed_faces_are_found(stub, lockstep_stream, faces_dir: Path, face_boxe
         assert response.frame_id == frame_id and not response.HasField("error"), response.error
         detected = [(f.box.x, f.box.y, f.box.width, f.box.height) for f in response.faces]
         total += len(boxes)
-        found += sum(max((iou(box, other) for other in detected), default=0.0) >= 0.5 for box in boxes)
+        found += sum(max((square_iou(box, other) for other in detected), default=0.0) >= 0.5 for box in boxes)
     assert stream.close() == []
     assert total == 43
     assert found / total >= required, f"{pb.Detector.Name(detector)} found {found} of {total} faces"
