@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-READY_MARK = "serving on "
+from ferstream.server.ready import SERVING_PREFIX
 
 
 class BenchError(RuntimeError):
@@ -49,8 +49,8 @@ class ServerProcess:
         give_up = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < give_up:
             for line in self.log_text().splitlines():
-                if READY_MARK in line:
-                    self.address = line.rsplit(READY_MARK, 1)[1].strip()
+                if SERVING_PREFIX in line:
+                    self.address = line.rsplit(SERVING_PREFIX, 1)[1].strip()
                     return self
             if self.process.poll() is not None:
                 raise BenchError(f"fer-server exited with {self.process.returncode}:\n{self.log_text()}")

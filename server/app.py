@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -16,6 +17,7 @@ from .batcher import Batcher
 from .config import ServerConfig
 from .framepath import load_frame_path, set_thread_counts
 from .metrics import ServerMetrics
+from .ready import announce_serving
 from .security import TokenInterceptor
 from .servicer import EmotionServicer, StreamLimits
 
@@ -38,12 +40,16 @@ def server_options(config: ServerConfig) -> list[tuple[str, int]]:
     return [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", int(config.share_port)),
         *KEEPALIVE_OPTIONS,
     ]
 
 
-async def serve(config: ServerConfig) -> None:
-    """Runs until SIGTERM or SIGINT, then stops taking work, finishes what is in flight and returns."""
+async def serve(config: ServerConfig, announce: Callable[[str, int], None] = announce_serving) -> None:
+    """Runs until SIGTERM or SIGINT, then stops taking work, finishes what is in flight and returns.
+
+    `announce(host, port)` is called once the server takes calls (--port 0 has become a real port).
+    """
     set_thread_counts(config.threads)
     frame_path = await asyncio.to_thread(load_frame_path, config.models_dir, config.model_path, config.classes,
                                          config.max_pixels, config.max_faces)
@@ -65,19 +71,13 @@ async def serve(config: ServerConfig) -> None:
     emotion_pb2_grpc.add_EmotionServiceServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    address = f"{config.host}:{config.port}"
-    if config.tls is not None:
-        port = server.add_secure_port(address, config.tls.server_credentials())
-    else:
-        port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot listen on {config.host}:{config.port}")
+    port = listen(server, config)
     await server.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info("%s; %s", describe_transport(config), f"{len(config.auth_tokens)} bearer token(s) accepted"
              if config.auth_tokens else "no token required")
-    log.info("serving on %s:%d", config.host, port)
+    announce(config.host, port)
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -91,6 +91,21 @@ async def serve(config: ServerConfig) -> None:
     await server.stop(config.grace_s)
     await asyncio.to_thread(batcher.stop)
     log.info("stopped")
+
+
+def listen(server: grpc.aio.Server, config: ServerConfig) -> int:
+    """Adds the listening port (TLS or plaintext) and returns its number; OSError when it cannot bind."""
+    address = f"{config.host}:{config.port}"
+    try:
+        if config.tls is not None:
+            port = server.add_secure_port(address, config.tls.server_credentials())
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # gRPC's "Failed to bind", which points at its debug logs rather than the cause
+        port = 0
+    if port == 0:
+        raise OSError(f"cannot listen on {address}: the port is in use or the host is not an address of this machine")
+    return port
 
 
 def describe_transport(config: ServerConfig) -> str:

@@ -44,6 +44,9 @@ class ServerConfig:
     log_level: str = "INFO"
     # Server processes sharing the port (SO_REUSEPORT); see replicas.py.
     workers: int = 1
+    # Set only inside a --workers process. A lone server turns gRPC's default SO_REUSEPORT off, so that a
+    # second server started on a busy port fails instead of silently taking half of its connections.
+    share_port: bool = False
     # None: plaintext, which is refused off loopback unless insecure is set.
     tls: TlsFiles | None = None
     insecure: bool = False

@@ -3,7 +3,7 @@
 Python serves one frame path per process well but not more (the GIL, one batcher), so on a machine with
 many cores several whole servers beat one big one. Each worker is a spawned process running the usual
 `serve()` with its own models, with --threads capped at cores/N so the workers do not fight over cores.
-They all bind the same port with SO_REUSEPORT (gRPC sets it by default; this is the pattern of grpc's
+They all bind the same port with SO_REUSEPORT (which a lone server turns off; this is the pattern of grpc's
 multiprocessing example), and Linux hands each new connection to one of them. A stream stays on the worker
 its connection landed on; a client that opens many connections (or many clients) spreads out.
 
@@ -27,16 +27,15 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
 from .config import ServerConfig
+from .ready import announce_serving
 
 log = logging.getLogger("ferstream.server")
-# The line tests and operators wait for; only the parent prints it, once every worker is serving.
-SERVING_PREFIX = "serving on "
 # fer-server's own format (cli.py), with the worker's number after the logger name.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -57,7 +56,8 @@ def worker_config(config: ServerConfig, port: int, number: int, cores: int) -> S
     metrics_port = config.metrics_port
     if metrics_port:  # a fixed metrics port cannot be shared: worker k serves on metrics_port + k - 1
         metrics_port += number - 1
-    return replace(config, port=port, workers=1, threads=threads_per_worker(config, cores), metrics_port=metrics_port)
+    return replace(config, port=port, workers=1, share_port=True, threads=threads_per_worker(config, cores),
+                   metrics_port=metrics_port)
 
 
 @contextlib.contextmanager
@@ -76,24 +76,17 @@ def reserved_port(host: str, port: int) -> Iterator[int]:
         yield reservation.getsockname()[1]
 
 
-class ReadinessReporter(logging.Filter):
-    """In a worker: reports its "serving on" line to the parent, which alone announces the address.
+def report_listening(number: int, ready: multiprocessing.Queue) -> Callable[[str, int], None]:
+    """A worker's announcement: it logs "listening on" and tells the parent, which alone says "serving on".
 
-    The worker's line is reworded to "listening on" so that anyone watching the log for "serving on" waits
-    for every worker, not just the first.
+    So anyone watching the log for "serving on" waits for every worker, not just the first.
     """
 
-    def __init__(self, number: int, ready: multiprocessing.Queue) -> None:
-        super().__init__()
-        self.number = number
-        self.ready = ready
+    def announce(host: str, port: int) -> None:
+        log.info("listening on %s:%d", host, port)
+        ready.put(number)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if message.startswith(SERVING_PREFIX):
-            record.msg, record.args = "listening on " + message.removeprefix(SERVING_PREFIX), None
-            self.ready.put(self.number)
-        return True
+    return announce
 
 
 def stop_when_orphaned(parent_alive: Connection) -> None:
@@ -118,12 +111,11 @@ def run_worker(number: int, config: ServerConfig, ready: multiprocessing.Queue, 
     stop_when_orphaned(parent_alive)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT.replace("%(name)s", f"%(name)s[worker {number}]")))
-    handler.addFilter(ReadinessReporter(number, ready))
     logging.basicConfig(level=config.log_level, handlers=[handler])
     from .app import serve
 
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, report_listening(number, ready)))
     except (OSError, ValueError, RuntimeError) as error:
         log.error("cannot serve: %s", error)
         sys.exit(1)
@@ -198,7 +190,7 @@ def serve_replicas(config: ServerConfig) -> int:
             workers.start()
             if workers.wait_until_serving():
                 log.info("all %d workers ready after %.1f s", config.workers, time.monotonic() - started)
-                log.info("%s%s:%d", SERVING_PREFIX, config.host, port)
+                announce_serving(config.host, port)
             elif not workers.stop_requested:
                 log.error("a worker exited before serving")
                 workers.request_stop()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ferstream.server.ready import SERVING_PREFIX
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -85,8 +87,8 @@ def launch_fer_server(log_path: Path, *args: str, timeout: float = 120.0) -> Run
     while time.monotonic() < give_up:
         text = log_path.read_text(errors="replace")
         for line in text.splitlines():
-            if "serving on " in line:
-                return RunningServer(process, line.rsplit("serving on ", 1)[1].strip(), log_path)
+            if SERVING_PREFIX in line:
+                return RunningServer(process, line.rsplit(SERVING_PREFIX, 1)[1].strip(), log_path)
         if process.poll() is not None:
             pytest.fail(f"fer-server exited with {process.returncode}:\n{text}")
         time.sleep(0.1)

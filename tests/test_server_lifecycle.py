@@ -51,3 +51,14 @@ def test_sigterm_drains_the_open_stream_and_exits_0(fer_server_factory, lockstep
         assert stream.close() == []  # the stream ended cleanly (status OK), not with an error
     log = server.log()
     assert "stopping" in log and "stream 1 closed: 1 frames received, 1 answered" in log and "stopped" in log
+
+
+def test_a_second_server_on_a_busy_port_exits_1(fer_server_factory, fer_models_dir: Path) -> None:
+    """gRPC would share the port (SO_REUSEPORT) and split the connections; a lone server refuses instead."""
+    first = fer_server_factory("--models-dir", str(fer_models_dir))
+    port = first.address.rsplit(":", 1)[1]
+    second = subprocess.run([*SERVER, "--models-dir", str(fer_models_dir), "--port", port, "--threads", "1"],
+                            capture_output=True, text=True, timeout=120)
+    assert second.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
+    assert first.process.poll() is None

@@ -67,6 +67,28 @@ def test_resume_continues_where_it_stopped(small_fer2013: Path, tmp_path: Path) 
         assert a["val_acc"] == pytest.approx(b["val_acc"])
 
 
+def test_init_starts_from_a_model_files_weights(small_fer2013: Path, tmp_path: Path) -> None:
+    """--init continues the shipped model: its first epoch already scores like it, not like chance."""
+    shipped = load_model()
+    gentle = ("--epochs", "1", "--lr", "0.0001", "--width", str(shipped.spec.width))
+    assert train_main(smoke_args(small_fer2013, tmp_path / "fresh", *gentle)) == 0
+    assert train_main(smoke_args(small_fer2013, tmp_path / "init", *gentle, "--init", str(shipped.path))) == 0
+    fresh = json.loads((tmp_path / "fresh" / "metrics.json").read_text())[0]
+    continued = json.loads((tmp_path / "init" / "metrics.json").read_text())[0]
+    assert continued["train_acc"] > fresh["train_acc"] + 0.2
+    assert continued["train_loss"] < fresh["train_loss"] - 0.3
+    # The model file records the whole chain of commands that produced it.
+    command = load_model(tmp_path / "init" / "best.pt").meta["training_command"]
+    assert command.startswith(shipped.meta["training_command"] + " && fer-train ")
+
+
+def test_init_with_another_architecture_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    shipped = load_model()
+    wider = str(shipped.spec.width * 2)
+    assert train_main(["--init", str(shipped.path), "--width", wider, "--out", str(tmp_path)]) == 2
+    assert "not the requested" in capsys.readouterr().err
+
+
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert train_main(["--out", str(tmp_path / "nothing"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .augment import AugmentSpec, augment_batch
-from .checkpoint import save_model, to_input_tensor
+from .checkpoint import read_payload, save_model, to_input_tensor
 from .data import DatasetError, FaceSet, load_dataset
 from .models import ArchSpec, build_model, count_parameters
 from .plots import plot_curves
@@ -50,6 +50,8 @@ class TrainConfig:
     device: str = "auto"
     limit: int = 0  # train on the first N images only (smoke runs); 0: all
     val_limit: int = 0
+    init: str = ""  # start from this model file's weights (a longer schedule, or a fine-tune); "": random
+    erase_probability: float = 0.5  # random erasing; lower it when the model underfits
 
     @property
     def arch_spec(self) -> ArchSpec:
@@ -133,7 +135,7 @@ def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces: F
     model.train()
     steps = math.ceil(len(order) / batch_size)
     use_amp = device.type == "cuda"
-    augment = AugmentSpec()
+    augment = AugmentSpec(erase_probability=config.erase_probability)
     seen, loss_sum, correct = 0, 0.0, 0
     bar = tqdm(range(steps), desc=description, leave=False, disable=not description)
     for step in bar:
@@ -156,6 +158,14 @@ def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces: F
         correct += int((logits.argmax(1).cpu().numpy() == faces.labels[index]).sum())
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
     return loss_sum / seen, correct / seen
+
+
+def initial_weights(path: str, spec: ArchSpec) -> tuple[dict[str, torch.Tensor], str]:
+    """(weights, the command that trained them) of a model file holding the architecture being trained."""
+    payload = read_payload(path)
+    if ArchSpec(**payload["arch"]).to_dict() | {"dropout": 0} != spec.to_dict() | {"dropout": 0}:
+        raise ValueError(f"{path}: holds {payload['arch']}, not the requested {spec.to_dict()}")
+    return payload["state_dict"], payload["meta"].get("training_command", "")
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -189,7 +199,12 @@ def train(config: TrainConfig, resume: bool = False, command: str = "", stop_aft
     if config.val_limit:
         val_set = val_set.subset(np.random.default_rng(config.seed).permutation(len(val_set))[: config.val_limit])
 
-    model = build_model(config.arch_spec).to(device).to(memory_format=torch.channels_last)
+    model = build_model(config.arch_spec)
+    if config.init and state is None:
+        weights, earlier_command = initial_weights(config.init, config.arch_spec)
+        model.load_state_dict(weights)
+        command = f"{earlier_command} && {command}" if earlier_command else command
+    model = model.to(device).to(memory_format=torch.channels_last)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
     optimizer = make_optimizer(model, config)
     trained = distributed.wrap(model, context)
@@ -271,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "fer-train " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         best = train(config, resume, command, stop_after, epochs_override)
-    except (DatasetError, FileNotFoundError) as error:
+    except (DatasetError, FileNotFoundError, ValueError) as error:
         print(f"fer-train: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
