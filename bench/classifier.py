@@ -18,7 +18,7 @@ from ferstream.server.crops import face_crops
 from ferstream.server.detectors import Detection
 from ferstream.training.checkpoint import EmotionClassifier, load_model
 from ferstream.training.labels import EMOTIONS
-from ferstream.training.models import ArchSpec, build_model, count_parameters
+from ferstream.training.models import ArchSpec, build_model
 
 from .photos import TestFrame
 from .report import markdown_table
@@ -75,7 +75,7 @@ class ClassifierBench:
 
 def describe(label: str, classifier: EmotionClassifier) -> ModelDescription:
     return ModelDescription(label, str(classifier.path), classifier.spec.name, classifier.spec.width,
-                            count_parameters(classifier.network))
+                            classifier.parameters)
 
 
 def time_classifier(label: str, classifier: EmotionClassifier, crops: np.ndarray, threads: int, batch: int,
@@ -93,7 +93,8 @@ def run_classifier_bench(frames: Sequence[TestFrame], model_path: Path | None, b
                          thread_counts: Sequence[int], seconds: float) -> ClassifierBench:
     """Every (model, threads, batch) combination, each timed for about `seconds`."""
     crops = real_face_crops(frames)
-    models = {"shipped": load_model(model_path), "reference": reference_vgg()}
+    # The shipped model as the server runs it; the reference as its demo ran it, batch norm unfolded.
+    models = {"shipped": load_model(model_path).for_inference(), "reference": reference_vgg()}
     timings = [time_classifier(label, classifier, crops, threads, batch, seconds)
                for label, classifier in models.items() for threads in thread_counts for batch in batch_sizes]
     return ClassifierBench([describe(label, classifier) for label, classifier in models.items()], timings)

@@ -154,4 +154,4 @@ def load_frame_path(models_dir, model_path, classes: tuple[int, ...], max_pixels
 
     from .detectors import load_detectors
 
-    return FramePath(load_detectors(models_dir), load_model(model_path), classes, max_pixels, max_faces)
+    return FramePath(load_detectors(models_dir), load_model(model_path).for_inference(), classes, max_pixels, max_faces)

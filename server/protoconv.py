@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ferstream.training.models import count_parameters
 from ferstream.v1 import emotion_pb2 as pb
 
 from .decode import EncodedImage, ImageSource, PixelFormat, RawImage
@@ -64,7 +63,7 @@ def model_info(frame_path: FramePath) -> pb.GetModelInfoResponse:
     model = pb.ModelInfo(
         architecture=classifier.spec.name,
         width=classifier.spec.width,
-        parameters=count_parameters(classifier.network),
+        parameters=classifier.parameters,
         input_size=int(meta.get("input_size", 48)),
         weights_sha256=meta.get("weights_sha256", ""),
         public_test_accuracy=float(meta.get("metrics", {}).get("public_test_accuracy", 0.0)),

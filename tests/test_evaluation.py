@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ferstream.training.checkpoint import load_model, save_model
 from ferstream.training.ckplus import main as ckplus_main, subject_folds
@@ -99,3 +100,14 @@ def test_export_round_trips(tmp_path: Path) -> None:
     assert result.torchscript.is_file() and result.onnx.is_file()
     assert result.torchscript_max_difference < 1e-5
     assert result.onnx_max_difference < 1e-4
+
+
+def test_the_served_form_folds_batch_norm_and_keeps_the_outputs(small_test_folder: Path) -> None:
+    trained = load_model()
+    served = trained.for_inference()
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in served.network.modules())
+    assert any(isinstance(module, torch.nn.BatchNorm2d) for module in trained.network.modules())
+    assert served.parameters == trained.parameters == sum(p.numel() for p in trained.network.parameters())
+    crops = load_dataset(small_test_folder).images
+    np.testing.assert_allclose(served(crops), trained(crops), atol=1e-5)
+    assert (served(crops).argmax(1) == trained(crops).argmax(1)).all()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .labels import EMOTIONS
-from .models import ArchSpec, build_model
+from .models import ArchSpec, build_model, count_parameters, fold_batch_norm
 
 FORMAT = "ferstream-emotion-v1"
 INPUT_SIZE = 48
@@ -92,6 +92,18 @@ class EmotionClassifier:
     spec: ArchSpec
     meta: dict[str, Any]
     path: str
+    # The trained network's count, which folding batch norm for inference does not change.
+    parameters: int = 0
+
+    def __post_init__(self) -> None:
+        self.parameters = self.parameters or count_parameters(self.network)
+
+    def for_inference(self) -> EmotionClassifier:
+        """This model as the server runs it: batch norm folded into the convolutions (same outputs, faster).
+
+        Keep the original for fine-tuning or export; the returned one cannot be trained.
+        """
+        return replace(self, network=fold_batch_norm(self.network))
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -101,7 +113,7 @@ class EmotionClassifier:
     def logits(self, crops: np.ndarray) -> torch.Tensor:
         if crops.ndim != 3 or crops.shape[1:] != (INPUT_SIZE, INPUT_SIZE):
             raise ValueError(f"expected (N, {INPUT_SIZE}, {INPUT_SIZE}) crops, got {crops.shape}")
-        return self.network(to_input_tensor(crops))
+        return self.network(to_input_tensor(crops).contiguous(memory_format=torch.channels_last))
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         if len(crops) == 0:

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         keep = class_indices(args.classes) if args.classes else list(range(len(EMOTIONS)))
-        classifier = load_model(args.model)
+        classifier = load_model(args.model).for_inference()  # scored exactly as the server runs it
         faces = load_dataset(args.data, args.split)
     except (DatasetError, FileNotFoundError, ValueError) as error:
         print(f"fer-eval: {error}", file=sys.stderr)
