@@ -163,6 +163,7 @@ def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces: F
 def initial_weights(path: str, spec: ArchSpec) -> tuple[dict[str, torch.Tensor], str]:
     """(weights, the command that trained them) of a model file holding the architecture being trained."""
     payload = read_payload(path)
+    # Dropout holds no weights, so a continued run may change it; everything else must match.
     if ArchSpec(**payload["arch"]).to_dict() | {"dropout": 0} != spec.to_dict() | {"dropout": 0}:
         raise ValueError(f"{path}: holds {payload['arch']}, not the requested {spec.to_dict()}")
     return payload["state_dict"], payload["meta"].get("training_command", "")
