@@ -62,7 +62,6 @@ def private_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 # --- fer-server on loopback (used by tests/test_server_*.py) ---
 
 
-
 @dataclass
 class RunningServer:
     process: subprocess.Popen
@@ -147,7 +146,6 @@ def lockstep_stream():
 
 
 # --- fer-client: an X display and a video of the test photos (used by tests/test_client_*.py) ---
-
 
 
 @pytest.fixture(scope="session")

@@ -67,8 +67,6 @@ def test_tampered_weights_are_refused(tmp_path: Path) -> None:
     classifier = load_model()
     save_model(tmp_path / "copy.pt", classifier.network, classifier.spec, {"note": "copy"})
     assert load_model(tmp_path / "copy.pt").meta["weights_sha256"] == classifier.meta["weights_sha256"]
-    import torch
-
     payload = torch.load(tmp_path / "copy.pt", weights_only=True)
     first = next(iter(payload["state_dict"]))
     payload["state_dict"][first] += 1

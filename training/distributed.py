@@ -58,11 +58,6 @@ def shard(order: np.ndarray, context: Context) -> np.ndarray:
     return order[:usable][context.rank::context.world_size]
 
 
-def barrier(context: Context) -> None:
-    if context.enabled:
-        dist.barrier()
-
-
 def sync_buffers(model: torch.nn.Module, context: Context) -> None:
     """Rank 0's batch-norm statistics on every rank.
 
