@@ -13,6 +13,7 @@ import torch
 
 from ferstream.training.checkpoint import load_model, weights_sha256
 from ferstream.training.data import load_dataset
+from ferstream.training.losses import distillation_loss
 from ferstream.training.train import evaluate, main as train_main
 
 
@@ -70,7 +71,8 @@ def test_resume_continues_where_it_stopped(small_fer2013: Path, tmp_path: Path) 
 def test_init_starts_from_a_model_files_weights(small_fer2013: Path, tmp_path: Path) -> None:
     """--init continues the shipped model: its first epoch already scores like it, not like chance."""
     shipped = load_model()
-    gentle = ("--epochs", "1", "--lr", "0.0001", "--width", str(shipped.spec.width))
+    gentle = ("--epochs", "1", "--lr", "0.0001", "--width", str(shipped.spec.width),
+              "--channels", ",".join(map(str, shipped.spec.channels)))
     assert train_main(smoke_args(small_fer2013, tmp_path / "fresh", *gentle)) == 0
     assert train_main(smoke_args(small_fer2013, tmp_path / "init", *gentle, "--init", str(shipped.path))) == 0
     fresh = json.loads((tmp_path / "fresh" / "metrics.json").read_text())[0]
@@ -82,11 +84,66 @@ def test_init_starts_from_a_model_files_weights(small_fer2013: Path, tmp_path: P
     assert command.startswith(shipped.meta["training_command"] + " && fer-train ")
 
 
-def test_init_with_another_architecture_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_init_grows_a_wider_network_that_starts_where_the_model_file_was(small_fer2013: Path,
+                                                                          tmp_path: Path) -> None:
+    """--init into wider blocks: the grown network's first PublicTest score is the model file's own score."""
     shipped = load_model()
-    wider = str(shipped.spec.width * 2)
-    assert train_main(["--init", str(shipped.path), "--width", wider, "--out", str(tmp_path)]) == 2
-    assert "not the requested" in capsys.readouterr().err
+    wider = ",".join(str(count * 2) for count in shipped.spec.channels[:3]) + "," + ",".join(
+        map(str, shipped.spec.channels[3:]))
+    out = tmp_path / "wider"
+    frozen = ("--epochs", "1", "--lr", "0", "--ema-decay", "0", "--width", str(shipped.spec.width))
+    assert train_main(smoke_args(small_fer2013, out, *frozen, "--channels", wider, "--init", str(shipped.path))) == 0
+    grown = load_model(out / "best.pt")
+    assert grown.parameters > shipped.parameters
+    # With lr 0 only batch norm's running statistics move, so the score stays the shipped model's to a few faces.
+    _, shipped_acc = evaluate(shipped.network, load_dataset(small_fer2013, "PublicTest"), torch.device("cpu"))
+    assert grown.meta["metrics"]["public_test_accuracy"] == pytest.approx(shipped_acc, abs=0.05)
+    assert shipped_acc > 0.4
+
+
+def test_init_from_a_wider_model_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    shipped = load_model()
+    narrower = str(shipped.spec.width / 2)
+    assert train_main(["--init", str(shipped.path), "--width", narrower, "--out", str(tmp_path)]) == 2
+    assert "nor a narrower version of it" in capsys.readouterr().err
+
+
+def test_channels_that_are_not_five_integers_are_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for channels in ("64,128,wide,256,512", "64,128,256"):
+        assert train_main(["--channels", channels, "--out", str(tmp_path)]) == 2
+        assert "channels" in capsys.readouterr().err
+
+
+def test_distillation_loss_vanishes_only_where_the_student_matches_the_teacher() -> None:
+    teacher = torch.randn(16, 7, generator=torch.Generator().manual_seed(0))
+    student = teacher.clone().requires_grad_()
+    distillation_loss(student, teacher, temperature=4.0).backward()
+    assert student.grad.abs().max() < 1e-6
+    assert distillation_loss(teacher.flip(1), teacher, temperature=4.0) > 0.1
+
+
+def teacher_disagreement(student: Path, teacher_probabilities: torch.Tensor, faces) -> float:
+    """Mean KL(teacher || student) over the faces: how far the student is from imitating the teacher."""
+    student_log = torch.log(torch.from_numpy(load_model(student).for_inference()(faces.images)))
+    return torch.sum(teacher_probabilities * (teacher_probabilities.log() - student_log), dim=1).mean().item()
+
+
+def test_distillation_pulls_the_student_towards_the_teacher(small_fer2013: Path, tmp_path: Path) -> None:
+    shipped = load_model()
+    faces = load_dataset(small_fer2013, "Training")
+    teacher_probabilities = torch.from_numpy(shipped.for_inference()(faces.images))
+    distilled, plain = tmp_path / "distilled", tmp_path / "plain"
+    two_epochs = ("--epochs", "2", "--distill-weight", "1.0", "--temperature", "1.0")
+    assert train_main(smoke_args(small_fer2013, plain, *two_epochs)) == 0
+    assert train_main(smoke_args(small_fer2013, distilled, *two_epochs, "--teacher", str(shipped.path))) == 0
+    assert (teacher_disagreement(distilled / "best.pt", teacher_probabilities, faces)
+            < teacher_disagreement(plain / "best.pt", teacher_probabilities, faces))
+    assert load_model(distilled / "best.pt").meta["training_config"]["teacher"] == str(shipped.path)
+
+
+def test_a_missing_teacher_is_a_clear_error(small_fer2013: Path, tmp_path: Path, capsys) -> None:
+    assert train_main(smoke_args(small_fer2013, tmp_path / "out", "--teacher", str(tmp_path / "absent.pt"))) == 2
+    assert "absent.pt" in capsys.readouterr().err
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -26,10 +26,12 @@ from tqdm import tqdm
 
 from . import distributed
 from .augment import AugmentSpec, augment_batch
-from .checkpoint import read_payload, save_model, to_input_tensor
+from .checkpoint import load_model, read_payload, save_model, to_input_tensor
 from .data import DatasetError, FaceSet, load_dataset
-from .models import ArchSpec, build_model, count_parameters
+from .losses import distillation_loss, soft_cross_entropy
+from .models import REFERENCE_CHANNELS, ArchSpec, build_model, count_parameters
 from .plots import plot_curves
+from .widen import widen_into
 
 
 @dataclass
@@ -38,6 +40,7 @@ class TrainConfig:
     out: str = "runs/fer"
     arch: str = "vgg"
     width: float = 0.25
+    channels: str = ",".join(map(str, REFERENCE_CHANNELS))  # per block, before --width
     dropout: float = 0.1
     epochs: int = 30
     batch_size: int = 128
@@ -50,12 +53,21 @@ class TrainConfig:
     device: str = "auto"
     limit: int = 0  # train on the first N images only (smoke runs); 0: all
     val_limit: int = 0
-    init: str = ""  # start from this model file's weights (a longer schedule, or a fine-tune); "": random
+    # Start from this model file's weights (a longer schedule, a fine-tune, or a wider network grown from
+    # a narrower one); "": random.
+    init: str = ""
     erase_probability: float = 0.5  # random erasing; lower it when the model underfits
+    teacher: str = ""  # model file to distil from: the loss also matches its softened predictions; "": none
+    distill_weight: float = 0.5  # with --teacher: the distillation term's share of the loss
+    temperature: float = 4.0  # with --teacher: softens both distributions before they are compared
 
     @property
     def arch_spec(self) -> ArchSpec:
-        return ArchSpec(name=self.arch, width=self.width, dropout=self.dropout)
+        try:
+            channels = tuple(int(count) for count in self.channels.split(","))
+        except ValueError:
+            raise ValueError(f"--channels wants comma-separated integers, got {self.channels!r}") from None
+        return ArchSpec(name=self.arch, width=self.width, dropout=self.dropout, channels=channels)
 
 
 def parse_args(argv: list[str] | None) -> tuple[TrainConfig, bool, int, int]:
@@ -126,11 +138,12 @@ def lr_at(step: int, total: int, peak: float) -> float:
 
 def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces: FaceSet, order: np.ndarray,
               batch_size: int, config: TrainConfig, device: torch.device, schedule: Callable[[int], float],
-              first_step: int = 0, ema: AveragedModel | None = None,
+              first_step: int = 0, ema: AveragedModel | None = None, teacher: torch.nn.Module | None = None,
               description: str = "") -> tuple[float, float]:
     """One pass over faces[order]; returns (mean loss, accuracy) on the augmented batches.
 
-    `model` may be DDP-wrapped; the EMA follows the bare model inside it.
+    `model` may be DDP-wrapped; the EMA follows the bare model inside it. A teacher sees the same
+    augmented batch as the student.
     """
     model.train()
     steps = math.ceil(len(order) / batch_size)
@@ -147,7 +160,13 @@ def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces: F
         target = targets_for(faces, index, config.label_smoothing).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = model(x)
-        loss = torch.sum(-target * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = teacher(x)
+        loss = soft_cross_entropy(logits, target)
+        if teacher is not None:
+            weight = config.distill_weight
+            loss = (1 - weight) * loss + weight * distillation_loss(logits, teacher_logits, config.temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -160,13 +179,23 @@ def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces: F
     return loss_sum / seen, correct / seen
 
 
-def initial_weights(path: str, spec: ArchSpec) -> tuple[dict[str, torch.Tensor], str]:
-    """(weights, the command that trained them) of a model file holding the architecture being trained."""
+def initial_model(path: str, spec: ArchSpec, seed: int) -> tuple[torch.nn.Module, str]:
+    """(network, the command that trained it) from a model file, widened to spec if spec is wider."""
     payload = read_payload(path)
-    # Dropout holds no weights, so a continued run may change it; everything else must match.
-    if ArchSpec(**payload["arch"]).to_dict() | {"dropout": 0} != spec.to_dict() | {"dropout": 0}:
-        raise ValueError(f"{path}: holds {payload['arch']}, not the requested {spec.to_dict()}")
-    return payload["state_dict"], payload["meta"].get("training_command", "")
+    source_spec = ArchSpec(**payload["arch"])
+    network = build_model(spec)
+    # Dropout holds no weights, so a continued run may change it.
+    if source_spec.to_dict() | {"dropout": 0} == spec.to_dict() | {"dropout": 0}:
+        network.load_state_dict(payload["state_dict"])
+    elif (source_spec.name, source_spec.num_classes) == (spec.name, spec.num_classes) and all(
+            wide >= narrow for wide, narrow in zip(spec.block_channels(), source_spec.block_channels())):
+        source = build_model(source_spec)
+        source.load_state_dict(payload["state_dict"])
+        widen_into(source, network, seed)
+    else:
+        raise ValueError(f"{path}: holds {payload['arch']}, not the requested {spec.to_dict()} "
+                         f"nor a narrower version of it")
+    return network, payload["meta"].get("training_command", "")
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -200,11 +229,13 @@ def train(config: TrainConfig, resume: bool = False, command: str = "", stop_aft
     if config.val_limit:
         val_set = val_set.subset(np.random.default_rng(config.seed).permutation(len(val_set))[: config.val_limit])
 
-    model = build_model(config.arch_spec)
     if config.init and state is None:
-        weights, earlier_command = initial_weights(config.init, config.arch_spec)
-        model.load_state_dict(weights)
+        model, earlier_command = initial_model(config.init, config.arch_spec, config.seed)
         command = f"{earlier_command} && {command}" if earlier_command else command
+    else:
+        model = build_model(config.arch_spec)
+    # The teacher only runs forward, so it runs in the server's faster folded form.
+    teacher = load_model(config.teacher).for_inference().network.to(device) if config.teacher else None
     model = model.to(device).to(memory_format=torch.channels_last)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
     optimizer = make_optimizer(model, config)
@@ -231,7 +262,7 @@ def train(config: TrainConfig, resume: bool = False, command: str = "", stop_aft
 
     log = partial(print, file=sys.stderr) if context.is_main else lambda *args, **kwargs: None
     log(f"fer-train: {len(train_set)} training and {len(val_set)} PublicTest images, "
-        f"{config.arch} width {config.width}: {count_parameters(model) / 1e6:.2f} M parameters, "
+        f"{config.arch_spec.summary()}: {count_parameters(model) / 1e6:.2f} M parameters, "
         f"{config.epochs} epochs on {device} x {context.world_size} process(es)")
     last_epoch = min(config.epochs, first_epoch + stop_after) if stop_after else config.epochs
     for epoch in range(first_epoch, last_epoch):
@@ -239,7 +270,7 @@ def train(config: TrainConfig, resume: bool = False, command: str = "", stop_aft
         schedule = partial(lr_at, total=total_steps, peak=config.lr)
         order = distributed.shard(np.random.permutation(len(train_set)), context)
         train_loss, train_acc = run_epoch(trained, optimizer, train_set, order, rank_batch, config, device,
-                                          schedule, first_step=epoch * steps_per_epoch, ema=ema,
+                                          schedule, first_step=epoch * steps_per_epoch, ema=ema, teacher=teacher,
                                           description=f"epoch {epoch + 1}/{config.epochs}" if context.is_main else "")
         distributed.sync_buffers(model, context)
         if not context.is_main:
