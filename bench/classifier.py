@@ -53,7 +53,9 @@ class ModelDescription:
     source: str
     architecture: str
     width: float
+    channels: list[int]
     parameters: int
+    summary: str
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,9 @@ class ClassifierBench:
 
 
 def describe(label: str, classifier: EmotionClassifier) -> ModelDescription:
-    return ModelDescription(label, str(classifier.path), classifier.spec.name, classifier.spec.width,
-                            classifier.parameters)
+    spec = classifier.spec
+    return ModelDescription(label, str(classifier.path), spec.name, spec.width, spec.block_channels(),
+                            classifier.parameters, spec.summary())
 
 
 def time_classifier(label: str, classifier: EmotionClassifier, crops: np.ndarray, threads: int, batch: int,
@@ -90,11 +93,16 @@ def time_classifier(label: str, classifier: EmotionClassifier, crops: np.ndarray
 
 
 def run_classifier_bench(frames: Sequence[TestFrame], model_path: Path | None, batch_sizes: Sequence[int],
-                         thread_counts: Sequence[int], seconds: float) -> ClassifierBench:
-    """Every (model, threads, batch) combination, each timed for about `seconds`."""
+                         thread_counts: Sequence[int], seconds: float, unfolded: bool = False) -> ClassifierBench:
+    """Every (model, threads, batch) combination, each timed for about `seconds`.
+
+    unfolded: also time the shipped weights with batch norm as trained, to show what folding saves.
+    """
     crops = real_face_crops(frames)
+    shipped = load_model(model_path)
     # The shipped model as the server runs it; the reference as its demo ran it, batch norm unfolded.
-    models = {"shipped": load_model(model_path).for_inference(), "reference": reference_vgg()}
+    models = {"shipped": shipped.for_inference()} | ({"shipped, unfolded": shipped} if unfolded else {})
+    models["reference"] = reference_vgg()
     timings = [time_classifier(label, classifier, crops, threads, batch, seconds)
                for label, classifier in models.items() for threads in thread_counts for batch in batch_sizes]
     return ClassifierBench([describe(label, classifier) for label, classifier in models.items()], timings)
@@ -102,6 +110,6 @@ def run_classifier_bench(frames: Sequence[TestFrame], model_path: Path | None, b
 
 def classifier_table(bench: ClassifierBench) -> str:
     parameters = {model.label: model for model in bench.models}
-    rows = [(f"{t.model} (vgg ×{parameters[t.model].width:g}, {parameters[t.model].parameters / 1e6:.2f} M)",
+    rows = [(f"{t.model} ({parameters[t.model].summary}, {parameters[t.model].parameters / 1e6:.2f} M)",
              t.threads, t.batch, t.faces_per_s, t.ms_per_face) for t in bench.timings]
     return markdown_table(("model", "threads", "batch", "faces/s", "ms/face"), rows)

@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="faces/s of the shipped model and of the reference 13.1 M VGG "
                                                  "(random weights) per batch size and thread count.")
     classifier.add_argument("--model", type=Path, default=None, help="model file (default: the shipped model)")
+    classifier.add_argument("--unfolded", action="store_true",
+                            help="also time the model with batch norm as trained, not folded as served")
     classifier.add_argument("--batch-sizes", type=int_list, default=[1, 8, 32, 128],
                             help="comma-separated batch sizes (default: 1,8,32,128)")
     classifier.add_argument("--threads", type=int_list, default=[1, 2],
@@ -135,7 +137,8 @@ def run_command(args: argparse.Namespace, command_line: str) -> None:
     elif args.command == "classifier":
         from .classifier import classifier_table, run_classifier_bench
 
-        result = run_classifier_bench(frames, args.model, args.batch_sizes, args.threads, args.seconds)
+        result = run_classifier_bench(frames, args.model, args.batch_sizes, args.threads, args.seconds,
+                                      args.unfolded)
         print_report(command_line, result, classifier_table(result), args.json)
     elif args.command == "detectors":
         from .detectors import IOU_MATCH, DetectorBench, detector_table, run_detector_bench, write_chart

@@ -82,9 +82,11 @@ def test_reference_against_a_spawned_server(data_options) -> None:
 
 
 def test_classifier(data_options) -> None:
-    result = bench_json("classifier", "--seconds", "0.1", "--batch-sizes", "1,8", "--threads", "1", *data_options)
+    result = bench_json("classifier", "--seconds", "0.1", "--batch-sizes", "1,8", "--threads", "1", "--unfolded",
+                        *data_options)
     models = {model["label"]: model for model in result["models"]}
-    assert set(models) == {"shipped", "reference"}
+    assert set(models) == {"shipped", "shipped, unfolded", "reference"}
+    assert models["shipped, unfolded"]["parameters"] == models["shipped"]["parameters"]
     assert models["reference"]["width"] == 1.0 and round(models["reference"]["parameters"] / 1e6, 1) == 13.1
     assert models["shipped"]["parameters"] < models["reference"]["parameters"]
     cells = {(timing["model"], timing["threads"], timing["batch"]) for timing in result["timings"]}
