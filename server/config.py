@@ -54,7 +54,8 @@ class ServerConfig:
     auth_tokens: tuple[str, ...] = field(default=(), repr=False)
     # A stream that sends no frame for this long is ended (DEADLINE_EXCEEDED), freeing its slot.
     idle_timeout_s: float = 60.0
-    # 0: no limit. Otherwise streams end (UNAVAILABLE) after this long, so clients reconnect and rebalance.
+    # 0: no limit. Otherwise streams end (UNAVAILABLE) after this long, so clients reconnect, possibly to
+    # another replica: long-lived streams would otherwise pin load to whichever replica took them first.
     max_stream_seconds: float = 0.0
     # None: no metrics endpoint.
     metrics_port: int | None = None

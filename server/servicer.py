@@ -42,11 +42,10 @@ class StreamStats:
 
 @dataclass(frozen=True)
 class StreamLimits:
-    # A stream with no new frame for this long is ended, so an idle client does not hold a slot.
-    idle_s: float = 60.0
-    # 0: none. Streams that reach it end with UNAVAILABLE, which clients answer by reconnecting, possibly to
-    # another replica: long-lived streams would otherwise pin load to whichever replica took them first.
-    lifetime_s: float = 0.0
+    """How long one stream may last; the defaults and their reasons live in ServerConfig."""
+
+    idle_s: float  # ServerConfig.idle_timeout_s
+    lifetime_s: float  # ServerConfig.max_stream_seconds; 0: none
 
 
 def call_deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -56,7 +55,7 @@ def call_deadline(context: grpc.aio.ServicerContext) -> float | None:
 
 class EmotionServicer(pb_grpc.EmotionServiceServicer):
     def __init__(self, frame_path: FramePath, batcher: Batcher, max_streams: int,
-                 limits: StreamLimits = StreamLimits()) -> None:
+                 limits: StreamLimits) -> None:
         self.frame_path = frame_path
         self.batcher = batcher
         self.metrics: ServerMetrics = batcher.metrics
