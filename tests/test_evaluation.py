@@ -16,6 +16,7 @@ from ferstream.training.data import load_dataset
 from ferstream.training.evaluate import main as eval_main
 from ferstream.training.export import export
 from ferstream.training.labels import EMOTIONS
+from ferstream.training.tta import predict
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,19 @@ def test_eval_class_subset_and_tta(small_test_folder: Path, tmp_path: Path, caps
     assert five["n"] == 5 * 15 and five["classes"] == ["angry", "happy", "neutral", "sad", "surprise"]
     assert (tmp_path / "cm.png").read_bytes().startswith(b"\x89PNG")
     tencrop = run_json(eval_main, [str(small_test_folder), "--json", "--tta", "tencrop"], capsys)
-    assert 0.0 <= tencrop["accuracy"] <= 1.0 and tencrop["tta"] == "tencrop"
+    assert tencrop["tta"] == "tencrop" and tencrop["n"] == 7 * 15
+    faces = load_dataset(small_test_folder)
+    assert tencrop["accuracy"] == pytest.approx(float((predict(load_model(), faces.images, "tencrop").argmax(1)
+                                                       == faces.labels).mean()))
+
+
+@pytest.mark.parametrize("mode", ["flip", "tencrop"])
+def test_tta_sees_a_face_and_its_mirror_image_alike(small_test_folder: Path, mode: str) -> None:
+    """Both view sets hold every view's mirror image, so mirroring the input cannot change the answer."""
+    model, images = load_model(), load_dataset(small_test_folder).images
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+    assert not np.allclose(predict(model, images), predict(model, mirrored), atol=1e-3)  # the bare model can tell
+    assert np.allclose(predict(model, images, mode), predict(model, mirrored, mode), atol=1e-5)
 
 
 def test_eval_bad_inputs_are_one_line_errors(tmp_path: Path, capsys) -> None:

@@ -3,9 +3,9 @@
 `vgg` with width 1.0 is the reference model we replace: five blocks of 2/3/4/4/4 3x3 convolutions
 with 64/128/256/256/512 channels, batch norm, max-pool and dropout per block, one dense softmax
 layer (13.1 M parameters). The width multiplier scales every block's channels, which is how the
-shipped model trades accuracy for CPU milliseconds. `channels` changes the per-block channels
-themselves: the blocks at 6 and 3 px cost few multiply-adds per weight, so widening only them buys
-capacity cheaply.
+shipped model trades accuracy for CPU milliseconds. `channels` sets each block's channels
+before the multiplier, e.g. wider late blocks, where a weight costs few multiply-adds (README: tried,
+it bought little accuracy for its latency).
 """
 
 from __future__ import annotations
