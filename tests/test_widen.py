@@ -9,7 +9,7 @@ import torch
 
 from ferstream.training.checkpoint import load_model, to_input_tensor
 from ferstream.training.data import load_dataset
-from ferstream.training.models import build_model
+from ferstream.training.models import build_model, count_parameters
 from ferstream.training.widen import widen_into
 
 
@@ -37,7 +37,7 @@ def without_dropout(network: torch.nn.Module, training: bool) -> torch.nn.Module
 def test_the_widened_network_computes_the_same_logits(real_faces: torch.Tensor, training: bool) -> None:
     shipped = load_model()
     wider = without_dropout(doubled(shipped), training)
-    assert sum(p.numel() for p in wider.parameters()) > 3 * shipped.parameters
+    assert count_parameters(wider) > 3 * shipped.parameters
     with torch.no_grad():
         expected, grown = without_dropout(shipped.network, training)(real_faces), wider(real_faces)
     assert torch.allclose(grown, expected, atol=1e-4)
@@ -50,7 +50,7 @@ def test_a_copied_filter_parts_from_its_original_after_one_step(real_faces: torc
     wider = without_dropout(doubled(shipped), True)
     first = wider.features[0]
     narrow = shipped.network.features[0].out_channels
-    copy = narrow  # the first added channel, and the original it copies
+    copy = narrow  # the first added channel; channel_map puts the originals first
     original = next(c for c in range(narrow) if torch.equal(first.weight[c], first.weight[copy]))
     labels = torch.arange(len(real_faces)) % 7
     torch.nn.functional.cross_entropy(wider(real_faces), labels).backward()

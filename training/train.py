@@ -215,6 +215,7 @@ def train(config: TrainConfig, resume: bool = False, command: str = "", stop_aft
         config = TrainConfig(**state["config"])
         if epochs_override:
             config = replace(config, epochs=epochs_override)
+    spec = config.arch_spec  # parsed before any data is read, so a bad --channels fails at once
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -230,10 +231,10 @@ def train(config: TrainConfig, resume: bool = False, command: str = "", stop_aft
         val_set = val_set.subset(np.random.default_rng(config.seed).permutation(len(val_set))[: config.val_limit])
 
     if config.init and state is None:
-        model, earlier_command = initial_model(config.init, config.arch_spec, config.seed)
+        model, earlier_command = initial_model(config.init, spec, config.seed)
         command = f"{earlier_command} && {command}" if earlier_command else command
     else:
-        model = build_model(config.arch_spec)
+        model = build_model(spec)
     # The teacher only runs forward, so it runs in the server's faster folded form.
     teacher = load_model(config.teacher).for_inference().network.to(device) if config.teacher else None
     model = model.to(device).to(memory_format=torch.channels_last)
@@ -262,7 +263,7 @@ def train(config: TrainConfig, resume: bool = False, command: str = "", stop_aft
 
     log = partial(print, file=sys.stderr) if context.is_main else lambda *args, **kwargs: None
     log(f"fer-train: {len(train_set)} training and {len(val_set)} PublicTest images, "
-        f"{config.arch_spec.summary()}: {count_parameters(model) / 1e6:.2f} M parameters, "
+        f"{spec.summary()}: {count_parameters(model) / 1e6:.2f} M parameters, "
         f"{config.epochs} epochs on {device} x {context.world_size} process(es)")
     last_epoch = min(config.epochs, first_epoch + stop_after) if stop_after else config.epochs
     for epoch in range(first_epoch, last_epoch):
@@ -282,7 +283,7 @@ def train(config: TrainConfig, resume: bool = False, command: str = "", stop_aft
         history.append(row)
         log(json.dumps(row))
         if max(history, key=selection_key) is row:
-            save_model(out / "best.pt", ema.module, config.arch_spec, {
+            save_model(out / "best.pt", ema.module, spec, {
                 "training_command": command, "training_config": asdict(config),
                 "training_data": config.data,
                 "metrics": {"public_test_accuracy": val_acc, "epoch": epoch + 1,
