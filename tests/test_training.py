@@ -8,11 +8,13 @@ import sys
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from ferstream.training.checkpoint import load_model, weights_sha256
 from ferstream.training.data import load_dataset
+from ferstream.training.data.votes import attach_votes
 from ferstream.training.losses import distillation_loss
 from ferstream.training.train import evaluate, main as train_main
 
@@ -144,6 +146,32 @@ def test_distillation_pulls_the_student_towards_the_teacher(small_fer2013: Path,
 def test_a_missing_teacher_is_a_clear_error(small_fer2013: Path, tmp_path: Path, capsys) -> None:
     assert train_main(smoke_args(small_fer2013, tmp_path / "out", "--teacher", str(tmp_path / "absent.pt"))) == 2
     assert "absent.pt" in capsys.readouterr().err
+
+
+def test_ferplus_votes_pull_the_model_towards_the_annotators(shared: Path, small_fer2013: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """--votes: the training images take the FER+ votes of their pixel twins into their targets."""
+    ferplus = shared / "datasets" / "ferplus"
+    faces = attach_votes(load_dataset(small_fer2013, "Training"), load_dataset(ferplus, "Training"))
+    voted_faces = faces.faces.subset(np.flatnonzero(faces.matched))
+    votes = torch.from_numpy(voted_faces.soft_labels)
+
+    def distance_to_votes(model: Path) -> float:
+        probabilities = torch.from_numpy(load_model(model).for_inference()(voted_faces.images))
+        return torch.sum(-votes * probabilities.clamp(min=1e-6).log(), dim=1).mean().item()
+
+    voted, plain = tmp_path / "voted", tmp_path / "plain"
+    assert train_main(smoke_args(small_fer2013, plain, "--epochs", "2")) == 0
+    assert train_main(smoke_args(small_fer2013, voted, "--epochs", "2", "--votes", str(ferplus),
+                                 "--vote-weight", "1.0")) == 0
+    assert f"FER+ votes for {len(voted_faces)} training images" in capsys.readouterr().err
+    assert len(voted_faces) > 0.9 * len(faces.matched)
+    assert distance_to_votes(voted / "best.pt") < distance_to_votes(plain / "best.pt")
+
+
+def test_votes_from_a_dataset_without_votes_are_a_clear_error(small_fer2013: Path, tmp_path: Path, capsys) -> None:
+    assert train_main(smoke_args(small_fer2013, tmp_path / "out", "--votes", str(small_fer2013))) == 2
+    assert "no vote distributions" in capsys.readouterr().err
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

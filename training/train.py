@@ -28,6 +28,7 @@ from . import distributed
 from .augment import AugmentSpec, augment_batch
 from .checkpoint import load_model, read_payload, save_model, to_input_tensor
 from .data import DatasetError, FaceSet, load_dataset
+from .data.votes import attach_votes
 from .losses import distillation_loss, soft_cross_entropy
 from .models import REFERENCE_CHANNELS, ArchSpec, build_model, count_parameters
 from .plots import plot_curves
@@ -60,6 +61,9 @@ class TrainConfig:
     teacher: str = ""  # model file to distil from: the loss also matches its softened predictions; "": none
     distill_weight: float = 0.5  # with --teacher: the distillation term's share of the loss
     temperature: float = 4.0  # with --teacher: softens both distributions before they are compared
+    # A FER+ root: its annotators' vote distributions join the targets of the training images they match.
+    votes: str = ""
+    vote_weight: float = 0.5  # the votes' share of each target with votes; the rest is the one-hot label
 
     @property
     def arch_spec(self) -> ArchSpec:
@@ -100,12 +104,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def targets_for(faces: FaceSet, index: np.ndarray, smoothing: float) -> torch.Tensor:
-    """Soft targets: FER+ vote distributions where present, else one-hot; then label smoothing."""
+def targets_for(faces: FaceSet, index: np.ndarray, smoothing: float, vote_weight: float) -> torch.Tensor:
+    """One-hot labels mixed with FER+ vote distributions where the faces carry them; then label smoothing."""
+    target = F.one_hot(torch.from_numpy(faces.labels[index]), 7).float()
     if faces.soft_labels is not None:
-        target = torch.from_numpy(faces.soft_labels[index])
-    else:
-        target = F.one_hot(torch.from_numpy(faces.labels[index]), 7).float()
+        target = (1 - vote_weight) * target + vote_weight * torch.from_numpy(faces.soft_labels[index])
     return target * (1 - smoothing) + smoothing / target.shape[1]
 
 
@@ -157,7 +160,7 @@ def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces: F
         index = order[step * batch_size:(step + 1) * batch_size]
         x = augment_batch(to_input_tensor(faces.images[index]).to(device), augment)
         x = x.contiguous(memory_format=torch.channels_last)
-        target = targets_for(faces, index, config.label_smoothing).to(device)
+        target = targets_for(faces, index, config.label_smoothing, config.vote_weight).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = model(x)
             if teacher is not None:
@@ -177,6 +180,17 @@ def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces: F
         correct += int((logits.argmax(1).cpu().numpy() == faces.labels[index]).sum())
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
     return loss_sum / seen, correct / seen
+
+
+def with_votes(train_set: FaceSet, ferplus_root: str) -> FaceSet:
+    """The training images with the FER+ votes of their Training split; PublicTest votes stay unread."""
+    match = attach_votes(train_set, load_dataset(ferplus_root, "Training"))
+    matched = int(match.matched.sum())
+    if not matched:
+        raise DatasetError(f"{ferplus_root}: none of its images matches a training image")
+    print(f"fer-train: FER+ votes for {matched} training images; {len(train_set) - matched} unmatched keep "
+          f"their one-hot labels", file=sys.stderr)
+    return match.faces
 
 
 def initial_model(path: str, spec: ArchSpec, seed: int) -> tuple[torch.nn.Module, str]:
@@ -225,6 +239,8 @@ def train(config: TrainConfig, resume: bool = False, command: str = "", stop_aft
 
     train_set = load_dataset(config.data, "Training")
     val_set = load_dataset(config.data, "PublicTest")
+    if config.votes:
+        train_set = with_votes(train_set, config.votes)
     if config.limit:
         train_set = train_set.subset(np.random.default_rng(config.seed).permutation(len(train_set))[: config.limit])
     if config.val_limit:
