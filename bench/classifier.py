@@ -18,7 +18,7 @@ from ferstream.server.crops import face_crops
 from ferstream.server.detectors import Detection
 from ferstream.training.checkpoint import EmotionClassifier, load_model
 from ferstream.training.labels import EMOTIONS
-from ferstream.training.models import ArchSpec, build_model
+from ferstream.training.models import ArchSpec, build_model, count_multiply_adds
 
 from .photos import TestFrame
 from .report import markdown_table
@@ -55,6 +55,7 @@ class ModelDescription:
     width: float
     channels: list[int]
     parameters: int
+    multiply_adds: int  # per face
     summary: str
 
 
@@ -78,7 +79,7 @@ class ClassifierBench:
 def describe(label: str, classifier: EmotionClassifier) -> ModelDescription:
     spec = classifier.spec
     return ModelDescription(label, str(classifier.path), spec.name, spec.width, spec.block_channels(),
-                            classifier.parameters, spec.summary())
+                            classifier.parameters, count_multiply_adds(classifier.network), spec.summary())
 
 
 def time_classifier(label: str, classifier: EmotionClassifier, crops: np.ndarray, threads: int, batch: int,
@@ -109,7 +110,8 @@ def run_classifier_bench(frames: Sequence[TestFrame], model_path: Path | None, b
 
 
 def classifier_table(bench: ClassifierBench) -> str:
-    parameters = {model.label: model for model in bench.models}
-    rows = [(f"{t.model} ({parameters[t.model].summary}, {parameters[t.model].parameters / 1e6:.2f} M)",
+    models = {model.label: model for model in bench.models}
+    rows = [(f"{t.model} ({models[t.model].summary}, {models[t.model].parameters / 1e6:.2f} M parameters, "
+             f"{models[t.model].multiply_adds / 1e6:.0f} M multiply-adds)",
              t.threads, t.batch, t.faces_per_s, t.ms_per_face) for t in bench.timings]
     return markdown_table(("model", "threads", "batch", "faces/s", "ms/face"), rows)

@@ -81,6 +81,16 @@ def test_reference_against_a_spawned_server(data_options) -> None:
     assert result["speedup"] == pytest.approx(served["answered_fps"] / reference["fps"])
 
 
+def vgg_multiply_adds(channels) -> int:
+    """The issue's arithmetic: 3x3 convolutions in blocks of 2/3/4/4/4 at 48, 24, 12, 6, 3 px, then 7 outputs."""
+    total, previous = 0, 1
+    for block, (depth, width) in enumerate(zip((2, 3, 4, 4, 4), channels)):
+        pixels = (48 >> block) ** 2
+        total += pixels * 9 * (previous * width + (depth - 1) * width * width)
+        previous = width
+    return total + previous * 7
+
+
 def test_classifier(data_options) -> None:
     result = bench_json("classifier", "--seconds", "0.1", "--batch-sizes", "1,8", "--threads", "1", "--unfolded",
                         *data_options)
@@ -89,6 +99,9 @@ def test_classifier(data_options) -> None:
     assert models["shipped, unfolded"]["parameters"] == models["shipped"]["parameters"]
     assert models["reference"]["width"] == 1.0 and round(models["reference"]["parameters"] / 1e6, 1) == 13.1
     assert models["shipped"]["parameters"] < models["reference"]["parameters"]
+    assert models["reference"]["multiply_adds"] == vgg_multiply_adds((64, 128, 256, 256, 512))
+    assert models["shipped"]["multiply_adds"] == vgg_multiply_adds(models["shipped"]["channels"])
+    assert models["shipped, unfolded"]["multiply_adds"] == models["shipped"]["multiply_adds"]
     cells = {(timing["model"], timing["threads"], timing["batch"]) for timing in result["timings"]}
     assert cells == {(model, 1, batch) for model in models for batch in (1, 8)}
     for timing in result["timings"]:
