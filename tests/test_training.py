@@ -152,8 +152,8 @@ def test_ferplus_votes_pull_the_model_towards_the_annotators(shared: Path, small
                                                             capsys: pytest.CaptureFixture) -> None:
     """--votes: the training images take the FER+ votes of their pixel twins into their targets."""
     ferplus = shared / "datasets" / "ferplus"
-    faces = attach_votes(load_dataset(small_fer2013, "Training"), load_dataset(ferplus, "Training"))
-    voted_faces = faces.faces.subset(np.flatnonzero(faces.matched))
+    match = attach_votes(load_dataset(small_fer2013, "Training"), load_dataset(ferplus, "Training"))
+    voted_faces = match.faces.subset(np.flatnonzero(match.matched))
     votes = torch.from_numpy(voted_faces.soft_labels)
 
     def distance_to_votes(model: Path) -> float:
@@ -165,7 +165,7 @@ def test_ferplus_votes_pull_the_model_towards_the_annotators(shared: Path, small
     assert train_main(smoke_args(small_fer2013, voted, "--epochs", "2", "--votes", str(ferplus),
                                  "--vote-weight", "1.0")) == 0
     assert f"FER+ votes for {len(voted_faces)} training images" in capsys.readouterr().err
-    assert len(voted_faces) > 0.9 * len(faces.matched)
+    assert len(voted_faces) > 0.9 * len(match.matched)
     assert distance_to_votes(voted / "best.pt") < distance_to_votes(plain / "best.pt")
 
 
