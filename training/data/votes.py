@@ -3,8 +3,9 @@
 FER+ relabelled every FER2013 image with ten votes, but the Kaggle folders hold the pixels under
 new file names, with a contrast stretch and JPEG loss, so the two are paired by content: each image
 is reduced to a 12x12 grid of mean brightness, its cells replaced by their ranks (blind to brightness
-and contrast, nearly so to any monotone tone curve), and paired with the FER+ image of highest rank correlation. FER2013
-holds exact duplicates, so a pair may name either copy; both carry votes for the same picture.
+and contrast, nearly so to any monotone tone curve), and paired with the FER+ image of highest rank
+correlation. FER2013 holds exact duplicates, so a pair may name either copy; both carry votes for the
+same picture.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ MIN_SIMILARITY = 0.95
 @dataclass(frozen=True)
 class VoteMatch:
     faces: FaceSet  # the input with soft_labels set: the matched votes, or the one-hot label when unmatched
-    matched: np.ndarray  # (N,) bool: which faces found their votes
+    partner: np.ndarray  # (N,) index of each face's twin in the voted set; -1 where none scored high enough
+
+    @property
+    def matched(self) -> np.ndarray:
+        """(N,) bool: which faces found their votes."""
+        return self.partner >= 0
 
 
 def signatures(images: np.ndarray) -> torch.Tensor:
@@ -59,4 +65,4 @@ def attach_votes(faces: FaceSet, voted: FaceSet, min_similarity: float = MIN_SIM
     soft[matched] = voted.soft_labels[index[matched]]
     with_votes = FaceSet(images=faces.images, labels=faces.labels, soft_labels=soft, groups=faces.groups,
                          source=f"{faces.source} + votes from {voted.source}", skipped=faces.skipped)
-    return VoteMatch(faces=with_votes, matched=matched)
+    return VoteMatch(faces=with_votes, partner=np.where(matched, index, -1))
