@@ -55,13 +55,21 @@ def test_smoke_training_learns_and_writes_its_files(small_fer2013: Path, tmp_pat
     assert classifier.meta["training_command"].startswith("fer-train --data")
     assert classifier.meta["metrics"]["train_images"] == 7 * 60
 
+    # final.pt is the last epoch's, chosen by no score.
+    final = load_model(tmp_path / "final.pt")
+    assert final.meta["metrics"]["epoch"] == 3
+    val_loss, val_acc = evaluate(final.network, load_dataset(small_fer2013, "PublicTest"), torch.device("cpu"))
+    assert val_loss == pytest.approx(history[-1]["val_loss"], rel=1e-4)
+
 
 def test_resume_continues_where_it_stopped(small_fer2013: Path, tmp_path: Path) -> None:
     whole, split = tmp_path / "whole", tmp_path / "split"
     assert train_main(smoke_args(small_fer2013, whole, "--epochs", "2")) == 0
     assert train_main(smoke_args(small_fer2013, split, "--epochs", "2", "--stop-after", "1")) == 0
     assert len(json.loads((split / "metrics.json").read_text())) == 1
+    assert not (split / "final.pt").exists()  # the schedule has not ended
     assert train_main(["--out", str(split), "--resume"]) == 0
+    assert load_model(split / "final.pt").meta["metrics"]["epoch"] == 2
     resumed = json.loads((split / "metrics.json").read_text())
     uninterrupted = json.loads((whole / "metrics.json").read_text())
     assert [r["epoch"] for r in resumed] == [1, 2]

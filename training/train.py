@@ -1,7 +1,8 @@
 """fer-train: train an emotion CNN on FER2013 (or FER+), selecting on PublicTest.
 
 Every epoch writes OUT/last.pt (resumable), OUT/best.pt (the model file of the best PublicTest
-epoch), OUT/metrics.csv, OUT/metrics.json and OUT/curves.png. `--resume` continues OUT/last.pt.
+epoch), OUT/metrics.csv, OUT/metrics.json and OUT/curves.png; the schedule's last epoch also writes
+OUT/final.pt (its model file, chosen by no score). `--resume` continues OUT/last.pt.
 """
 
 from __future__ import annotations
@@ -298,14 +299,15 @@ def train(config: TrainConfig, resume: bool = False, command: str = "", stop_aft
                "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - started}
         history.append(row)
         log(json.dumps(row))
-        if max(history, key=selection_key) is row:
-            save_model(out / "best.pt", ema.module, spec, {
-                "training_command": command, "training_config": asdict(config),
-                "training_data": config.data,
+        meta = {"training_command": command, "training_config": asdict(config), "training_data": config.data,
                 "metrics": {"public_test_accuracy": val_acc, "epoch": epoch + 1,
                             "train_images": len(train_set), "public_test_images": len(val_set)},
-                "wall_seconds": sum(r["seconds"] for r in history),
-            })
+                "wall_seconds": sum(r["seconds"] for r in history)}
+        if max(history, key=selection_key) is row:
+            save_model(out / "best.pt", ema.module, spec, meta)
+        if epoch + 1 == config.epochs:
+            # The end of the schedule, whatever PublicTest says: the model a fixed recipe produces.
+            save_model(out / "final.pt", ema.module, spec, meta)
         write_history(out, history)
         checkpoint = {"config": asdict(config), "epoch": epoch, "model": model.state_dict(),
                       "ema": ema.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
