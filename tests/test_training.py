@@ -58,7 +58,7 @@ def test_smoke_training_learns_and_writes_its_files(small_fer2013: Path, tmp_pat
     # final.pt is the last epoch's, chosen by no score.
     final = load_model(tmp_path / "final.pt")
     assert final.meta["metrics"]["epoch"] == 3
-    val_loss, val_acc = evaluate(final.network, load_dataset(small_fer2013, "PublicTest"), torch.device("cpu"))
+    val_loss, _ = evaluate(final.network, load_dataset(small_fer2013, "PublicTest"), torch.device("cpu"))
     assert val_loss == pytest.approx(history[-1]["val_loss"], rel=1e-4)
 
 
