@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ferstream.server.crops import face_crops
-from ferstream.server.detectors import Detection
-from ferstream.training.checkpoint import EmotionClassifier, load_model
-from ferstream.training.labels import EMOTIONS
-from ferstream.training.models import ArchSpec, build_model, count_multiply_adds
+from ferstream.pipeline.crops import face_crops
+from ferstream.pipeline.detectors import Detection
+from ferstream.model.modelfile import EmotionClassifier, load_model
+from ferstream.model.labels import EMOTIONS
+from ferstream.model.architectures import ArchSpec, build_model, count_multiply_adds
 
 from .photos import TestFrame
 from .report import markdown_table

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--data-dir", type=Path, default=None,
                         help="shared data folder with testdata/faces (default: $FER_DATA_DIR or ../shared)")
     common.add_argument("--models-dir", type=Path, default=None,
-                        help="detector weights (default: $FER_MODELS_DIR or DATA_DIR/models)")
+                        help="detector weights (default: $FER_MODELS_DIR, else $FER_DATA_DIR/models, else ~/.cache/ferstream/models)")
     common.add_argument("--seconds", type=positive_float, default=DEFAULT_SECONDS,
                         help="how long each measurement runs (default: %(default)s)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ferstream.server.detectors import Detection, DetectorKind, DetectorStatus, load_detectors
+from ferstream.pipeline.detectors import Detection, DetectorKind, DetectorStatus, load_detectors
 
 from .photos import Box, TestFrame
 from .report import markdown_table

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import torch
 
-from ferstream.server import weights
-from ferstream.server.detectors import load_ssd
-from ferstream.training.checkpoint import EmotionClassifier
+from ferstream.pipeline import weights
+from ferstream.pipeline.detectors import load_ssd
+from ferstream.model.modelfile import EmotionClassifier
 
 from .classifier import reference_vgg
 from .report import markdown_table

@@ -25,6 +25,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ferstream.model.labels import EMOTIONS  # the Emotion enum's order (without UNSPECIFIED)
 from ferstream.v1 import emotion_pb2, emotion_pb2_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -48,8 +49,6 @@ KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
 # the server it started on. With one address this is the same as gRPC's default, pick_first.
 ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
-# Class order of the Emotion enum (without UNSPECIFIED): the order of every probability vector here.
-EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 DETECTORS: tuple[str, ...] = ("haar", "ssd", "yunet")
 
 ImageInput = Union[np.ndarray, bytes, str, os.PathLike]

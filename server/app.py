@@ -15,7 +15,7 @@ from ferstream.v1 import emotion_pb2, emotion_pb2_grpc
 
 from .batcher import Batcher
 from .config import ServerConfig
-from .framepath import load_frame_path, set_thread_counts
+from ferstream.pipeline.framepath import load_frame_path, set_thread_counts
 from .metrics import ServerMetrics
 from .ready import announce_serving
 from .security import TokenInterceptor

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from .decode import ImageSource
-from .errors import FrameError
-from .framepath import AnnotatedFrame, DetectedFrame, DetectOptions, FramePath, set_thread_counts
+from ferstream.pipeline.decode import ImageSource
+from ferstream.pipeline.errors import FrameError
+from ferstream.pipeline.framepath import AnnotatedFrame, DetectedFrame, DetectOptions, FramePath, set_thread_counts
 from .metrics import ServerMetrics
+from .status import CallError
 
 log = logging.getLogger("ferstream.server")
 
@@ -127,7 +128,7 @@ class Batcher:
 
     def detect(self, job: Job) -> DetectedFrame | None:
         if job.expired():
-            job.settle(error=FrameError(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller stopped waiting"))
+            job.settle(error=CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller stopped waiting"))
             return None
         started = time.perf_counter()
         try:
@@ -137,7 +138,7 @@ class Batcher:
             return None
         except Exception as error:  # a bug or an OpenCV failure must cost one frame, not the worker
             log.exception("detection failed")
-            job.settle(error=FrameError(grpc.StatusCode.INTERNAL, f"detection failed: {error}"))
+            job.settle(error=CallError(grpc.StatusCode.INTERNAL, f"detection failed: {error}"))
             return None
         detected.timing.queue_ms = (started - job.submitted) * 1000.0
         return detected
@@ -151,7 +152,7 @@ class Batcher:
         except Exception as error:
             log.exception("classification failed")
             for job, _ in batch:
-                job.settle(error=FrameError(grpc.StatusCode.INTERNAL, f"classification failed: {error}"))
+                job.settle(error=CallError(grpc.StatusCode.INTERNAL, f"classification failed: {error}"))
             return
         classify_ms = (time.perf_counter() - started) * 1000.0
         self.metrics.batch(len(batch), len(probabilities))

@@ -7,21 +7,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ferstream.training.labels import EMOTIONS, class_indices
+from ferstream.model.labels import EMOTIONS
+from ferstream.pipeline.settings import (MAX_FACES, MAX_PIXELS, add_common_arguments, default_models_dir,
+                                         parse_classes)
 
 from .security import TlsFiles, is_loopback, load_tokens
-
-
-def default_models_dir() -> Path:
-    """FER_MODELS_DIR, else where `fer-models download` puts weights (~/.cache/ferstream/models)."""
-    if "FER_MODELS_DIR" in os.environ:
-        return Path(os.environ["FER_MODELS_DIR"])
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache / "ferstream" / "models"
-
-
-def default_threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -36,9 +26,9 @@ class ServerConfig:
     max_streams: int = 16
     max_batch: int = 32
     max_delay_ms: float = 5.0
-    max_pixels: int = 4096 * 4096
+    max_pixels: int = MAX_PIXELS
     max_message_bytes: int = 16 * 1024 * 1024
-    max_faces: int = 32
+    max_faces: int = MAX_FACES
     threads: int = 1
     grace_s: float = 5.0
     log_level: str = "INFO"
@@ -60,23 +50,6 @@ class ServerConfig:
     # None: no metrics endpoint.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by fer-server and fer-annotate: where the weights are and what is served."""
-    parser.add_argument("--models-dir", type=Path, default=None,
-                        help="folder with detector weights (default: $FER_MODELS_DIR or ~/.cache/ferstream/models)")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="emotion model file (default: $FER_MODEL or the shipped model)")
-    parser.add_argument("--classes", default=None,
-                        help="comma-separated subset of classes to answer with, renormalised "
-                             f"(default: all of {','.join(EMOTIONS)})")
-    parser.add_argument("--max-pixels", type=int, default=ServerConfig.max_pixels,
-                        help="largest image accepted, in pixels, checked from the header (default: %(default)s)")
-    parser.add_argument("--max-faces", type=int, default=ServerConfig.max_faces,
-                        help="most faces annotated per frame (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=default_threads(),
-                        help="torch and OpenCV threads of the worker (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,16 +117,6 @@ def security_from_args(args: argparse.Namespace) -> tuple[TlsFiles | None, tuple
         raise ValueError(f"refusing to serve plaintext on non-loopback host {args.host}: give --tls-cert and "
                          "--tls-key, or --insecure to accept that anyone on the network can read and send frames")
     return tls, load_tokens(args.auth_tokens)
-
-
-def parse_classes(text: str | None) -> tuple[int, ...]:
-    """Class indices in EMOTIONS order; raises ValueError for unknown names or an empty list."""
-    if text is None:
-        return tuple(range(len(EMOTIONS)))
-    indices = sorted(set(class_indices([item for item in text.split(",") if item.strip()])))
-    if not indices:
-        raise ValueError("--classes needs at least one class")
-    return tuple(indices)
 
 
 def positive(name: str, value: float) -> None:

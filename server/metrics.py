@@ -11,7 +11,7 @@ from collections.abc import Callable
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from .framepath import AnnotatedFrame
+from ferstream.pipeline.framepath import AnnotatedFrame
 
 log = logging.getLogger("ferstream.server")
 

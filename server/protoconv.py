@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from ferstream.pipeline.decode import EncodedImage, ImageSource, PixelFormat, RawImage
+from ferstream.pipeline.detectors import DetectorKind
+from ferstream.pipeline.errors import FrameError, invalid
+from ferstream.pipeline.framepath import AnnotatedFrame, DetectOptions, FramePath, Timing
 from ferstream.v1 import emotion_pb2 as pb
 
-from .decode import EncodedImage, ImageSource, PixelFormat, RawImage
-from .detectors import DetectorKind
-from .errors import FrameError, invalid
-from .framepath import AnnotatedFrame, DetectOptions, FramePath, Timing
+from .status import status_code
 
 # EMOTIONS index i is the proto Emotion value i + 1 (same order).
 EMOTION_OFFSET = 1
@@ -54,7 +55,7 @@ def face_messages(frame: AnnotatedFrame) -> list[pb.Face]:
 
 
 def error_message(error: FrameError) -> pb.Error:
-    return pb.Error(code=error.code.value[0], message=error.message)
+    return pb.Error(code=status_code(error).value[0], message=error.message)
 
 
 def model_info(frame_path: FramePath) -> pb.GetModelInfoResponse:

@@ -16,10 +16,11 @@ from ferstream.v1 import emotion_pb2_grpc as pb_grpc
 
 from . import protoconv
 from .batcher import Batcher
-from .errors import FrameError
-from .framepath import AnnotatedFrame, FramePath
+from ferstream.pipeline.errors import FrameError
+from ferstream.pipeline.framepath import AnnotatedFrame, FramePath
 from .metrics import ServerMetrics
 from .slot import Arrival, NewestFrameSlot
+from .status import status_code
 
 log = logging.getLogger("ferstream.server")
 
@@ -75,9 +76,9 @@ class EmotionServicer(pb_grpc.EmotionServiceServicer):
         try:
             frame = await self.annotate(request, context)
         except FrameError as error:
-            self.metrics.failed(error.code)
+            self.metrics.failed(status_code(error))
             log.info("Annotate from %s refused: %s", context.peer(), error.message)
-            await context.abort(error.code, error.message)
+            await context.abort(status_code(error), error.message)
         frame.timing.total_ms = (time.perf_counter() - start) * 1000.0
         self.metrics.answered(frame)
         return pb.AnnotateResponse(faces=protoconv.face_messages(frame), timing=protoconv.timing_message(frame.timing))
@@ -149,7 +150,7 @@ class EmotionServicer(pb_grpc.EmotionServiceServicer):
             frame = await self.annotate(arrival.request, context)
         except FrameError as error:
             stats.errors += 1
-            self.metrics.failed(error.code)
+            self.metrics.failed(status_code(error))
             log.info("stream %d frame %d: %s", stats.number, arrival.frame_id, error.message)
             response.error.CopyFrom(protoconv.error_message(error))
             response.timing.total_ms = (time.perf_counter() - arrival.arrived) * 1000.0

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from ferstream.training.checkpoint import load_model, save_model
+from ferstream.model.modelfile import load_model, save_model
 from ferstream.training.ckplus import main as ckplus_main, subject_folds
 from ferstream.training.data import load_dataset
 from ferstream.training.evaluate import main as eval_main
 from ferstream.training.export import export
-from ferstream.training.labels import EMOTIONS
+from ferstream.model.labels import EMOTIONS
 from ferstream.training.tta import predict
 
 

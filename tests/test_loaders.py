@@ -11,7 +11,7 @@ import pytest
 
 from ferstream.training.data import DatasetError, load_dataset
 from ferstream.training.data.detect import cache_dir
-from ferstream.training.labels import EMOTIONS
+from ferstream.model.labels import EMOTIONS
 
 
 def write_class_folder(root: Path, per_class: dict[str, int], seed: int = 0) -> None:

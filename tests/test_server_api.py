@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from ferstream.training.checkpoint import load_model
+from ferstream.model.modelfile import load_model
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
 from helpers import stream_frame

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import cv2
 
-from ferstream.server.detectors import DetectorKind, default_detector, load_detectors, load_ssd
+from ferstream.pipeline.detectors import DetectorKind, default_detector, load_detectors, load_ssd
 
 
 def test_tensorflow_ssd_twin_is_accepted(fer_models_dir: Path, faces_dir: Path) -> None:

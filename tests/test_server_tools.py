@@ -12,14 +12,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferstream.training.labels import EMOTIONS
+from ferstream.model.labels import EMOTIONS
 
 PHOTO = "2008_002506.jpg"  # three people
 
 
 def run(module: str, *arguments: str, env: dict | None = None) -> subprocess.CompletedProcess:
     environment = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", f"ferstream.server.{module}", *arguments], capture_output=True,
+    return subprocess.run([sys.executable, "-m", f"ferstream.pipeline.{module}", *arguments], capture_output=True,
                           text=True, timeout=180, env=environment)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from ferstream.training.checkpoint import load_model, weights_sha256
+from ferstream.model.modelfile import load_model, weights_sha256
 from ferstream.training.data import load_dataset
 from ferstream.training.data.votes import attach_votes
 from ferstream.training.losses import distillation_loss

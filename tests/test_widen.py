@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ferstream.training.checkpoint import load_model, to_input_tensor
+from ferstream.model.modelfile import load_model, to_input_tensor
 from ferstream.training.data import load_dataset
-from ferstream.training.models import build_model, count_parameters
+from ferstream.model.architectures import build_model, count_parameters
 from ferstream.training.widen import widen_into
 
 

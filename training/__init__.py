@@ -1,1 +1,1 @@
-"""Training side of ferstream: loaders, the CNN family, training, evaluation and export."""
+"""Training side of ferstream: datasets, the training loop, evaluation and export."""

@@ -17,9 +17,9 @@ from functools import partial
 import numpy as np
 import torch
 
-from .checkpoint import load_model
+from ferstream.model.modelfile import load_model
 from .data import DatasetError, FaceSet, load_dataset
-from .labels import EMOTIONS
+from ferstream.model.labels import EMOTIONS
 from .metrics import classification_report, restrict_to_classes
 from .train import TrainConfig, lr_at, make_optimizer, run_epoch, seed_everything
 from .tta import predict

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import weights_sha256
+from ferstream.model.modelfile import weights_sha256
 
 
 @dataclass(frozen=True)

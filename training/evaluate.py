@@ -12,9 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from .checkpoint import default_model_path, load_model
+from ferstream.model.modelfile import default_model_path, load_model
 from .data import DatasetError, load_dataset
-from .labels import EMOTIONS, class_indices
+from ferstream.model.labels import EMOTIONS, class_indices
 from .metrics import classification_report, restrict_to_classes
 from .plots import plot_confusion
 from .tta import TTA_MODES, predict

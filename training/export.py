@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import INPUT_SIZE, MEAN, STD, EmotionClassifier, load_model
+from ferstream.model.modelfile import INPUT_SIZE, MEAN, STD, EmotionClassifier, load_model
 
 PARITY_TOLERANCE = 1e-4
 

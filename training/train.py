@@ -27,11 +27,11 @@ from tqdm import tqdm
 
 from . import distributed
 from .augment import AugmentSpec, augment_batch
-from .checkpoint import load_model, read_payload, save_model, to_input_tensor
+from ferstream.model.modelfile import load_model, read_payload, save_model, to_input_tensor
 from .data import DatasetError, FaceSet, load_dataset
 from .data.votes import attach_votes
 from .losses import distillation_loss, soft_cross_entropy
-from .models import REFERENCE_CHANNELS, ArchSpec, build_model, count_parameters
+from ferstream.model.architectures import REFERENCE_CHANNELS, ArchSpec, build_model, count_parameters
 from .plots import plot_curves
 from .widen import widen_into
 

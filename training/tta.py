@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .checkpoint import EmotionClassifier, to_input_tensor
+from ferstream.model.modelfile import EmotionClassifier, to_input_tensor
 
 TTA_MODES = ("none", "flip", "tencrop")
 CROP = 44  # ten-crop side; crops are resized back to the 48 px the model was trained on

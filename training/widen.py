@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .models import VGG
+from ferstream.model.architectures import VGG
 
 
 def layers_of(network: VGG) -> tuple[list[nn.Conv2d], list[nn.BatchNorm2d]]:

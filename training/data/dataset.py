@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..labels import EMOTIONS
+from ferstream.model.labels import EMOTIONS
 
 SIZE = 48
 

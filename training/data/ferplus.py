@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..labels import EMOTIONS
+from ferstream.model.labels import EMOTIONS
 from .dataset import DatasetError, FaceSet, read_grey_48, warn
 
 VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..labels import EMOTIONS, canonical_name
+from ferstream.model.labels import EMOTIONS, canonical_name
 from .dataset import DatasetError, FaceSet, read_grey_48, warn
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".tif", ".tiff"}

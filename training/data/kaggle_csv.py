@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..labels import EMOTIONS
+from ferstream.model.labels import EMOTIONS
 from .dataset import SIZE, DatasetError, FaceSet, warn
 
 USAGE_TO_SPLIT = {"Training": "Training", "PublicTest": "PublicTest", "PrivateTest": "PrivateTest"}

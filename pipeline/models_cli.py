@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from . import weights
-from .config import default_models_dir
+from .settings import default_models_dir
 
 
 def list_weights(models_dir: Path) -> int:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .labels import EMOTIONS
-from .models import ArchSpec, build_model, count_parameters, fold_batch_norm
+from .architectures import ArchSpec, build_model, count_parameters, fold_batch_norm
 
 FORMAT = "ferstream-emotion-v1"
 INPUT_SIZE = 48

@@ -9,16 +9,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import grpc
 import numpy as np
 
-from ferstream.training.checkpoint import EmotionClassifier
-from ferstream.training.labels import EMOTIONS
+from ferstream.model.modelfile import EmotionClassifier
+from ferstream.model.labels import EMOTIONS
 
 from .crops import face_crops
 from .decode import ImageSource, decode
 from .detectors import Detection, DetectorKind, DetectorStatus, default_detector
-from .errors import FrameError, invalid
+from .errors import DetectorUnavailable, invalid
 
 
 @dataclass(frozen=True)
@@ -97,8 +96,7 @@ class FramePath:
     def choose_detector(self, kind: DetectorKind | None) -> DetectorStatus:
         status = self.detectors[kind or self.default_detector]
         if not status.available:
-            raise FrameError(grpc.StatusCode.FAILED_PRECONDITION,
-                             f"detector {status.kind.name} is unavailable: {status.detail}")
+            raise DetectorUnavailable(f"detector {status.kind.name} is unavailable: {status.detail}")
         return status
 
     def detect(self, source: ImageSource, options: DetectOptions) -> DetectedFrame:
@@ -150,7 +148,7 @@ def set_thread_counts(threads: int) -> None:
 
 def load_frame_path(models_dir, model_path, classes: tuple[int, ...], max_pixels: int, max_faces: int) -> FramePath:
     """Detectors from models_dir (and installed packages) plus the emotion model; nothing is downloaded."""
-    from ferstream.training.checkpoint import load_model
+    from ferstream.model.modelfile import load_model
 
     from .detectors import load_detectors
 

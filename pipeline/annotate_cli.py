@@ -15,9 +15,9 @@ from typing import TextIO
 import cv2
 import numpy as np
 
-from ferstream.training.labels import EMOTIONS
+from ferstream.model.labels import EMOTIONS
 
-from .config import add_common_arguments, default_models_dir, parse_classes
+from .settings import add_common_arguments, default_models_dir, parse_classes
 from .detectors import DetectorKind
 from .draw import draw_annotations
 from .errors import FrameError

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .errors import invalid
+from .errors import TooLarge, invalid
 
 
 class PixelFormat(enum.Enum):
@@ -123,7 +123,7 @@ def check_size(width: int, height: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
         raise invalid(f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
-        raise invalid(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+        raise TooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
 
 
 def decode_encoded(image: EncodedImage, max_pixels: int) -> np.ndarray:
@@ -150,7 +150,7 @@ def decode_raw(image: RawImage, max_pixels: int) -> np.ndarray:
 
 
 def decode(source: ImageSource, max_pixels: int) -> np.ndarray:
-    """A BGR uint8 frame; FrameError (INVALID_ARGUMENT) for bad, empty or oversized input."""
+    """A BGR uint8 frame; BadInput for bad, empty or oversized input."""
     if isinstance(source, EncodedImage):
         return decode_encoded(source, max_pixels)
     if isinstance(source, RawImage):

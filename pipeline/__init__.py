@@ -1,0 +1,1 @@
+"""The frame path without gRPC: decode -> detect -> crop -> classify -> annotate, and its settings."""

@@ -1,0 +1,60 @@
+"""Defaults of the frame path, in one place: where weights are found, size limits, thread counts.
+
+The server's ServerConfig, fer-annotate and fer-bench all take their defaults from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ferstream.model.labels import EMOTIONS, class_indices
+
+# 4096² pixels: a 16 MP photo passes; anything larger is refused from its header, before decoding.
+MAX_PIXELS = 4096 * 4096
+# More faces than this in one frame are a crowd shot, not a conversation; the rest are dropped.
+MAX_FACES = 32
+
+
+def default_models_dir() -> Path:
+    """Detector weights: FER_MODELS_DIR, else FER_DATA_DIR/models, else where `fer-models download` puts
+    them (~/.cache/ferstream/models)."""
+    if "FER_MODELS_DIR" in os.environ:
+        return Path(os.environ["FER_MODELS_DIR"])
+    if "FER_DATA_DIR" in os.environ:
+        return Path(os.environ["FER_DATA_DIR"]) / "models"
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "ferstream" / "models"
+
+
+def default_threads() -> int:
+    """Inference threads of one process: the cores, at most 4 (more gave nothing on a 48 px CNN)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def parse_classes(text: str | None) -> tuple[int, ...]:
+    """Class indices in EMOTIONS order from "a,b,c"; None means all. ValueError for unknown names or none."""
+    if text is None:
+        return tuple(range(len(EMOTIONS)))
+    indices = sorted(set(class_indices([item for item in text.split(",") if item.strip()])))
+    if not indices:
+        raise ValueError("--classes needs at least one class")
+    return tuple(indices)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by fer-server and fer-annotate: where the weights are and what is served."""
+    parser.add_argument("--models-dir", type=Path, default=None,
+                        help="folder with detector weights (default: $FER_MODELS_DIR or ~/.cache/ferstream/models)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="emotion model file (default: $FER_MODEL or the shipped model)")
+    parser.add_argument("--classes", default=None,
+                        help="comma-separated subset of classes to answer with, renormalised "
+                             f"(default: all of {','.join(EMOTIONS)})")
+    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                        help="largest image accepted, in pixels, checked from the header (default: %(default)s)")
+    parser.add_argument("--max-faces", type=int, default=MAX_FACES,
+                        help="most faces annotated per frame (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="inference and OpenCV threads of the worker (default: %(default)s)")
