@@ -1,6 +1,7 @@
 """fer-client: the Tk app, or --headless annotation of a video into files.
 
 Exit codes: 0 done, 1 the server failed us, 2 bad arguments or an unreadable source/output, 130 interrupted.
+Every error is one line on stderr.
 """
 
 from __future__ import annotations
@@ -13,35 +14,58 @@ import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import cv2
 import grpc
 
 from ferstream.client.capture import FrameSource, SourceError, open_source
-from ferstream.client.library import DEFAULT_JPEG_QUALITY, DEFAULT_TARGET, DETECTORS, EmotionClient
-from ferstream.client.session import StreamOptions
+from ferstream.client.library import DEFAULT_JPEG_QUALITY, DETECTORS, EmotionClient, default_target
+from ferstream.client.session import StreamOptions, target_problem
+from ferstream.pipeline.commandline import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    add_version_argument,
+    print_error,
+)
 
-EXIT_SERVER = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+PROG = "fer-client"
+EXIT_SERVER = EXIT_FAILED
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr (no usage block), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Prints "fer-client: error: MESSAGE (see --help)" and exits with EXIT_USAGE."""
+        print_error(self.prog, f"{message} (see --help)")
+        sys.exit(EXIT_USAGE)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fer-client",
+    """fer-client's arguments; every option carries its help text."""
+    parser = _OneLineErrors(
+        prog=PROG,
         description="Real-time facial emotion recognition client: a window showing the annotated video, "
-        "or --headless annotation into a video and JSON lines.",
+        "or --headless annotation of every frame into a video and JSON lines.",
+        epilog="Exit codes: 0 done, 1 the server failed, 2 bad arguments or an unreadable source or output, "
+        "130 interrupted.",
     )
+    add_version_argument(parser)
     parser.add_argument(
         "--server",
-        default=os.environ.get("FER_SERVER", DEFAULT_TARGET),
+        type=server_target,
+        default=default_target(),
         metavar="TARGET",
         help="the fer-server to use: HOST:PORT, or several as ipv4:HOST:PORT,HOST:PORT or dns:///NAME:PORT "
-        "(streams are spread round-robin) (default: $FER_SERVER or %(default)s)",
+        "(streams are spread round-robin); not an http:// URL (default: $FER_SERVER or %(default)s)",
     )
     parser.add_argument(
-        "--source", default="0", help="camera index, video file or image file (default: camera 0)"
+        "--source",
+        default="0",
+        metavar="CAMERA_OR_FILE",
+        help="camera index, video file or image file (default: camera 0)",
     )
     parser.add_argument("--detector", choices=DETECTORS, help="face detector (default: the server's)")
     parser.add_argument(
@@ -59,7 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="JPEG quality of the frames sent (default: %(default)s)",
     )
     parser.add_argument(
-        "--snapshot-dir", type=Path, default=Path("."), help="where Snapshot saves PNGs (default: .)"
+        "--snapshot-dir",
+        type=Path,
+        default=Path("."),
+        metavar="DIR",
+        help="where the window's Snapshot button saves PNGs (default: the current folder)",
     )
     security = parser.add_argument_group("security (for servers that require it)")
     security.add_argument("--tls-ca", type=Path, metavar="PEM", help="connect with TLS, trusting these roots")
@@ -73,11 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     headless = parser.add_argument_group("headless mode")
     headless.add_argument("--headless", action="store_true", help="no window: annotate every frame of --source")
-    headless.add_argument("--output", type=Path, help="write the annotated video here (.mp4 or .avi)")
-    headless.add_argument("--jsonl", type=Path, help="write one JSON line of faces per frame here")
+    headless.add_argument("--out", type=Path, metavar="VIDEO",
+                          help="write the annotated video here (.mp4, .m4v, .mov, .avi or .mkv)")
+    headless.add_argument("--jsonl", type=Path, metavar="FILE", help="write one JSON line of faces per frame here")
     headless.add_argument(
         "--connect-timeout",
-        type=float,
+        type=_seconds,
         default=10.0,
         metavar="SECONDS",
         help="give up when the server cannot be reached for this long (default: %(default)s)",
@@ -85,34 +114,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def server_target(text: str) -> str:
+    """argparse type for --server: the target, stripped; an http:// URL or other non-gRPC address is refused
+    with a one-line reason."""
+    problem = target_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text.strip()
+
+
 def _fraction(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
     if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number between 0 and 1")
     return value
 
 
 def _quality(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if not 10 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"{text} is not between 10 and 100")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number between 10 and 100")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
     return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs fer-client; returns its exit code (see the module docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_opencv()
-    if args.headless and args.output is None and args.jsonl is None:
-        parser.error("--headless needs --output and/or --jsonl")
-    if not args.headless and (args.output or args.jsonl):
-        parser.error("--output and --jsonl are for --headless mode")
+    if args.headless and args.out is None and args.jsonl is None:
+        parser.error("--headless needs --out and/or --jsonl")
+    if not args.headless and (args.out or args.jsonl):
+        parser.error("--out and --jsonl are for --headless mode")
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
     try:
-        tls = _TlsMaterial(*(path.read_bytes() if path else None for path in (args.tls_ca, args.tls_key, args.tls_cert)))
+        paths = (args.tls_ca, args.tls_key, args.tls_cert)
+        tls = _TlsMaterial(*(path.read_bytes() if path else None for path in paths))
         source = open_source(args.source)
-    except (OSError, SourceError) as error:
+    except OSError as error:
+        return _fail(f"{error.filename}: {error.strerror}", EXIT_USAGE)
+    except SourceError as error:
         return _fail(str(error), EXIT_USAGE)
     connect = partial(_make_client, tls=tls, token=args.token)
     try:
@@ -120,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_headless(args, source, connect(args.server))
         return _run_app(args, source, connect)
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return _fail("interrupted", EXIT_INTERRUPTED)
 
 
 def _quiet_opencv() -> None:
@@ -141,7 +199,7 @@ def _make_client(target: str, tls: _TlsMaterial, token: str | None) -> EmotionCl
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"fer-client: error: {message}", file=sys.stderr)
+    print_error(PROG, message)
     return code
 
 
@@ -149,7 +207,7 @@ def _run_headless(args: argparse.Namespace, source: FrameSource, client: Emotion
     from ferstream.client.headless import HeadlessSettings, OutputError, run_headless
 
     settings = HeadlessSettings(
-        output=args.output,
+        output=args.out,
         jsonl=args.jsonl,
         detector=args.detector,
         min_detection_score=args.min_score,
@@ -166,7 +224,7 @@ def _run_headless(args: argparse.Namespace, source: FrameSource, client: Emotion
             return _fail(f"the server failed: {error.code().name}: {error.details()}", EXIT_SERVER)
         finally:
             source.close()
-    print(f"fer-client: annotated {result.frames} frames, {result.faces} faces", file=sys.stderr)
+    print(f"{PROG}: annotated {result.frames} frames, {result.faces} faces", file=sys.stderr)
     return 0
 
 

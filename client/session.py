@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import re
 import threading
 import time
 from collections import deque
@@ -33,9 +34,31 @@ from ferstream.v1 import emotion_pb2
 DEFAULT_MAX_IN_FLIGHT = 2
 # How long a blocked step waits before looking at the stop flag again: bounds how long stop() takes.
 POLL_S = 0.1
+# The name-resolver schemes gRPC's core accepts in a target ("dns:///name:port", "unix:///path"...).
+GRPC_SCHEMES = frozenset({"dns", "ipv4", "ipv6", "unix", "unix-abstract", "vsock", "xds", "google-c2p"})
+_URL_SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def target_problem(target: str) -> str | None:
+    """Why `target` cannot be a fer-server address (one line for people), or None when it can be.
+
+    Catches what users paste by mistake: an empty field, and URLs such as "http://host:50051" (fer-server
+    speaks gRPC; gRPC would take "http" for a host name and keep failing to resolve it).
+    """
+    if not target.strip():
+        return "no server address: give HOST:PORT, e.g. 127.0.0.1:50051"
+    scheme = _URL_SCHEME.match(target)
+    if scheme is None or scheme.group(1).lower() in GRPC_SCHEMES:
+        return None
+    prefix = target.strip()[: len(scheme.group(1)) + 3]
+    if scheme.group(1).lower() in ("http", "https"):
+        return f"{target.strip()}: fer-server speaks gRPC, not HTTP: drop '{prefix}' and give HOST:PORT"
+    return f"{target.strip()}: '{prefix}' is not a gRPC address scheme: give HOST:PORT, e.g. 127.0.0.1:50051"
 
 
 class ConnectionState(enum.Enum):
+    """Where a StreamSession stands; the app shows it in its status bar."""
+
     CONNECTING = "connecting"
     CONNECTED = "connected"
     RECONNECTING = "reconnecting"
@@ -60,6 +83,7 @@ class Backoff:
     maximum_s: float = RECONNECT_MAX_S
 
     def delays(self) -> Iterator[float]:
+        """Seconds to wait before each attempt: initial_s, doubled each time, never above maximum_s."""
         delay = self.initial_s
         while True:
             yield delay
@@ -68,6 +92,8 @@ class Backoff:
 
 @dataclass(frozen=True)
 class Stats:
+    """A stream's figures, as the status bar shows them."""
+
     client_fps: float = 0.0  # annotated frames received per second
     server_fps: float = 0.0  # frames per second the server's processing time allows (1000 / ms per frame)
     latency_ms: float = 0.0  # round trip: frame sent to its annotations received
@@ -78,17 +104,22 @@ class Stats:
 
     @property
     def dropped(self) -> int:
+        """Frames never answered: not sent because the window was full, or skipped by the server."""
         return self.dropped_client + self.dropped_server
 
 
 @dataclass(frozen=True)
 class StateChanged:
+    """Event: the session's connection state changed; message says it for people."""
+
     state: ConnectionState
     message: str
 
 
 @dataclass(frozen=True)
 class Annotated:
+    """Event: the server's answer for a frame sent, with the figures up to it."""
+
     frame: CapturedFrame
     response: emotion_pb2.StreamAnnotateResponse
     options: emotion_pb2.AnnotateOptions  # what the server was asked for this frame
@@ -117,12 +148,14 @@ class _StatsWindow:
         self.totals = Stats()
 
     def count_sent(self, dropped_before: int) -> None:
+        """Counts a frame sent, and the captured frames skipped since the last one sent."""
         with self._lock:
             self.totals = replace(
                 self.totals, sent=self.totals.sent + 1, dropped_client=self.totals.dropped_client + dropped_before
             )
 
     def count_received(self, sent_at: float | None, response: emotion_pb2.StreamAnnotateResponse) -> Stats:
+        """Counts an answer (sent_at: time.monotonic() when its frame went, None if unknown); the new figures."""
         with self._lock:
             return self._count_received(sent_at, response)
 
@@ -153,7 +186,11 @@ def _mean(values: deque[float]) -> float:
 
 
 class StreamSession(threading.Thread):
-    """One connection's worth of streaming, from connect() in the UI to stop()."""
+    """One connection's worth of streaming, from connect() in the UI to stop().
+
+    Sends the newest frame of `latest` whenever fewer than max_in_flight frames await an answer, reports
+    through emit (called on this thread), and reconnects with `backoff` delays when the stream breaks.
+    """
 
     def __init__(
         self,
@@ -180,13 +217,16 @@ class StreamSession(threading.Thread):
 
     @property
     def options(self) -> StreamOptions:
+        """The options the next frame is sent with."""
         return self._options
 
     def set_options(self, **changes: object) -> None:
+        """Changes StreamOptions fields from any thread; the next frame sent uses them."""
         # One attribute assignment: the sender sees either the old or the new options, never a mix.
         self._options = replace(self._options, **changes)
 
     def stop(self) -> None:
+        """Asks the session to end (from any thread): the call is cancelled; join() waits for the end."""
         self._stop_requested.set()
         call = self._call
         if call is not None:
@@ -195,6 +235,7 @@ class StreamSession(threading.Thread):
             self._window.notify_all()
 
     def run(self) -> None:
+        """The thread's body: connect, stream, reconnect, until stop(); ends with a DISCONNECTED event."""
         try:
             self._connect_loop()
         finally:
@@ -225,17 +266,33 @@ class StreamSession(threading.Thread):
             self._stop_requested.wait(delay)
 
     def _wait_until_ready(self) -> bool:
-        """Waits for the channel (gRPC retries the connection with its own capped backoff)."""
-        started = time.monotonic()
-        announced = False
-        while not self._stop_requested.is_set():
-            if self._client.wait_ready(timeout=POLL_S):
-                return True
-            if not announced and time.monotonic() - started > 1.0:
-                message = f"cannot reach the server at {self._client.target}; retrying"
-                self._emit(StateChanged(ConnectionState.RECONNECTING, message))
-                announced = True
-        return False
+        """Waits for the channel (gRPC retries the connection with its own capped backoff).
+
+        One connectivity subscription for the whole wait, dropped before returning: a ready-future per
+        POLL_S (EmotionClient.wait_ready) would leave gRPC's polling thread asked to connect again when
+        Disconnect closes the channel, and that thread then dies with "Channel closed!" on stderr.
+        """
+        ready = threading.Event()
+
+        def watch(connectivity: grpc.ChannelConnectivity) -> None:
+            if connectivity is grpc.ChannelConnectivity.READY:
+                ready.set()
+
+        channel = self._client.channel
+        channel.subscribe(watch, try_to_connect=True)
+        try:
+            started = time.monotonic()
+            announced = False
+            while not self._stop_requested.is_set():
+                if ready.wait(POLL_S):
+                    return True
+                if not announced and time.monotonic() - started > 1.0:
+                    message = f"cannot reach the server at {self._client.target}; retrying"
+                    self._emit(StateChanged(ConnectionState.RECONNECTING, message))
+                    announced = True
+            return False
+        finally:
+            channel.unsubscribe(watch)
 
     def _stream_once(self) -> None:
         with self._window:

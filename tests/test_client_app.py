@@ -1,15 +1,20 @@
 """The Tk app on an X display (Xvfb in CI) against a real fer-server, driven by real X input (xdotool)
-and checked on screenshots of the screen."""
+and checked on screenshots of the screen.
+
+Set FER_SCREENSHOTS_DIR (e.g. to docs/) to keep the window screenshots of the 1-, 3- and 20-face tests there.
+"""
 
 from __future__ import annotations
 
 import gc
+import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
 import tkinter as tk
+import tkinter.font as tkfont
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,11 +22,12 @@ import cv2
 import numpy as np
 import pytest
 
-from ferstream.client.app import ClientApp
+from ferstream.client.app import FLASH_MS, PAUSED_BADGE, TOOLTIP_BACKGROUND, ClientApp
 from ferstream.client.capture import open_source
 from ferstream.client.library import EmotionClient, box_tuple, emotion_name
-from ferstream.client.render import colour_of
-from ferstream.client.session import ConnectionState, StreamOptions
+from ferstream.client.render import colour_of, render_reply
+from ferstream.client.session import ConnectionState, Stats, StreamOptions
+from ferstream.pipeline.draw import Style, overlaps
 from ferstream.v1 import emotion_pb2
 from helpers import pump
 
@@ -35,10 +41,10 @@ def server(fer_server_factory, fer_models_dir):
 def make_app(client_display, client_faces_video, tmp_path) -> Iterator[Callable[..., ClientApp]]:
     apps: list[ClientApp] = []
 
-    def make(target: str, **options: object) -> ClientApp:
+    def make(target: str, source: Path | None = None, **options: object) -> ClientApp:
         app = ClientApp(
             tk.Tk(),
-            open_source(str(client_faces_video.path)),
+            open_source(str(source or client_faces_video.path)),
             EmotionClient,
             target,
             StreamOptions(**options),
@@ -55,8 +61,6 @@ def make_app(client_display, client_faces_video, tmp_path) -> Iterator[Callable[
     gc.collect()
 
 
-
-
 def click(widget: tk.Widget) -> None:
     x = widget.winfo_rootx() + widget.winfo_width() // 2
     y = widget.winfo_rooty() + widget.winfo_height() // 2
@@ -66,6 +70,16 @@ def click(widget: tk.Widget) -> None:
 def screenshot(path: Path) -> np.ndarray:
     subprocess.run(["import", "-window", "root", str(path)], check=True)
     return cv2.imread(str(path))
+
+
+def window_of(app: ClientApp, shot: np.ndarray) -> np.ndarray:
+    """The part of a screen shot that shows the app's window, status bar included."""
+    x, y = app.root.winfo_rootx(), app.root.winfo_rooty()
+    return shot[y : y + app.root.winfo_height(), x : x + app.root.winfo_width()]
+
+
+def type_keys(*keys: str) -> None:
+    subprocess.run(["xdotool", "key", "--delay", "20", *keys], check=True)
 
 
 def colour_pixels(image: np.ndarray, box: tuple[int, int, int, int], colour: tuple[int, int, int]) -> int:
@@ -148,7 +162,7 @@ def test_the_detector_control_changes_what_the_server_is_asked(server, make_app)
     assert boxes == haar
 
 
-def test_every_control_explains_itself_on_hover(server, make_app):
+def test_every_control_explains_itself_on_hover(server, make_app, tmp_path):
     app = make_app(server.address)
     controls = [app.connect_button, app.detector_box, app.min_score_scale, app.quality_scale, app.pause_button,
                 app.snapshot_button]
@@ -162,6 +176,18 @@ def test_every_control_explains_itself_on_hover(server, make_app):
         return " ".join(tip.msg_var.get() for tip in app.tooltips if tip.winfo_viewable())
 
     pump(app, lambda: "detector" in tooltip_text().lower(), 5, "the detector's tooltip")
+    app.root.update()
+    # Shown means on top: with no window manager to raise it, the tooltip must not open under the window.
+    [tip] = [tip for tip in app.tooltips if tip.winfo_viewable()]
+    shot = screenshot(tmp_path / "tooltip.png")
+    # Where the tooltip lies over the main window (elsewhere the screen is bare and shows it anyway).
+    x1, y1 = max(tip.winfo_rootx(), app.root.winfo_rootx()), max(tip.winfo_rooty(), app.root.winfo_rooty())
+    x2 = min(tip.winfo_rootx() + tip.winfo_width(), app.root.winfo_rootx() + app.root.winfo_width())
+    y2 = min(tip.winfo_rooty() + tip.winfo_height(), app.root.winfo_rooty() + app.root.winfo_height())
+    assert x2 - x1 > 20 and y2 - y1 > 10
+    background = np.array([int(TOOLTIP_BACKGROUND[i : i + 2], 16) for i in (5, 3, 1)])  # '#rrggbb' as BGR
+    shown = (np.abs(shot[y1:y2, x1:x2].astype(int) - background) <= 2).all(axis=-1).mean()
+    assert shown > 0.5, f"the tooltip is hidden under the window ({shown:.0%} of it shows)"
 
 
 def test_closing_the_window_stops_every_thread_within_a_second(server, make_app):
@@ -204,11 +230,151 @@ def test_the_command_opens_the_window_and_exits_cleanly_on_sigterm(
 
 def test_disconnect_and_connect_buttons(server, make_app):
     app = make_app(server.address)
-    pump(app, lambda: app.last_annotated is not None, 30, "an annotated frame")
+    pump(app, lambda: app.last_annotated is not None and app.stats_label.cget("text"), 30, "annotated frames")
+    pump(app, lambda: app.face_list.get_children(), 5, "the face list")
     click(app.connect_button)
     pump(app, lambda: app.state is ConnectionState.DISCONNECTED, 5, "Disconnect")
+    # The finished stream's figures and faces are not left on screen as if they were current.
+    assert app.stats_label.cget("text") == "" and app.stats == Stats()
+    assert not app.face_list.get_children()
     pump(app, lambda: not any(t.name == "fer-session" for t in threading.enumerate()), 2, "the session to end")
     before = app.last_annotated
     click(app.connect_button)
     pump(app, lambda: app.last_annotated is not before, 20, "frames after Connect")
     assert app.state is ConnectionState.CONNECTED
+
+
+def test_enter_in_the_server_field_connects_to_the_address_typed(server, make_app):
+    app = make_app("127.0.0.1:1")  # nothing listens there: the app keeps retrying
+    pump(app, lambda: app.state is ConnectionState.RECONNECTING, 10, "the app to give up on port 1")
+
+    def enter(text: str) -> None:
+        click(app.server_entry)
+        keys = [{".": "period", ":": "colon", "/": "slash"}.get(char, char) for char in text]
+        type_keys("End", "shift+Home", "BackSpace", *keys, "Return")
+
+    enter(f"http://{server.address}")
+    pump(app, lambda: "not HTTP" in app.status_message, 5, "the http:// address to be refused")
+    assert app.state is ConnectionState.DISCONNECTED and app.connect_button.cget("text") == "Connect"
+    enter(server.address)
+    pump(app, lambda: app.last_annotated is not None, 30, "frames from the server typed in")
+    assert app.state is ConnectionState.CONNECTED and app.status_message == f"connected to {server.address}"
+
+
+def test_pause_and_snapshot_say_what_they_did(server, make_app):
+    app = make_app(server.address)
+    pump(app, lambda: app.last_annotated is not None, 30, "an annotated frame")
+    click(app.pause_button)
+    pump(app, lambda: app.options.paused, 5, "the Pause click")
+    assert app.badge_banner.text == PAUSED_BADGE and app.pause_button.cget("text") == "Resume"
+    assert app.badge_banner.visible
+
+    click(app.snapshot_button)
+    pump(app, lambda: app.status_message.startswith("saved "), 5, "the snapshot")
+    connected = f"connected to {server.address}"
+    pump(app, lambda: app.status_message == connected, FLASH_MS / 1000 + 3, "the snapshot message to clear")
+
+    click(app.pause_button)
+    pump(app, lambda: not app.options.paused, 5, "the Resume click")
+    assert not app.badge_banner.visible and app.pause_button.cget("text") == "Pause"
+
+
+def label_rect(label: tk.Widget) -> tuple[int, int, int, int]:
+    x, y = label.winfo_rootx(), label.winfo_rooty()
+    return (x, y, x + label.winfo_width(), y + label.winfo_height())
+
+
+def test_the_status_bar_and_overlays_fit_a_small_window_and_grow_with_a_large_one(server, make_app):
+    app = make_app(server.address)
+    sizes = {}
+    smallest = "{}x{}".format(*app.root.minsize())
+    for geometry in (smallest, "1240x960"):  # the smallest the window may be, and most of the screen
+        app.root.geometry(geometry)
+        wide = geometry != smallest
+        pump(app, lambda: app.canvas.winfo_width() > 1000 if wide else app.canvas.winfo_width() < 300,
+             10, f"the window at {geometry}")
+        seen = app.stats.received
+        pump(app, lambda: app.stats.received > seen + 1 and app.drawing.placements, 30, f"frames at {geometry}")
+        app.root.update()
+        state, stats = app.state_label, app.stats_label
+        assert stats.cget("text"), "the figures are shown"
+        assert not overlaps(label_rect(state), label_rect(stats)), f"the status texts run together at {geometry}"
+        font = tkfont.nametofont("TkDefaultFont")
+        for label in (state, stats):
+            assert font.measure(label.cget("text")) <= label.winfo_width(), f"{label.cget('text')!r} is cut"
+            assert "…" not in label.cget("text"), f"{label.cget('text')!r}: there is room to show it whole"
+            assert label.winfo_rootx() + label.winfo_width() <= app.root.winfo_rootx() + app.root.winfo_width()
+        labels = [placed.label for placed in app.drawing.placements if placed.label is not None]
+        sizes[geometry] = (max(rect[3] - rect[1] for rect in labels), app._banner_font.actual("size"))
+    small, large = sizes[smallest], sizes["1240x960"]
+    assert small[0] < large[0], f"label heights {small[0]} and {large[0]} px: overlays keep one size"
+    assert small[1] < large[1], "the message over the picture keeps one size"
+
+
+# Real photos from the shared test data, each shown as a still image: name, faces at least, window size.
+CROWDS = {
+    "1-face": ("Tom_Cruise_avp_2014_4.jpg", 1, "960x720"),
+    "3-faces": ("2008_002506.jpg", 3, "960x720"),
+    "20-faces": ("bald_guys.jpg", 20, "1240x980"),
+}
+
+
+@pytest.mark.parametrize("crowd", CROWDS)
+def test_no_label_or_chart_covers_another_face_on_screen(server, make_app, faces_dir, tmp_path, crowd):
+    photo, least, geometry = CROWDS[crowd]
+    app = make_app(server.address, source=faces_dir / photo, detector="yunet")
+    app.root.geometry(geometry)
+    pump(app, lambda: app.stats.received >= 4 and len(app.last_annotated.response.faces) >= least
+         and app.drawing is not None and len(app.drawing.placements) >= least, 60, f"{least}+ faces")
+    click(app.pause_button)  # freezes the picture
+    pump(app, lambda: app.options.paused, 5, "the Pause click")
+    for _ in range(5):
+        app.root.update()
+    shot = screenshot(tmp_path / "screen.png")
+    keep = os.environ.get("FER_SCREENSHOTS_DIR")
+    if keep:
+        cv2.imwrite(str(Path(keep) / f"client-{crowd}.png"), window_of(app, shot), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+
+    shown, drawing, view = app.last_annotated, app.drawing, app.view
+    faces = shown.response.faces
+    assert len(drawing.placements) == len(faces) >= least
+    assert len(app.face_list.get_children()) == len(faces), "every face is in the list"
+    height, width = drawing.image.shape[:2]
+    line = Style.for_size(width, height).line
+    plain = render_reply(shown.frame.image, [], scale=view.scale).image  # the picture without annotations
+    left, top = app.canvas.winfo_rootx() + view.offset_x, app.canvas.winfo_rooty() + view.offset_y
+    on_screen = shot[top : top + height, left : left + width].astype(int)
+    assert on_screen.shape == plain.shape, "the whole picture is on screen"
+
+    outlines = np.zeros((height, width), bool)  # every box's outline, where a neighbour's may cross a face
+    for placed in drawing.placements:
+        x1, y1, x2, y2 = placed.box
+        outlines[max(0, y1 - line - 1) : y2 + line + 2, max(0, x1 - line - 1) : x2 + line + 2] = True
+        outlines[y1 + line + 1 : y2 - line - 1, x1 + line + 1 : x2 - line - 1] = False
+    for placed, face in zip(drawing.placements, faces):
+        assert placed.label is not None, f"face #{placed.number} has no label"
+        for other in drawing.placements:
+            if other is not placed:
+                assert not overlaps(placed.label, other.box), f"#{placed.number}'s label covers #{other.number}"
+                assert placed.chart is None or not overlaps(placed.chart, other.box)
+        # On screen: the label is drawn in its emotion's colour, ...
+        x1, y1, x2, y2 = placed.label
+        colour = np.array(colour_of(emotion_name(face.emotion)))
+        assert (np.abs(on_screen[y1:y2, x1:x2] - colour) <= 2).all(axis=-1).mean() > 0.4, f"#{placed.number}'s label"
+        # ... and inside every face box, nothing but the picture (and box outlines) shows: no overlay at all,
+        # apart from a face's own "#N" when no place outside was free.
+        x1, y1, x2, y2 = placed.box
+        inside = np.zeros((height, width), bool)
+        inside[y1:y2, x1:x2] = True
+        inside &= ~outlines
+        lx1, ly1, lx2, ly2 = placed.label
+        inside[ly1:ly2, lx1:lx2] = False
+        same = (np.abs(on_screen - plain) <= 2).all(axis=-1)
+        assert same[inside].mean() > 0.995, f"something is drawn over face #{placed.number}"
+
+
+def test_waiting_on_a_closed_window_fails_instead_of_passing(server, make_app):
+    app = make_app(server.address)
+    app.close()
+    with pytest.raises(pytest.fail.Exception, match="the window closed"):
+        pump(app, lambda: app.last_annotated is not None, 5, "an annotated frame")
