@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ferstream.client.library import DETECTORS
+from ferstream.pipeline.commandline import EXIT_INTERRUPTED, add_version_argument, print_error
 
 from .paths import default_data_dir, default_models_dir, faces_dir
 
@@ -22,6 +23,7 @@ DEFAULT_SECONDS = 10.0
 
 
 def positive_float(text: str) -> float:
+    """argparse type: a number above 0."""
     value = float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
@@ -29,6 +31,7 @@ def positive_float(text: str) -> float:
 
 
 def non_negative_float(text: str) -> float:
+    """argparse type: a number of at least 0."""
     value = float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"cannot be negative, got {text}")
@@ -36,6 +39,7 @@ def non_negative_float(text: str) -> float:
 
 
 def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
@@ -43,6 +47,7 @@ def positive_int(text: str) -> int:
 
 
 def int_list(text: str) -> list[int]:
+    """argparse type: comma-separated positive integers, e.g. "1,8,32"."""
     try:
         values = [positive_int(item) for item in text.split(",") if item.strip()]
     except ValueError:
@@ -53,6 +58,7 @@ def int_list(text: str) -> list[int]:
 
 
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the commands that stream to a server (stream, reference)."""
     parser.add_argument("--server", metavar="HOST:PORT", default=None,
                         help="a running fer-server (default: start one on loopback, and measure its CPU time)")
     parser.add_argument("--server-threads", type=positive_int, default=None,
@@ -63,11 +69,16 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=non_negative_float, default=0.0,
                         help="frames offered per second per stream; 0 sends each frame as soon as the previous one "
                              "is answered (default: %(default)s)")
+    parser.add_argument("--in-flight", type=positive_int, default=2,
+                        help="with --fps 0, frames each stream keeps sent and unanswered (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """fer-bench's command line: one subcommand per measurement; every option is described in --help."""
     parser = argparse.ArgumentParser(prog="fer-bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Exit codes: 0 done, 1 a measurement failed, 2 bad usage, 130 interrupted.")
+    add_version_argument(parser)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document instead of a Markdown table")
     common.add_argument("--data-dir", type=Path, default=None,
@@ -114,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_command(args: argparse.Namespace, command_line: str) -> None:
+    """Runs the chosen measurement and prints its report (a Markdown table, or JSON with --json)."""
     import cv2
     import torch
 
@@ -131,7 +143,7 @@ def run_command(args: argparse.Namespace, command_line: str) -> None:
     if args.command == "stream":
         from .stream import StreamSettings, run_stream_bench, stream_table
 
-        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector)
+        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight)
         result = run_stream_bench(jpegs, settings, args.server, models_dir, args.server_threads)
         print_report(command_line, result, stream_table(result), args.json)
     elif args.command == "classifier":
@@ -153,12 +165,13 @@ def run_command(args: argparse.Namespace, command_line: str) -> None:
         from .reference import reference_table, run_reference_bench
         from .stream import StreamSettings
 
-        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector)
+        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight)
         result = run_reference_bench(jpegs, models_dir, args.threads, settings, args.server, args.server_threads)
         print_report(command_line, result, reference_table(result), args.json)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs fer-bench; returns the exit code (errors are one line on stderr)."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     import grpc
@@ -168,13 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_command(args, shlex.join(["fer-bench", *argv]))
     except (BenchError, OSError, ValueError) as error:
-        print(f"fer-bench: error: {error}", file=sys.stderr)
+        print_error("fer-bench", str(error))
         return 1
     except grpc.RpcError as error:
-        print(f"fer-bench: error: the server answered {error.code().name}: {error.details()}", file=sys.stderr)
+        print_error("fer-bench", f"the server answered {error.code().name}: {error.details()}")
         return 1
     except KeyboardInterrupt:
-        return 130
+        print_error("fer-bench", "interrupted")
+        return EXIT_INTERRUPTED
     return 0
 
 

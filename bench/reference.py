@@ -32,6 +32,8 @@ SSD_THRESHOLD = 0.5
 
 
 class ReferencePipeline:
+    """The reference demo's per-frame pipeline: SSD on a 700x400 copy, then the VGG on each face alone."""
+
     def __init__(self, ssd: cv2.dnn.Net, classifier: EmotionClassifier) -> None:
         self.ssd = ssd
         self.classifier = classifier
@@ -59,6 +61,7 @@ class ReferencePipeline:
 
 
 def load_reference_pipeline(models_dir: Path) -> ReferencePipeline:
+    """The reference pipeline with the Caffe SSD; BenchError when its weights are missing."""
     ssd = load_ssd(weights.search_folders(models_dir))
     if not ssd.available:
         raise BenchError(f"the reference pipeline needs the SSD: {ssd.detail}")
@@ -67,6 +70,8 @@ def load_reference_pipeline(models_dir: Path) -> ReferencePipeline:
 
 @dataclass(frozen=True)
 class ReferenceRun:
+    """The reference pipeline's frames per second at one thread count."""
+
     threads: int
     frames: int
     faces_per_frame: float
@@ -76,6 +81,8 @@ class ReferenceRun:
 
 @dataclass(frozen=True)
 class ReferenceBench:
+    """The reference run and our served run on the same frames."""
+
     reference: ReferenceRun
     served: StreamBench
     # Our served answered fps over the reference pipeline's fps.
@@ -83,6 +90,7 @@ class ReferenceBench:
 
 
 def run_reference_pipeline(frames: Sequence[bytes], models_dir: Path, threads: int, seconds: float) -> ReferenceRun:
+    """Every test frame through the reference pipeline, repeated for `seconds`."""
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
     pipeline = load_reference_pipeline(models_dir)
@@ -106,6 +114,7 @@ def run_reference_bench(frames: Sequence[bytes], models_dir: Path, threads: int,
 
 
 def reference_table(bench: ReferenceBench) -> str:
+    """The two pipelines side by side as a Markdown table."""
     ref, served = bench.reference, bench.served
     offered = "as fast as answered" if served.settings.fps == 0 else f"{served.settings.fps:g} fps offered each"
     rows = [

@@ -8,10 +8,12 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from typing import Any
 
 
 def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (or what platform knows)."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
@@ -22,28 +24,41 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def installed_version(distribution: str) -> str:
+    """A distribution's installed version, or "not installed" (torch is optional for serving)."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def machine_description() -> dict[str, Any]:
+    """CPU, cores, OS and library versions (the classifier runtimes included), for every report."""
     import cv2
     import numpy
-    import torch
 
     return {
         "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
         "os": platform.platform(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": installed_version("torch"),
+        "openvino": installed_version("openvino"),
+        "onnxruntime": installed_version("onnxruntime"),
         "opencv": cv2.__version__,
         "numpy": numpy.__version__,
     }
 
 
 def machine_line(machine: dict[str, Any]) -> str:
+    """machine_description as one line."""
     return (f"{machine['cpu']}, {machine['logical_cores']} logical cores, {machine['os']}; Python {machine['python']}, "
-            f"torch {machine['torch']}, OpenCV {machine['opencv']}")
+            f"OpenVINO {machine['openvino']}, ONNX Runtime {machine['onnxruntime']}, torch {machine['torch']}, "
+            f"OpenCV {machine['opencv']}")
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table; floats get 3 decimals below 10 and 1 above, None shows as –."""
     def cell(value: object) -> str:
         if value is None:
             return "–"

@@ -42,6 +42,7 @@ class ServerProcess:
         self.address = ""
 
     def log_text(self) -> str:
+        """Everything the server has logged so far."""
         return Path(self.log.name).read_text(errors="replace")
 
     def __enter__(self) -> ServerProcess:
@@ -59,9 +60,11 @@ class ServerProcess:
         raise BenchError(f"fer-server did not start within {self.startup_timeout_s:.0f} s:\n{self.log_text()}")
 
     def cpu_seconds(self) -> float | None:
+        """The server's user + system CPU seconds so far (None once it has exited)."""
         return process_cpu_seconds(self.process.pid) if self.process else None
 
     def stop(self) -> None:
+        """SIGTERM (the server drains), then SIGKILL after 30 s."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)

@@ -1,15 +1,23 @@
 """fer-bench stream: N concurrent StreamAnnotate clients against one server for T seconds.
 
-Each stream sends the test frames' JPEGs in turn, either lockstep (the next frame goes as soon as
-the previous one is answered: the most the server can answer) or at a fixed offered rate, with the
-streams' send times spread evenly over one frame interval, as independent cameras would be. The
-server answers the newest frame of a stream and skips older ones; skipped frames are the drops.
+Each stream sends the test frames' JPEGs in turn, either as fast as answered (each stream keeps
+`in_flight` frames sent and unanswered: the most the server can answer) or at a fixed offered rate,
+with the streams' send times spread evenly over one frame interval, as independent cameras would be.
+The server answers the newest frame of a stream and skips older ones; skipped frames are the drops.
 Latency is from handing a frame to gRPC to receiving its answer.
+
+Two numbers put the result in proportion, measured in the same run (never at the same time):
+- the server's CPU seconds per answered frame beside the sum of its stage times per frame (decode +
+  detect + the frame's share of its classifier call, from each answer's timing): the gap is gRPC,
+  Python and waiting that no stage accounts for;
+- the yardstick: decoding a frame plus YuNet on the whole frame, on one thread, times the cores (what
+  the cores would do if they did nothing else), and the served fps as a multiple of it.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,33 +25,70 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import grpc
 import numpy as np
 
 from ferstream.client.library import EmotionClient, detector_name, detector_value, make_options
+from ferstream.pipeline import weights
 from ferstream.v1 import emotion_pb2 as pb
 
 from .report import markdown_table
 from .server_process import BenchError, ServerProcess
+from .timing import repeat_for
 
 # Extra time streams get to finish answering what was sent before the clock ran out.
 DRAIN_S = 30.0
 # Head start so that every stream's call is open before the first frame is due.
 START_DELAY_S = 0.3
+# The yardstick's measurement: long enough for a steady rate, short beside the streams' run.
+YARDSTICK_S = 3.0
 
 
 @dataclass(frozen=True)
 class StreamSettings:
+    """What `fer-bench stream` runs: how many streams, how they send, for how long, which detector."""
+
     streams: int = 1
     # 0: lockstep, each stream sends its next frame when the previous one is answered.
     fps: float = 0.0
     seconds: float = 10.0
     # None: the server's default detector.
     detector: str | None = None
+    # With fps 0: frames each stream keeps sent and unanswered. 2 lets the server detect a stream's next frame
+    # while classifying its previous one; 1 is strict lockstep.
+    in_flight: int = 2
+
+
+@dataclass(frozen=True)
+class Yardstick:
+    """Decode + YuNet on the whole frame, one thread: what the machine's cores could do at most."""
+
+    cores: int
+    ms_per_frame_one_thread: float
+    # cores x the one-thread rate.
+    fps: float
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """Mean server-side stage times per answered frame, from the answers' timing (wall clock, ms)."""
+
+    decode_ms: float
+    detect_ms: float
+    # The frame's share of its classifier call: classify_ms x its faces / the call's faces.
+    classify_share_ms: float
+
+    @property
+    def sum_ms(self) -> float:
+        """decode + detect + classify share, ms per frame."""
+        return self.decode_ms + self.detect_ms + self.classify_share_ms
 
 
 @dataclass(frozen=True)
 class Latency:
+    """Percentiles and mean of answer latencies in ms (None when there were no answers)."""
+
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
@@ -51,6 +96,7 @@ class Latency:
 
     @classmethod
     def of(cls, samples_ms: Sequence[float]) -> Latency:
+        """The percentiles of samples_ms (numpy's linear interpolation)."""
         if not samples_ms:
             return cls(None, None, None, None)
         p50, p95, p99 = np.percentile(samples_ms, [50, 95, 99])
@@ -59,6 +105,8 @@ class Latency:
 
 @dataclass(frozen=True)
 class StreamResult:
+    """One stream's counts, rates and latency."""
+
     stream: int
     sent: int
     answered: int
@@ -74,6 +122,8 @@ class StreamResult:
 
 @dataclass(frozen=True)
 class StreamBench:
+    """The whole run: totals over the streams, server and client CPU, stage times and the yardstick."""
+
     settings: StreamSettings
     server: str
     server_spawned: bool
@@ -94,6 +144,13 @@ class StreamBench:
     server_cpu_s_per_frame: float | None
     # The bench process itself (every client thread), which shares the machine with a local server.
     client_cpu_s_per_frame: float
+    stages: StageTimes
+    # Server CPU per answered frame over the sum of its stage times; None without server CPU.
+    cpu_over_stages: float | None
+    # None when YuNet's weights are not found.
+    yardstick: Yardstick | None
+    # answered_fps / yardstick.fps.
+    vs_yardstick: float | None
     streams: list[StreamResult]
 
 
@@ -116,8 +173,14 @@ class StreamClient:
     faces: int = 0
     last_answer: float = 0.0
     failure: str | None = None
-    # Lockstep: released by each answer, taken before each send.
-    answer_arrived: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(1))
+    # (decode_ms, detect_ms, classify share ms) of each answer without an error.
+    stage_ms: list[tuple[float, float, float]] = field(default_factory=list)
+    # Frames sent and unanswered at most (fps 0); released by each answer, taken before each send.
+    in_flight: int = 1
+    answer_arrived: threading.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.answer_arrived = threading.Semaphore(self.in_flight)
 
     def wait_for_turn(self, next_send: float) -> bool:
         """Blocks until the next frame may go; False when the run is over."""
@@ -131,6 +194,7 @@ class StreamClient:
         return time.perf_counter() < self.stop_at
 
     def requests(self) -> Iterator[pb.StreamAnnotateRequest]:
+        """The stream's requests, paced by fps or by answers; ends when the run is over."""
         period = 1.0 / self.fps if self.fps > 0 else 0.0
         next_send = self.first_send
         # Each stream starts at a different photo, so concurrent frames differ.
@@ -147,6 +211,7 @@ class StreamClient:
                                            options=self.options)
 
     def run(self) -> None:
+        """Reads the answers until the server ends the stream; records a failure instead of raising."""
         try:
             for response in self.client.stream(self.requests()):
                 received = time.perf_counter()
@@ -156,12 +221,16 @@ class StreamClient:
                 self.dropped += len(response.skipped_frame_ids)
                 if response.HasField("error"):
                     self.errors += 1
+                else:
+                    self.stage_ms.append(stage_times(response))
                 self.faces += len(response.faces)
-                self.answer_arrived.release()
+                # Each skipped frame was sent and will get no answer of its own: its place is free too.
+                self.answer_arrived.release(1 + len(response.skipped_frame_ids))
         except grpc.RpcError as error:
             self.failure = f"stream {self.number}: {error.code().name}: {error.details()}"
 
     def result(self, start: float, planned_s: float) -> StreamResult:
+        """This stream's StreamResult over max(planned_s, time to its last answer)."""
         seconds = max(self.last_answer - start, planned_s)
         sent = len(self.sent_at)
         drop_rate = self.dropped / sent if sent else 0.0
@@ -169,8 +238,49 @@ class StreamClient:
                             self.answered / seconds, drop_rate, Latency.of(self.latencies_ms))
 
 
+def stage_times(response: pb.StreamAnnotateResponse) -> tuple[float, float, float]:
+    """(decode, detect, this frame's share of its classifier call) in ms, from an answer's timing."""
+    timing = response.timing
+    share = timing.classify_ms * len(response.faces) / timing.batch_faces if timing.batch_faces else 0.0
+    return timing.decode_ms, timing.detect_ms, share
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the yardstick's multiplier)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def measure_yardstick(frames: Sequence[bytes], models_dir: Path, seconds: float = YARDSTICK_S) -> Yardstick | None:
+    """Decode + YuNet on each whole frame (no shrinking), OpenCV on one thread, times the cores.
+
+    None when YuNet's weights are not in models_dir. Restores OpenCV's thread count afterwards.
+    """
+    found = weights.locate(weights.YUNET, weights.search_folders(models_dir))
+    if not found.ok:
+        return None
+    previous_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yunet = cv2.FaceDetectorYN.create(str(found.path), "", (320, 320), 0.6, 0.3, 5000)
+        images = itertools.cycle(frames)
+
+        def one_frame() -> None:
+            frame = cv2.imdecode(np.frombuffer(next(images), np.uint8), cv2.IMREAD_COLOR)
+            yunet.setInputSize((frame.shape[1], frame.shape[0]))
+            yunet.detect(frame)
+
+        for _ in range(3):  # warm-up: the first calls allocate and pick kernels
+            one_frame()
+        measured = repeat_for(one_frame, seconds, min_calls=len(frames))
+    finally:
+        cv2.setNumThreads(previous_threads)
+    cores = available_cores()
+    return Yardstick(cores, measured.ms_per_call, cores * measured.calls_per_s)
+
+
 def channel_options() -> list[tuple[str, object]]:
     # Each stream gets its own connection, as separate client processes would.
+    """Channel arguments of each stream's client."""
     return [("grpc.use_local_subchannel_pool", 1)]
 
 
@@ -206,7 +316,8 @@ def measure_streams(address: str, frames: Sequence[bytes], settings: StreamSetti
         # Offered rate: stream k starts k/N of a frame interval after stream 0.
         spacing = 1.0 / (settings.fps * settings.streams) if settings.fps > 0 else 0.0
         streams = [StreamClient(number, client, frames, options, settings.fps, start + number * spacing,
-                                start + settings.seconds) for number, client in enumerate(clients)]
+                                start + settings.seconds, in_flight=settings.in_flight)
+                   for number, client in enumerate(clients)]
         threads = [threading.Thread(target=stream.run, name=f"bench-stream-{stream.number}") for stream in streams]
         cpu_before, client_cpu_before = server_cpu(), time.process_time()
         for thread in threads:
@@ -221,7 +332,9 @@ def measure_streams(address: str, frames: Sequence[bytes], settings: StreamSetti
 
 
 def summarise(streams: list[StreamClient], start: float, settings: StreamSettings, address: str, spawned: bool,
-              detector: str, client_cpu_s: float, server_cpu_s: float | None) -> StreamBench:
+              detector: str, client_cpu_s: float, server_cpu_s: float | None,
+              yardstick: Yardstick | None = None) -> StreamBench:
+    """A StreamBench from the finished streams; BenchError when a stream failed."""
     failures = [stream.failure for stream in streams if stream.failure]
     if failures:
         raise BenchError("; ".join(failures))
@@ -231,22 +344,29 @@ def summarise(streams: list[StreamClient], start: float, settings: StreamSetting
     sent = sum(r.sent for r in results)
     answered = sum(r.answered for r in results)
     dropped = sum(r.dropped for r in results)
+    samples = [sample for stream in streams for sample in stream.stage_ms]
+    stages = StageTimes(*(float(np.mean(column)) for column in zip(*samples))) if samples else StageTimes(0, 0, 0)
+    server_cpu_s_per_frame = server_cpu_s / answered if server_cpu_s is not None and answered else None
+    answered_fps = answered / seconds
     return StreamBench(
         settings=settings, server=address, server_spawned=spawned, detector=detector, seconds=seconds,
         sent=sent, answered=answered, dropped=dropped, errors=sum(r.errors for r in results),
-        lost=sent - answered - dropped, offered_fps=sent / settings.seconds, answered_fps=answered / seconds,
+        lost=sent - answered - dropped, offered_fps=sent / settings.seconds, answered_fps=answered_fps,
         drop_rate=dropped / sent if sent else 0.0,
         latency=Latency.of([ms for stream in streams for ms in stream.latencies_ms]),
-        server_cpu_s=server_cpu_s,
-        server_cpu_s_per_frame=server_cpu_s / answered if server_cpu_s is not None and answered else None,
-        client_cpu_s_per_frame=client_cpu_s / answered if answered else 0.0, streams=results)
+        server_cpu_s=server_cpu_s, server_cpu_s_per_frame=server_cpu_s_per_frame,
+        client_cpu_s_per_frame=client_cpu_s / answered if answered else 0.0, stages=stages,
+        cpu_over_stages=(server_cpu_s_per_frame * 1000.0 / stages.sum_ms
+                         if server_cpu_s_per_frame is not None and stages.sum_ms > 0 else None),
+        yardstick=yardstick, vs_yardstick=answered_fps / yardstick.fps if yardstick else None, streams=results)
 
 
 def run_stream_bench(frames: Sequence[bytes], settings: StreamSettings, server: str | None, models_dir: Path,
                      server_threads: int | None) -> StreamBench:
     """Against `server` (HOST:PORT) when given, else against a fer-server the bench starts and stops."""
-    if settings.streams < 1 or settings.seconds <= 0 or settings.fps < 0:
-        raise ValueError("--streams must be at least 1, --seconds positive and --fps not negative")
+    if settings.streams < 1 or settings.seconds <= 0 or settings.fps < 0 or settings.in_flight < 1:
+        raise ValueError("--streams and --in-flight must be at least 1, --seconds positive and --fps not negative")
+    yardstick = measure_yardstick(frames, models_dir, min(YARDSTICK_S, settings.seconds))
     with ExitStack() as stack:
         if server is None:
             max_streams = max(16, settings.streams)
@@ -260,10 +380,12 @@ def run_stream_bench(frames: Sequence[bytes], settings: StreamSettings, server: 
             detector = resolve_detector(probe, settings.detector)
             warm_up(probe, frames, detector)
         streams, start, client_cpu_s, server_cpu_s = measure_streams(address, frames, settings, server_cpu)
-    return summarise(streams, start, settings, address, server is None, detector, client_cpu_s, server_cpu_s)
+    return summarise(streams, start, settings, address, server is None, detector, client_cpu_s, server_cpu_s,
+                     yardstick)
 
 
 def stream_table(bench: StreamBench) -> str:
+    """The per-stream Markdown table followed by the proportions table."""
     def latency_cells(latency: Latency) -> tuple:
         return latency.p50_ms, latency.p95_ms, latency.p99_ms
 
@@ -272,8 +394,25 @@ def stream_table(bench: StreamBench) -> str:
     rows.append(("all", bench.sent, bench.answered, bench.answered_fps, f"{bench.drop_rate:.1%}",
                  *latency_cells(bench.latency),
                  None if bench.server_cpu_s_per_frame is None else bench.server_cpu_s_per_frame * 1000.0))
-    offered = "as fast as answered" if bench.settings.fps == 0 else f"{bench.settings.fps:g} fps offered per stream"
+    offered = (f"as fast as answered, {bench.settings.in_flight} in flight each" if bench.settings.fps == 0
+               else f"{bench.settings.fps:g} fps offered per stream")
     heading = (f"{bench.settings.streams} stream(s), {offered}, detector {bench.detector}, "
                f"{bench.seconds:.1f} s against {bench.server}{' (spawned)' if bench.server_spawned else ''}\n\n")
     return heading + markdown_table(("stream", "sent", "answered", "answered fps", "dropped", "p50 ms", "p95 ms",
-                                     "p99 ms", "server CPU ms/frame"), rows)
+                                     "p99 ms", "server CPU ms/frame"), rows) + "\n\n" + proportion_table(bench)
+
+
+def proportion_table(bench: StreamBench) -> str:
+    """Server CPU per frame beside the stage times, and the served rate beside the yardstick."""
+    stages = bench.stages
+    cpu_ms = None if bench.server_cpu_s_per_frame is None else bench.server_cpu_s_per_frame * 1000.0
+    rows = [("server CPU per answered frame", cpu_ms, "ms",
+             "–" if bench.cpu_over_stages is None else f"{bench.cpu_over_stages:.2f}× the stage sum"),
+            ("stage sum per frame: decode + detect + classify share", stages.sum_ms, "ms",
+             f"{stages.decode_ms:.2f} + {stages.detect_ms:.2f} + {stages.classify_share_ms:.2f}")]
+    yardstick = bench.yardstick
+    if yardstick is not None:
+        rows += [(f"yardstick: decode + YuNet on the whole frame, 1 thread × {yardstick.cores} cores", yardstick.fps,
+                  "fps", f"{yardstick.ms_per_frame_one_thread:.2f} ms per frame on one thread"),
+                 ("served", bench.answered_fps, "fps", f"{bench.vs_yardstick:.2f}× the yardstick")]
+    return markdown_table(("measure", "value", "unit", "note"), rows)

@@ -9,15 +9,19 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Measured:
+    """How many calls ran in how many seconds."""
+
     calls: int
     seconds: float
 
     @property
     def ms_per_call(self) -> float:
+        """Milliseconds per call."""
         return self.seconds * 1000.0 / self.calls
 
     @property
     def calls_per_s(self) -> float:
+        """Calls per second."""
         return self.calls / self.seconds
 
 

@@ -17,12 +17,15 @@ from .errors import TooLarge, invalid
 
 
 class PixelFormat(enum.Enum):
+    """Raw pixel layouts; the same numbers as the proto's PixelFormat enum."""
+
     GRAY8 = 1
     BGR8 = 2
     RGB8 = 3
 
     @property
     def channels(self) -> int:
+        """Bytes per pixel: 1 for GRAY8, 3 for BGR8 and RGB8."""
         return 1 if self is PixelFormat.GRAY8 else 3
 
 
@@ -52,6 +55,7 @@ JPEG_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})
 
 
 def jpeg_dimensions(data: bytes) -> tuple[int, int]:
+    """(width, height) from the first start-of-frame marker; BadInput when none is found."""
     position = 2
     while position + 4 <= len(data):
         if data[position] != 0xFF:
@@ -76,12 +80,14 @@ def jpeg_dimensions(data: bytes) -> tuple[int, int]:
 
 
 def png_dimensions(data: bytes) -> tuple[int, int]:
+    """(width, height) from the IHDR chunk; BadInput when it is missing."""
     if len(data) < 24 or data[12:16] != b"IHDR":
         raise invalid("damaged PNG: no IHDR header")
     return struct.unpack(">II", data[16:24])
 
 
 def bmp_dimensions(data: bytes) -> tuple[int, int]:
+    """(width, height) from the info header (OS/2 or Windows); BadInput when too short."""
     if len(data) < 26:
         raise invalid("damaged BMP: header too short")
     (header_size,) = struct.unpack("<I", data[14:18])
@@ -92,6 +98,7 @@ def bmp_dimensions(data: bytes) -> tuple[int, int]:
 
 
 def webp_dimensions(data: bytes) -> tuple[int, int]:
+    """(width, height) from the VP8X, VP8L or VP8 header; BadInput otherwise."""
     chunk = data[12:16]
     if chunk == b"VP8X" and len(data) >= 30:
         width = int.from_bytes(data[24:27], "little") + 1
@@ -120,6 +127,7 @@ def encoded_dimensions(data: bytes) -> tuple[int, int]:
 
 
 def check_size(width: int, height: int, max_pixels: int) -> None:
+    """BadInput for an empty image, TooLarge for more than max_pixels pixels."""
     if width <= 0 or height <= 0:
         raise invalid(f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
@@ -127,6 +135,7 @@ def check_size(width: int, height: int, max_pixels: int) -> None:
 
 
 def decode_encoded(image: EncodedImage, max_pixels: int) -> np.ndarray:
+    """A BGR uint8 frame from a JPEG/PNG/BMP/WebP file, its size checked from the header first."""
     if not image.data:
         raise invalid("empty image")
     width, height = encoded_dimensions(image.data)
@@ -138,6 +147,7 @@ def decode_encoded(image: EncodedImage, max_pixels: int) -> np.ndarray:
 
 
 def decode_raw(image: RawImage, max_pixels: int) -> np.ndarray:
+    """A BGR uint8 frame from raw pixels (a view of the bytes for BGR8, a converted copy otherwise)."""
     check_size(image.width, image.height, max_pixels)
     expected = image.width * image.height * image.format.channels
     if len(image.data) != expected:

@@ -1,17 +1,23 @@
 """The one frame path: decode -> detect -> crop -> classify -> annotated frame.
 
-`FramePath.annotate` is the straight line, used by fer-annotate. The server runs the same two halves
-(`detect`, then `classify` on crops of several frames at once) on its worker thread; see batcher.py.
+Two halves, so that crops of several frames can share one classifier call:
+  `FramePath.detect`           decode, detect and crop one frame (any thread with its own detectors)
+  `FramePath.classify_frames`  one classifier call for the crops of several frames, then each
+                               frame's AnnotatedFrame (the only place that assembles one)
+`FramePath.annotate` runs both on the calling thread (fer-annotate, the headless client); the server runs
+`detect` on a pool of worker threads and `classify_frames` on its batcher thread (server/workers.py).
 """
 
 from __future__ import annotations
 
+import copy
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ferstream.model.modelfile import EmotionClassifier
+from ferstream.model.runtime import ServedClassifier
 from ferstream.model.labels import EMOTIONS
 
 from .crops import face_crops
@@ -22,6 +28,8 @@ from .errors import DetectorUnavailable, invalid
 
 @dataclass(frozen=True)
 class DetectOptions:
+    """Per-request detection settings (the proto's AnnotateOptions without gRPC)."""
+
     # None: the server's default detector.
     detector: DetectorKind | None = None
     # 0: the detector's default threshold.
@@ -32,16 +40,24 @@ class DetectOptions:
 
 @dataclass
 class Timing:
+    """Milliseconds spent on one frame, per stage (wall clock, time.perf_counter)."""
+
     decode_ms: float = 0.0
     detect_ms: float = 0.0
+    # The whole classifier call this frame's crops were part of (shared with the other frames in it).
     classify_ms: float = 0.0
+    # Waiting for a detection worker, from submission to the start of decoding.
     queue_ms: float = 0.0
+    # Arrival (or the call's start) to the answer.
     total_ms: float = 0.0
+    # Crops in that classifier call, this frame's and other frames' together.
     batch_faces: int = 0
 
 
 @dataclass(frozen=True)
 class FaceResult:
+    """One classified face: its box and the probabilities of the served classes."""
+
     box: Detection
     # Over the served classes, in EMOTIONS order; sums to 1.
     probabilities: np.ndarray
@@ -55,11 +71,14 @@ class FaceResult:
 
     @property
     def top_name(self) -> str:
+        """EMOTIONS name of top_class."""
         return EMOTIONS[self.top_class]
 
 
 @dataclass
 class AnnotatedFrame:
+    """The answer for one frame: its size in pixels and its faces."""
+
     width: int
     height: int
     # Highest detection score first.
@@ -71,18 +90,28 @@ class AnnotatedFrame:
 class DetectedFrame:
     """The first half of the path: faces found and cropped, not yet classified."""
 
-    frame: np.ndarray
+    # (height, width) of the decoded BGR frame; the pixels themselves are not kept past detection.
+    size: tuple[int, int]
+    # Highest score first, at most the frame's face limit.
     detections: list[Detection]
+    # (len(detections), 48, 48) uint8 grey crops, in the order of detections.
     crops: np.ndarray
     timing: Timing
 
 
 def milliseconds_since(start: float) -> float:
+    """Milliseconds from a time.perf_counter() reading to now."""
     return (time.perf_counter() - start) * 1000.0
 
 
 class FramePath:
-    def __init__(self, detectors: dict[DetectorKind, DetectorStatus], classifier: EmotionClassifier,
+    """Detectors, the emotion classifier and the limits that turn an image into an AnnotatedFrame.
+
+    `detect` uses the detectors, which are not thread-safe: each thread that detects needs its own
+    FramePath (`with_detectors`). `classify_frames` uses the classifier from one thread at a time.
+    """
+
+    def __init__(self, detectors: dict[DetectorKind, DetectorStatus], classifier: ServedClassifier,
                  classes: tuple[int, ...], max_pixels: int, max_faces: int) -> None:
         if tuple(classifier.class_names) != EMOTIONS:
             raise ValueError(f"{classifier.path}: classes {classifier.class_names} are not {EMOTIONS}")
@@ -93,7 +122,20 @@ class FramePath:
         self.max_pixels = max_pixels
         self.max_faces = max_faces
 
+    def with_detectors(self, detectors: dict[DetectorKind, DetectorStatus]) -> FramePath:
+        """This frame path with another set of detectors (one per thread); classifier and limits shared.
+
+        ValueError when the set offers different detectors than this one (they came from other weights).
+        """
+        if {kind: status.available for kind, status in detectors.items()} != \
+                {kind: status.available for kind, status in self.detectors.items()}:
+            raise ValueError("the detectors loaded for a worker differ from the server's")
+        twin = copy.copy(self)
+        twin.detectors = detectors
+        return twin
+
     def choose_detector(self, kind: DetectorKind | None) -> DetectorStatus:
+        """The requested detector, or the default; DetectorUnavailable when its weights were not found."""
         status = self.detectors[kind or self.default_detector]
         if not status.available:
             raise DetectorUnavailable(f"detector {status.kind.name} is unavailable: {status.detail}")
@@ -113,43 +155,72 @@ class FramePath:
         detections = detections[:limit]
         crops = face_crops(frame, detections)
         timing = Timing(decode_ms=(decoded - start) * 1000.0, detect_ms=milliseconds_since(decoded))
-        return DetectedFrame(frame, detections, crops, timing)
+        return DetectedFrame(frame.shape[:2], detections, crops, timing)
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
-        """(N, len(classes)) probabilities of the served classes, renormalised to sum to 1."""
+        """(N, len(classes)) float probabilities of the served classes for (N, 48, 48) uint8 crops,
+        renormalised to sum to 1 per row."""
         probabilities = self.classifier(crops)[:, list(self.classes)]
         return probabilities / np.maximum(probabilities.sum(axis=1, keepdims=True), 1e-12)
 
-    def assemble(self, detected: DetectedFrame, probabilities: np.ndarray) -> AnnotatedFrame:
-        faces = [FaceResult(box, row, self.classes) for box, row in zip(detected.detections, probabilities)]
-        height, width = detected.frame.shape[:2]
-        return AnnotatedFrame(width, height, faces, detected.timing)
+    def classify_frames(self, frames: Sequence[DetectedFrame]) -> list[AnnotatedFrame]:
+        """Classifies the crops of every frame in one classifier call and assembles each frame's answer.
+
+        Sets each frame's timing.classify_ms (the whole call) and timing.batch_faces (crops in it). A frame
+        without faces costs nothing; a call with no crops at all never reaches the classifier.
+        """
+        counts = [len(frame.crops) for frame in frames]
+        total = sum(counts)
+        start = time.perf_counter()
+        if total:
+            crops = frames[0].crops if len(frames) == 1 else np.concatenate([frame.crops for frame in frames])
+            probabilities = self.classify(crops)
+        classify_ms = milliseconds_since(start) if total else 0.0
+        answers = []
+        offset = 0
+        for frame, count in zip(frames, counts):
+            frame.timing.classify_ms = classify_ms
+            frame.timing.batch_faces = total
+            faces = [FaceResult(box, probabilities[offset + index], self.classes)
+                     for index, box in enumerate(frame.detections)]
+            offset += count
+            height, width = frame.size
+            answers.append(AnnotatedFrame(width, height, faces, frame.timing))
+        return answers
 
     def annotate(self, source: ImageSource, options: DetectOptions = DetectOptions()) -> AnnotatedFrame:
-        """The whole path for one frame, on the calling thread."""
+        """The whole path for one frame, on the calling thread; FrameError for bad input."""
         start = time.perf_counter()
-        detected = self.detect(source, options)
-        classify_start = time.perf_counter()
-        probabilities = self.classify(detected.crops)
-        detected.timing.classify_ms = milliseconds_since(classify_start)
-        detected.timing.batch_faces = len(detected.crops)
-        detected.timing.total_ms = milliseconds_since(start)
-        return self.assemble(detected, probabilities)
+        [annotated] = self.classify_frames([self.detect(source, options)])
+        annotated.timing.total_ms = milliseconds_since(start)
+        return annotated
 
 
 def set_thread_counts(threads: int) -> None:
-    """torch and OpenCV thread pools, set once per process before any inference."""
-    import cv2
-    import torch
+    """OpenCV's threads and the serving runtime's, set once per process before the model is loaded.
 
-    torch.set_num_threads(threads)
+    threads: CPU threads for OpenCV (decode, detectors) and for each emotion classifier loaded after
+    this call (the runtime fixes its thread count when it compiles the model). No torch involved.
+    """
+    import cv2
+
+    from ferstream.model.runtime import set_inference_threads
+
     cv2.setNumThreads(threads)
+    set_inference_threads(threads)
 
 
 def load_frame_path(models_dir, model_path, classes: tuple[int, ...], max_pixels: int, max_faces: int) -> FramePath:
-    """Detectors from models_dir (and installed packages) plus the emotion model; nothing is downloaded."""
-    from ferstream.model.modelfile import load_model
+    """Detectors from models_dir (and installed packages) plus the served emotion model; nothing is downloaded.
+
+    model_path: None for $FER_MODEL or the shipped ONNX model (model/runtime.py); a PyTorch model file
+    is exported in memory first when torch is installed. Raises before anything is returned, so a
+    caller never holds a half-loaded path: FileNotFoundError for a missing model file, ValueError
+    (one line naming the file) for one the runtime cannot read or whose metadata is unknown.
+    """
+    from ferstream.model.runtime import load_classifier
 
     from .detectors import load_detectors
 
-    return FramePath(load_detectors(models_dir), load_model(model_path).for_inference(), classes, max_pixels, max_faces)
+    classifier = load_classifier(model_path)
+    return FramePath(load_detectors(models_dir), classifier, classes, max_pixels, max_faces)

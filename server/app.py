@@ -1,8 +1,13 @@
-"""The gRPC server's life: load the models, serve, and drain on SIGTERM/SIGINT."""
+"""The gRPC server's life: load the models, serve, and drain on SIGTERM/SIGINT.
+
+`serve()` is the one place the server's parts are put together: frame path, workers, stream registry,
+servicer, security, health, reflection and metrics.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from collections.abc import Callable
@@ -13,13 +18,16 @@ from grpc_reflection.v1alpha import reflection
 
 from ferstream.v1 import emotion_pb2, emotion_pb2_grpc
 
-from .batcher import Batcher
-from .config import ServerConfig
-from ferstream.pipeline.framepath import load_frame_path, set_thread_counts
+from ferstream.pipeline.detectors import load_detectors
+from ferstream.pipeline.framepath import FramePath, load_frame_path, set_thread_counts
+
+from .config import ServerConfig, available_cores
 from .metrics import ServerMetrics
 from .ready import announce_serving
 from .security import TokenInterceptor
-from .servicer import EmotionServicer, StreamLimits
+from .servicer import EmotionServicer
+from .streams import StreamLimits, StreamRegistry
+from .workers import FrameWorkers
 
 log = logging.getLogger("ferstream.server")
 SERVICE_NAME = emotion_pb2.DESCRIPTOR.services_by_name["EmotionService"].full_name
@@ -37,6 +45,7 @@ KEEPALIVE_OPTIONS = [
 
 
 def server_options(config: ServerConfig) -> list[tuple[str, int]]:
+    """gRPC channel arguments: message limits (see limits.py), port sharing, keepalive."""
     return [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
@@ -45,52 +54,90 @@ def server_options(config: ServerConfig) -> list[tuple[str, int]]:
     ]
 
 
-async def serve(config: ServerConfig, announce: Callable[[str, int], None] = announce_serving) -> None:
-    """Runs until SIGTERM or SIGINT, then stops taking work, finishes what is in flight and returns.
+def detect_workers(config: ServerConfig) -> int:
+    """Detection threads: --detect-workers, else one per core this process may use."""
+    return config.detect_workers or available_cores()
+
+
+def set_serving_threads(config: ServerConfig) -> None:
+    """Thread pools of this process, set once before any inference: --threads for the classifier; OpenCV
+    single-threaded, because detection runs in parallel across frames on the worker pool and OpenCV's own
+    pool inside each worker would oversubscribe the cores."""
+    import cv2
+
+    set_thread_counts(config.threads)
+    cv2.setNumThreads(1)
+
+
+async def serve(config: ServerConfig, announce: Callable[[str, int], None] = announce_serving,
+                stop: asyncio.Event | None = None) -> None:
+    """Runs until SIGTERM or SIGINT (or until `stop` is set, when given), then stops taking work, answers
+    what is in flight and returns.
 
     `announce(host, port)` is called once the server takes calls (--port 0 has become a real port).
+    OSError when the port cannot be bound; ValueError/OSError/RuntimeError when the models cannot load.
     """
-    set_thread_counts(config.threads)
+    set_serving_threads(config)
     frame_path = await asyncio.to_thread(load_frame_path, config.models_dir, config.model_path, config.classes,
                                          config.max_pixels, config.max_faces)
+    log_models(frame_path)
+    metrics = ServerMetrics()
+    if config.metrics_port is not None:
+        metrics.serve(config.metrics_host, config.metrics_port)
+    workers = FrameWorkers(frame_path, functools.partial(load_detectors, config.models_dir), detect_workers(config),
+                           config.max_batch, config.max_delay_ms, metrics)
+    await asyncio.to_thread(workers.start)
+    log.info("%d detection worker(s), %d classifier thread(s)", len(workers.threads), config.threads)
+    try:
+        streams = StreamRegistry(config.max_streams, StreamLimits(config.idle_timeout_s, config.max_stream_seconds),
+                                 metrics)
+        server, health_servicer = grpc_server(config, EmotionServicer(frame_path, workers, streams))
+        port = listen(server, config)
+        await server.start()
+        for service in ("", SERVICE_NAME):
+            await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        log.info("%s; %s", describe_transport(config), f"{len(config.auth_tokens)} bearer token(s) accepted"
+                 if config.auth_tokens else "no token required")
+        announce(config.host, port)
+
+        await (stop or stop_signal()).wait()
+        log.info("stopping: %d frame(s) in flight, %d stream(s) open; draining open calls for up to %.1f s",
+                 workers.in_flight, len(streams), config.grace_s)
+        await health_servicer.enter_graceful_shutdown()
+        streams.drain()
+        await server.stop(config.grace_s)
+    finally:
+        await asyncio.to_thread(workers.stop)
+    log.info("stopped")
+
+
+def log_models(frame_path: FramePath) -> None:
+    """One line per detector (available or why not) and one for the emotion model."""
     for status in frame_path.detectors.values():
         log.info("detector %s: %s (%s)", status.kind.name, "available" if status.available else "unavailable",
                  status.detail)
     log.info("emotion model %s; default detector %s", frame_path.classifier.path, frame_path.default_detector.name)
 
-    metrics = ServerMetrics()
-    if config.metrics_port is not None:
-        metrics.serve(config.metrics_host, config.metrics_port)
-    batcher = Batcher(frame_path, config.max_batch, config.max_delay_ms, config.threads, metrics)
-    batcher.start()
-    servicer = EmotionServicer(frame_path, batcher, config.max_streams,
-                               StreamLimits(config.idle_timeout_s, config.max_stream_seconds))
+
+def grpc_server(config: ServerConfig, servicer: EmotionServicer) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """The gRPC server with the emotion service (behind the token check, when tokens are set), health and
+    reflection; not yet listening."""
     health_servicer = health.aio.HealthServicer()
     interceptors = [TokenInterceptor(config.auth_tokens, (SERVICE_NAME,))] if config.auth_tokens else []
     server = grpc.aio.server(options=server_options(config), interceptors=interceptors)
     emotion_pb2_grpc.add_EmotionServiceServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = listen(server, config)
-    await server.start()
-    for service in ("", SERVICE_NAME):
-        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    log.info("%s; %s", describe_transport(config), f"{len(config.auth_tokens)} bearer token(s) accepted"
-             if config.auth_tokens else "no token required")
-    announce(config.host, port)
+    return server, health_servicer
 
-    stopping = asyncio.Event()
+
+def stop_signal() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (the running loop's handlers)."""
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signal_number, stopping.set)
-    await stopping.wait()
-
-    log.info("stopping: draining open calls for up to %.1f s", config.grace_s)
-    await health_servicer.enter_graceful_shutdown()
-    servicer.drain()
-    await server.stop(config.grace_s)
-    await asyncio.to_thread(batcher.stop)
-    log.info("stopped")
+        loop.add_signal_handler(signal_number, stop.set)
+    return stop
 
 
 def listen(server: grpc.aio.Server, config: ServerConfig) -> int:
@@ -109,6 +156,7 @@ def listen(server: grpc.aio.Server, config: ServerConfig) -> int:
 
 
 def describe_transport(config: ServerConfig) -> str:
+    """Plaintext, TLS or mutual TLS, for the start-up log line."""
     if config.tls is None:
         return "plaintext" + (" (--insecure)" if config.insecure else " (loopback only)")
     return "mutual TLS (client certificates required)" if config.tls.client_ca else "TLS"

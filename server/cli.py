@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 
 from .config import build_parser, config_from_args
 
 
+# Idle OpenMP threads sleep instead of spinning for milliseconds after each parallel region, which would
+# take the cores the detection workers run on. The served runtimes keep their own pools quiet (ONNX Runtime
+# with allow_spinning 0, OpenVINO's TBB sleeps); this covers OpenMP users loaded into the process (torch and
+# oneDNN when a PyTorch model file is served). OpenMP reads it once when it starts, so it is set before any
+# import; an operator's own setting wins. --workers processes inherit it.
+WAIT_POLICY = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """fer-server: 0 after a clean stop, 1 when it cannot serve, 2 for bad arguments."""
+    for name, value in WAIT_POLICY.items():
+        os.environ.setdefault(name, value)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferstream.model.labels import EMOTIONS
+from ferstream.pipeline.commandline import add_version_argument
 from ferstream.pipeline.settings import (MAX_FACES, MAX_PIXELS, add_common_arguments, default_models_dir,
                                          parse_classes)
 
+from .limits import DEFAULT_MAX_MESSAGE_BYTES, check_limits_agree, message_limit
 from .security import TlsFiles, is_loopback, load_tokens
+
+
+def available_cores() -> int:
+    """Cores this process may run on (a container's cpuset, not the whole machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
 class ServerConfig:
+    """Every setting of one server process. ValueError when --max-message-bytes cannot carry a raw frame of
+    --max-pixels (see limits.py)."""
+
     host: str = "127.0.0.1"
     port: int = 50051
     models_dir: Path = Path()
@@ -27,9 +40,14 @@ class ServerConfig:
     max_batch: int = 32
     max_delay_ms: float = 5.0
     max_pixels: int = MAX_PIXELS
-    max_message_bytes: int = 16 * 1024 * 1024
+    # gRPC's receive and send limit; at least message_limit(max_pixels), so that every frame the pixel limit
+    # admits, raw included, fits (a message over it ends the whole call, not just its frame).
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_faces: int = MAX_FACES
+    # Classifier (torch) threads; detection runs on detect_workers single-threaded OpenCV workers.
     threads: int = 1
+    # Decode-and-detect threads; 0: one per core available (divided among --workers processes).
+    detect_workers: int = 0
     grace_s: float = 5.0
     log_level: str = "INFO"
     # Server processes sharing the port (SO_REUSEPORT); see replicas.py.
@@ -51,31 +69,55 @@ class ServerConfig:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
 
+    def __post_init__(self) -> None:
+        check_limits_agree(self.max_pixels, self.max_message_bytes)
+
+
+def port_number(text: str) -> int:
+    """argparse type of --port: 0 (pick a free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be within 1-65535 (or 0 to pick a free one), got {port}")
+    return port
+
 
 def build_parser() -> argparse.ArgumentParser:
+    """fer-server's argument parser; every option has its help and default."""
     parser = argparse.ArgumentParser(
         prog="fer-server",
         description="Serve facial emotion recognition over gRPC (ferstream.v1.EmotionService).")
+    add_version_argument(parser)
     parser.add_argument("--host", default=ServerConfig.host,
-                        help="address to listen on; 0.0.0.0 serves other machines (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=ServerConfig.port,
-                        help="port; 0 picks a free one (default: %(default)s)")
+                        help="address or host name to listen on; 0.0.0.0 serves other machines "
+                             "(default: %(default)s)")
+    parser.add_argument("--port", type=port_number, default=ServerConfig.port,
+                        help="port, 1-65535; 0 picks a free one (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=ServerConfig.workers,
-                        help="server processes sharing the port, each with its own model and --threads capped at "
-                             "cores/N; the kernel spreads connections over them (default: %(default)s)")
+                        help="server processes sharing the port, each with its own model and --threads and "
+                             "--detect-workers capped at cores/N; the kernel spreads connections over them "
+                             "(default: %(default)s)")
     add_common_arguments(parser)
+    parser.add_argument("--detect-workers", type=int, default=ServerConfig.detect_workers,
+                        help="threads that decode and detect frames in parallel, OpenCV single-threaded in each; "
+                             "0: one per core (default: %(default)s)")
     parser.add_argument("--max-streams", type=int, default=ServerConfig.max_streams,
                         help="concurrent StreamAnnotate calls; more get RESOURCE_EXHAUSTED (default: %(default)s)")
     parser.add_argument("--max-batch", type=int, default=ServerConfig.max_batch,
                         help="most face crops classified in one batch (default: %(default)s)")
     parser.add_argument("--max-delay-ms", type=float, default=ServerConfig.max_delay_ms,
                         help="longest wait for other streams' frames to fill a batch (default: %(default)s)")
-    parser.add_argument("--max-message-bytes", type=int, default=ServerConfig.max_message_bytes,
-                        help="largest request message accepted (default: %(default)s)")
+    parser.add_argument("--max-message-bytes", type=int, default=None,
+                        help="largest request message accepted; must carry a raw BGR frame of --max-pixels "
+                             "(default: --max-pixels x 3 + 65536, 50397184 for the default --max-pixels)")
     parser.add_argument("--grace-s", type=float, default=ServerConfig.grace_s,
                         help="on SIGTERM/SIGINT, how long open calls may finish (default: %(default)s)")
     parser.add_argument("--log-level", default=ServerConfig.log_level,
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="(default: %(default)s)")
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="least severe log messages written to stderr; DEBUG adds one line per refused "
+                             "frame (default: %(default)s)")
     add_security_arguments(parser)
     return parser
 
@@ -113,21 +155,37 @@ def security_from_args(args: argparse.Namespace) -> tuple[TlsFiles | None, tuple
     if args.tls_client_ca is not None and args.tls_cert is None:
         raise ValueError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
     tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert is not None else None
+    check_resolvable(args.host)
     if tls is None and not args.insecure and not is_loopback(args.host):
         raise ValueError(f"refusing to serve plaintext on non-loopback host {args.host}: give --tls-cert and "
                          "--tls-key, or --insecure to accept that anyone on the network can read and send frames")
     return tls, load_tokens(args.auth_tokens)
 
 
+def check_resolvable(host: str) -> None:
+    """ValueError naming --host when it is neither an address nor a name this machine can resolve."""
+    try:
+        socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        reason = error.strerror if isinstance(error, socket.gaierror) else str(error)
+        raise ValueError(f"--host {host}: cannot resolve this name to an address ({reason})") from None
+
+
 def positive(name: str, value: float) -> None:
+    """ValueError naming the flag when value is not above 0."""
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value}")
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """A ServerConfig from parsed arguments; raises ValueError for values that make no sense."""
-    for name in ("max_streams", "max_batch", "max_pixels", "max_message_bytes", "max_faces", "threads"):
+    for name in ("max_streams", "max_batch", "max_pixels", "max_faces", "threads"):
         positive("--" + name.replace("_", "-"), getattr(args, name))
+    if args.detect_workers < 0:
+        raise ValueError(f"--detect-workers cannot be negative, got {args.detect_workers}")
+    max_message_bytes = message_limit(args.max_pixels) if args.max_message_bytes is None else args.max_message_bytes
+    positive("--max-message-bytes", max_message_bytes)
+    check_limits_agree(args.max_pixels, max_message_bytes)
     if args.max_delay_ms < 0 or args.grace_s < 0:
         raise ValueError("--max-delay-ms and --grace-s cannot be negative")
     positive("--workers", args.workers)
@@ -147,9 +205,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_batch=args.max_batch,
         max_delay_ms=args.max_delay_ms,
         max_pixels=args.max_pixels,
-        max_message_bytes=args.max_message_bytes,
+        max_message_bytes=max_message_bytes,
         max_faces=args.max_faces,
         threads=args.threads,
+        detect_workers=args.detect_workers,
         grace_s=args.grace_s,
         log_level=args.log_level,
         workers=args.workers,

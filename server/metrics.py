@@ -1,6 +1,7 @@
 """Prometheus metrics of one server process: frames, faces, streams, batches, queue and stage latencies.
 
 Each server owns its registry (not the process-global one), so tests and replicas never share counters.
+Every method is safe to call from any thread (the workers record answers, the event loop records streams).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ STAGES = ("decode", "detect", "classify", "queue", "total")
 
 
 class ServerMetrics:
+    """The counters, gauges and histograms of one server, in their own registry (`serve` exposes them)."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
@@ -33,31 +36,43 @@ class ServerMetrics:
                                       registry=registry)
         self.frames_failed = Counter("ferstream_frames_failed", "Frames answered with an error, by gRPC status code",
                                      ["code"], registry=registry)
+        self.frames_expired = Counter("ferstream_frames_expired",
+                                      "Frames dropped before any work because their caller stopped waiting "
+                                      "(deadline passed or call cancelled)", registry=registry)
         self.faces = Counter("ferstream_faces", "Faces found and classified", registry=registry)
         self.active_streams = Gauge("ferstream_active_streams", "StreamAnnotate calls open now", registry=registry)
         self.batch_faces = Histogram("ferstream_batch_faces", "Face crops per classifier batch",
                                      buckets=BATCH_BUCKETS, registry=registry)
         self.batch_frames = Histogram("ferstream_batch_frames", "Frames per classifier batch",
                                       buckets=BATCH_BUCKETS, registry=registry)
-        self.queue_depth = Gauge("ferstream_queue_depth", "Frames waiting for the worker", registry=registry)
+        self.queue_depth = Gauge("ferstream_queue_depth", "Frames waiting for a detection worker", registry=registry)
+        self.in_flight = Gauge("ferstream_frames_in_flight", "Frames handed to the workers and not yet answered",
+                               registry=registry)
         self.stage_seconds = Histogram("ferstream_stage_seconds", "Time per frame in each stage of the frame path",
                                        ["stage"], buckets=LATENCY_BUCKETS, registry=registry)
+        # Looked up once: a labelled child costs a lock and a dict lookup per call.
+        self.stage_children = [self.stage_seconds.labels(stage) for stage in STAGES]
 
-    def track_queue(self, depth: Callable[[], int]) -> None:
+    def track_queue(self, depth: Callable[[], int], in_flight: Callable[[], int]) -> None:
+        """Reads the queue depth and the frames in flight from the workers at scrape time."""
         self.queue_depth.set_function(depth)
+        self.in_flight.set_function(in_flight)
 
     def answered(self, frame: AnnotatedFrame) -> None:
+        """Counts one answered frame, its faces, and each stage's time."""
         self.frames_answered.inc()
         self.faces.inc(len(frame.faces))
         timing = frame.timing
-        for stage, milliseconds in zip(STAGES, (timing.decode_ms, timing.detect_ms, timing.classify_ms,
-                                                timing.queue_ms, timing.total_ms)):
-            self.stage_seconds.labels(stage).observe(milliseconds / 1000.0)
+        for child, milliseconds in zip(self.stage_children, (timing.decode_ms, timing.detect_ms, timing.classify_ms,
+                                                             timing.queue_ms, timing.total_ms)):
+            child.observe(milliseconds / 1000.0)
 
     def failed(self, code: grpc.StatusCode) -> None:
+        """Counts one frame answered with an error."""
         self.frames_failed.labels(code.name).inc()
 
     def batch(self, frames: int, faces: int) -> None:
+        """Counts one classifier call over `frames` frames holding `faces` crops."""
         self.batch_frames.observe(frames)
         self.batch_faces.observe(faces)
 

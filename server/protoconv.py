@@ -1,11 +1,11 @@
-"""Between ferstream.v1 messages and the frame path's plain Python types."""
+"""Between ferstream.v1 messages and the frame path's plain Python types (no call handling here)."""
 
 from __future__ import annotations
 
 from ferstream.pipeline.decode import EncodedImage, ImageSource, PixelFormat, RawImage
 from ferstream.pipeline.detectors import DetectorKind
 from ferstream.pipeline.errors import FrameError, invalid
-from ferstream.pipeline.framepath import AnnotatedFrame, DetectOptions, FramePath, Timing
+from ferstream.pipeline.framepath import AnnotatedFrame, DetectOptions, FramePath, Timing, milliseconds_since
 from ferstream.v1 import emotion_pb2 as pb
 
 from .status import status_code
@@ -15,6 +15,10 @@ EMOTION_OFFSET = 1
 
 
 def image_source(image: pb.Image) -> ImageSource:
+    """The frame path's view of an Image message; BadInput for no image or an unknown pixel format.
+
+    The pixel bytes are read out of the message once (protobuf copies them on each access).
+    """
     which = image.WhichOneof("source")
     if which == "encoded":
         return EncodedImage(image.encoded)
@@ -38,9 +42,14 @@ def detect_options(options: pb.AnnotateOptions) -> DetectOptions:
     return DetectOptions(detector, options.min_detection_score, options.max_faces)
 
 
-def timing_message(timing: Timing) -> pb.Timing:
-    return pb.Timing(decode_ms=timing.decode_ms, detect_ms=timing.detect_ms, classify_ms=timing.classify_ms,
-                     total_ms=timing.total_ms, queue_ms=timing.queue_ms, batch_faces=timing.batch_faces)
+def fill_timing(message: pb.Timing, timing: Timing) -> None:
+    """Writes timing into a response's own Timing field (no separate message to build and copy)."""
+    message.decode_ms = timing.decode_ms
+    message.detect_ms = timing.detect_ms
+    message.classify_ms = timing.classify_ms
+    message.total_ms = timing.total_ms
+    message.queue_ms = timing.queue_ms
+    message.batch_faces = timing.batch_faces
 
 
 def face_messages(frame: AnnotatedFrame) -> list[pb.Face]:
@@ -54,21 +63,45 @@ def face_messages(frame: AnnotatedFrame) -> list[pb.Face]:
     return faces
 
 
-def error_message(error: FrameError) -> pb.Error:
-    return pb.Error(code=status_code(error).value[0], message=error.message)
+def annotate_response(frame: AnnotatedFrame) -> pb.AnnotateResponse:
+    """The unary answer for an annotated frame."""
+    response = pb.AnnotateResponse(faces=face_messages(frame))
+    fill_timing(response.timing, frame.timing)
+    return response
+
+
+def stream_response(frame_id: int, outcome: AnnotatedFrame | FrameError, skipped: list[int],
+                    arrived: float) -> pb.StreamAnnotateResponse:
+    """A stream's answer for one frame: its faces and timing, or its error (with the gRPC code as a number
+    and total_ms since `arrived`, a time.perf_counter() reading); skipped are the ids it replaced."""
+    response = pb.StreamAnnotateResponse(frame_id=frame_id, skipped_frame_ids=skipped)
+    if isinstance(outcome, FrameError):
+        response.error.code = status_code(outcome).value[0]
+        response.error.message = outcome.message
+        response.timing.total_ms = milliseconds_since(arrived)
+    else:
+        response.faces.extend(face_messages(outcome))
+        fill_timing(response.timing, outcome.timing)
+    return response
 
 
 def model_info(frame_path: FramePath) -> pb.GetModelInfoResponse:
+    """GetModelInfo's answer: the served classes, the detectors, and the served model's description.
+
+    The model fields come from the served ONNX file's metadata (model/runtime.py): architecture and
+    width from its ArchSpec, parameters of the trained network, input size from its preprocessing, and
+    the sha256, PublicTest accuracy and training command of the PyTorch model file it was exported from.
+    """
     classifier = frame_path.classifier
     meta = classifier.meta
     model = pb.ModelInfo(
         architecture=classifier.spec.name,
         width=classifier.spec.width,
         parameters=classifier.parameters,
-        input_size=int(meta.get("input_size", 48)),
-        weights_sha256=meta.get("weights_sha256", ""),
+        input_size=classifier.preprocessing.input_size,
+        weights_sha256=classifier.source_weights_sha256,
         public_test_accuracy=float(meta.get("metrics", {}).get("public_test_accuracy", 0.0)),
-        training_command=meta.get("training_command", ""),
+        training_command=str(meta.get("training_command", "")),
     )
     detectors = [pb.DetectorInfo(detector=int(status.kind), available=status.available, detail=status.detail)
                  for status in frame_path.detectors.values()]

@@ -13,4 +13,5 @@ SERVING_PREFIX = "serving on "
 
 
 def announce_serving(host: str, port: int) -> None:
+    """Logs "serving on HOST:PORT" (the line operators, tests and fer-bench wait for)."""
     log.info("%s%s:%d", SERVING_PREFIX, host, port)

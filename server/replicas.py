@@ -32,7 +32,7 @@ from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
-from .config import ServerConfig
+from .config import ServerConfig, available_cores
 from .ready import announce_serving
 
 log = logging.getLogger("ferstream.server")
@@ -40,15 +40,15 @@ log = logging.getLogger("ferstream.server")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def available_cores() -> int:
-    """Cores this process may run on (a container's cpuset, not the whole machine's count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def threads_per_worker(config: ServerConfig, cores: int) -> int:
+    """A worker's classifier threads: --threads, at most its share of the cores, at least 1."""
     return max(1, min(config.threads, cores // config.workers))
+
+
+def detect_workers_per_worker(config: ServerConfig, cores: int) -> int:
+    """A worker's detection threads: --detect-workers (0: every core) capped at its share of the cores."""
+    share = max(1, cores // config.workers)
+    return min(config.detect_workers, share) if config.detect_workers else share
 
 
 def worker_config(config: ServerConfig, port: int, number: int, cores: int) -> ServerConfig:
@@ -57,7 +57,7 @@ def worker_config(config: ServerConfig, port: int, number: int, cores: int) -> S
     if metrics_port:  # a fixed metrics port cannot be shared: worker k serves on metrics_port + k - 1
         metrics_port += number - 1
     return replace(config, port=port, workers=1, share_port=True, threads=threads_per_worker(config, cores),
-                   metrics_port=metrics_port)
+                   detect_workers=detect_workers_per_worker(config, cores), metrics_port=metrics_port)
 
 
 @contextlib.contextmanager
@@ -139,6 +139,7 @@ class Workers:
         self.stop_requested = False
 
     def start(self) -> None:
+        """Installs the stop handlers, then starts every worker process."""
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signal_number, self.request_stop)
         for process in self.processes:
@@ -184,7 +185,7 @@ def serve_replicas(config: ServerConfig) -> int:
     try:
         with reserved_port(config.host, config.port) as port:
             workers = Workers(config, port)
-            log.info("starting %d workers on port %d, %d torch/OpenCV thread(s) each", config.workers, port,
+            log.info("starting %d workers on port %d, %d classifier thread(s) each", config.workers, port,
                      workers.threads)
             started = time.monotonic()
             workers.start()

@@ -24,6 +24,8 @@ BEARER = "bearer "
 
 @dataclass(frozen=True)
 class TlsFiles:
+    """PEM files of the server's TLS identity and, for mutual TLS, the CA its clients' certificates come from."""
+
     cert: Path
     key: Path
     # With a client CA, every client must present a certificate it signed (mutual TLS).
@@ -85,6 +87,7 @@ class TokenChecker:
         self._tokens = tuple(token.encode() for token in tokens)
 
     def accepts(self, authorization: str | None) -> bool:
+        """True when authorization is 'Bearer <one of the tokens>' (scheme case-insensitive, token exact)."""
         if authorization is None or authorization[:len(BEARER)].lower() != BEARER:
             return False
         presented = authorization[len(BEARER):].strip().encode()
@@ -95,6 +98,7 @@ class TokenChecker:
 
 
 def authorization_header(metadata) -> str | None:
+    """The call's 'authorization' metadata value, or None."""
     for key, value in metadata or ():
         if key == "authorization":
             return value if isinstance(value, str) else value.decode(errors="replace")
@@ -110,6 +114,7 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable],
                                 details: grpc.HandlerCallDetails):
+        """Lets guarded methods through only with an accepted token; others always."""
         handler = await continuation(details)
         if handler is None or not details.method.startswith(self.prefixes):
             return handler

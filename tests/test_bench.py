@@ -65,7 +65,7 @@ def test_stream_against_a_running_server(fer_server_factory, fer_models_dir: Pat
     result = bench_json("stream", "--server", server.address, "--streams", "2", "--fps", "8", "--seconds", "1.5",
                         "--detector", "yunet", *data_options)
     check_stream_bench(result, streams=2)
-    assert result["settings"] == {"streams": 2, "fps": 8.0, "seconds": 1.5, "detector": "yunet"}
+    assert result["settings"] == {"streams": 2, "fps": 8.0, "seconds": 1.5, "detector": "yunet", "in_flight": 2}
     assert result["server"] == server.address and not result["server_spawned"] and result["detector"] == "yunet"
     assert result["server_cpu_s"] is None  # not our child: its CPU time is not measured
 
@@ -78,6 +78,9 @@ def test_reference_against_a_spawned_server(data_options) -> None:
     assert served["server_spawned"] and served["detector"] == "ssd"
     assert served["dropped"] == 0  # lockstep: a frame is sent only once the previous one is answered
     assert served["server_cpu_s"] > 0 and served["server_cpu_s_per_frame"] > 0
+    # Proportions measured in the same run: CPU beside the stage times, served fps beside the yardstick.
+    assert served["stages"]["detect_ms"] > 0 and served["cpu_over_stages"] > 0
+    assert served["yardstick"]["fps"] > 0 and served["vs_yardstick"] == served["answered_fps"] / served["yardstick"]["fps"]
     assert result["speedup"] == pytest.approx(served["answered_fps"] / reference["fps"])
 
 
@@ -95,18 +98,29 @@ def test_classifier(data_options) -> None:
     result = bench_json("classifier", "--seconds", "0.1", "--batch-sizes", "1,8", "--threads", "1", "--unfolded",
                         *data_options)
     models = {model["label"]: model for model in result["models"]}
-    assert set(models) == {"shipped", "shipped, unfolded", "reference"}
-    assert models["shipped, unfolded"]["parameters"] == models["shipped"]["parameters"]
+    assert set(models) == {"shipped", "shipped, onnxruntime", "vgg ×0.25, openvino", "shipped, pytorch",
+                           "shipped, unfolded", "vgg ×0.25, pytorch", "reference"}
+    # `shipped` is the form the server runs: the committed ONNX in the default runtime.
+    assert models["shipped"]["runtime"] == "openvino" and models["shipped"]["source"].endswith("ferstream-emotion.onnx")
+    assert models["shipped, pytorch"]["source"].endswith("ferstream-emotion.pt")
+    assert {model["runtime"] for label, model in models.items() if label.endswith("pytorch")} == {"pytorch"}
+    assert set(result["runtime_versions"]) == {"openvino", "onnxruntime"}
+    for label in ("shipped, onnxruntime", "shipped, pytorch", "shipped, unfolded"):
+        assert models[label]["parameters"] == models["shipped"]["parameters"]
+        assert models[label]["multiply_adds"] == models["shipped"]["multiply_adds"]
+    first = models["vgg ×0.25, pytorch"]
+    assert first["channels"] == [16, 32, 64, 64, 128] and first["multiply_adds"] == vgg_multiply_adds(first["channels"])
+    assert models["vgg ×0.25, openvino"]["multiply_adds"] == first["multiply_adds"]
     assert models["reference"]["width"] == 1.0 and round(models["reference"]["parameters"] / 1e6, 1) == 13.1
     assert models["shipped"]["parameters"] < models["reference"]["parameters"]
     assert models["reference"]["multiply_adds"] == vgg_multiply_adds((64, 128, 256, 256, 512))
     assert models["shipped"]["multiply_adds"] == vgg_multiply_adds(models["shipped"]["channels"])
-    assert models["shipped, unfolded"]["multiply_adds"] == models["shipped"]["multiply_adds"]
     cells = {(timing["model"], timing["threads"], timing["batch"]) for timing in result["timings"]}
     assert cells == {(model, 1, batch) for model in models for batch in (1, 8)}
     for timing in result["timings"]:
-        assert timing["calls"] >= 1 and timing["faces_per_s"] > 0
+        assert timing["calls"] >= 5 and timing["faces_per_s"] > 0 and timing["cpu_ms_per_face"] > 0
         assert timing["ms_per_face"] * timing["faces_per_s"] == pytest.approx(1000.0)
+        assert timing["ms_per_batch"] == pytest.approx(timing["ms_per_face"] * timing["batch"])
 
 
 def test_detectors_table_and_chart(tmp_path: Path, data_options) -> None:
@@ -126,8 +140,11 @@ def test_detectors_table_and_chart(tmp_path: Path, data_options) -> None:
 def test_markdown_output_and_errors(tmp_path: Path, data_options) -> None:
     result = bench("classifier", "--seconds", "0.05", "--batch-sizes", "2", "--threads", "1", *data_options)
     assert result.returncode == 0, result.stderr
-    assert "| model | threads | batch | faces/s | ms/face |" in result.stdout
-    assert len([line for line in result.stdout.splitlines() if line.startswith("| shipped")]) == 1
+    assert "| model | threads | batch | faces/s | ms/face | CPU ms/face | vs pytorch | vs pytorch, CPU |" in result.stdout
+    rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| shipped | 1 | 2 |")]
+    assert len(rows) == 1
+    baseline = [line for line in result.stdout.splitlines() if line.startswith("| shipped, pytorch | 1 | 2 |")]
+    assert len(baseline) == 1 and baseline[0].endswith("| 1.000 | 1.000 |")
 
     missing = bench("classifier", "--data-dir", str(tmp_path / "nowhere"))
     assert missing.returncode == 1 and "fer-bench: error:" in missing.stderr and "nowhere" in missing.stderr

@@ -1,11 +1,11 @@
 """Hostile input, property-based: every request ends in valid faces or a clear error; nothing dies or leaks.
 
-The in-process target runs the server's own request path (protobuf parse -> protoconv -> decode -> detect
--> crop -> classify -> response messages) on thousands of generated requests: random bytes, truncated and
-corrupted JPEG/PNG/BMP/WebP, headers that declare huge or zero dimensions (decompression bombs), raw
-buffers of the wrong length, unknown enum values and absurd option values. A few hundred more go through
-a real server on loopback. FER_FUZZ_EXAMPLES sets the in-process count (CI: 2000; a long run: see
-README, "Security and limits").
+Thousands of generated requests (random bytes, truncated and corrupted JPEG/PNG/BMP/WebP, headers that
+declare huge or zero dimensions (decompression bombs), raw buffers of the wrong length, unknown enum values
+and absurd option values) go over loopback to fer-server's own serve() running inside the test process:
+the real servicer, protoconv, detection workers, batcher and response messages, not a copy of them. A
+few hundred more go to a fer-server subprocess, whose memory is watched. FER_FUZZ_EXAMPLES sets the
+in-process count (CI: 2000; a long run: see README, "Security and limits").
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ferstream.server import protoconv
-from ferstream.pipeline.errors import FrameError
-from ferstream.server.status import status_code
-from ferstream.pipeline.framepath import load_frame_path, set_thread_counts
+from ferstream.server.config import ServerConfig
+from ferstream.server.limits import message_limit
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
+from inprocess_server import inprocess_server
 
 # The seeds are whole files, too long for hypothesis to print usefully; it warns about that.
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
@@ -147,28 +146,20 @@ def requests(draw, seeds: list[bytes]) -> pb.AnnotateRequest:
     return pb.AnnotateRequest(image=image, options=options)
 
 
-# --- in-process: the request path itself ---
+# --- in-process: serve() itself, on loopback ---
 
 
 @pytest.fixture(scope="module")
-def frame_path(fer_models_dir: Path):
-    set_thread_counts(1)
-    return load_frame_path(fer_models_dir, None, tuple(range(7)), MAX_PIXELS, MAX_FACES)
+def stub(fer_models_dir: Path):
+    config = ServerConfig(port=0, models_dir=fer_models_dir, max_pixels=MAX_PIXELS, max_faces=MAX_FACES,
+                          max_message_bytes=message_limit(MAX_PIXELS), threads=1, detect_workers=2)
+    with inprocess_server(config) as address, grpc.insecure_channel(address) as channel:
+        yield pb_grpc.EmotionServiceStub(channel)
 
 
 @pytest.fixture(scope="module")
 def seeds(faces_dir: Path) -> list[bytes]:
     return encoded_seeds(faces_dir)
-
-
-def answer(frame_path, request: pb.AnnotateRequest) -> pb.AnnotateResponse:
-    """What the server answers, minus the batching: the same conversions and the same frame path."""
-    request = pb.AnnotateRequest.FromString(request.SerializeToString())  # as it arrives off the wire
-    source = protoconv.image_source(request.image)
-    options = protoconv.detect_options(request.options)
-    detected = frame_path.detect(source, options)
-    frame = frame_path.assemble(detected, frame_path.classify(detected.crops))
-    return pb.AnnotateResponse(faces=protoconv.face_messages(frame), timing=protoconv.timing_message(frame.timing))
 
 
 def check_faces(response: pb.AnnotateResponse, request: pb.AnnotateRequest) -> None:
@@ -180,8 +171,9 @@ def check_faces(response: pb.AnnotateResponse, request: pb.AnnotateRequest) -> N
         assert face.emotion in {score.emotion for score in face.scores}
 
 
-def test_request_path_answers_every_hostile_request(frame_path, seeds: list[bytes]) -> None:
+def test_request_path_answers_every_hostile_request(stub, seeds: list[bytes]) -> None:
     outcomes = {"faces": 0, "no faces": 0, "error": 0}
+    stub.Annotate(pb.AnnotateRequest(image=pb.Image(encoded=seeds[0])), timeout=60)  # warm up
     before = resident_bytes()
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
@@ -189,10 +181,10 @@ def test_request_path_answers_every_hostile_request(frame_path, seeds: list[byte
     @given(request=requests(seeds))
     def run(request: pb.AnnotateRequest) -> None:
         try:
-            response = answer(frame_path, request)
-        except FrameError as error:
-            assert status_code(error) in EXPECTED_CODES, error
-            assert error.message and len(error.message) < 500
+            response = stub.Annotate(request, timeout=60)
+        except grpc.RpcError as error:
+            assert error.code() in EXPECTED_CODES, (error.code(), error.details())
+            assert error.details() and len(error.details()) < 500
             outcomes["error"] += 1
             return
         check_faces(response, request)
@@ -204,17 +196,16 @@ def test_request_path_answers_every_hostile_request(frame_path, seeds: list[byte
     assert all(count > 0 for count in outcomes.values()), outcomes
 
 
-def test_huge_declared_dimensions_never_reach_the_decoder(frame_path, seeds: list[bytes]) -> None:
+def test_huge_declared_dimensions_never_reach_the_decoder(stub, seeds: list[bytes]) -> None:
     for seed in seeds:
         for width, height in ((65535, 65535), (60_000, 20), (2**31 - 1, 2**31 - 1)):
             bomb = declare_dimensions(seed, width, height)
             if bomb == seed:
                 continue  # WebP: its dimensions are covered by the random cases
-            request = pb.AnnotateRequest(image=pb.Image(encoded=bomb))
-            with pytest.raises(FrameError) as raised:
-                answer(frame_path, request)
-            assert status_code(raised.value) == grpc.StatusCode.INVALID_ARGUMENT
-            assert "limit" in raised.value.message or "damaged" in raised.value.message
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.Annotate(pb.AnnotateRequest(image=pb.Image(encoded=bomb)), timeout=60)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "limit" in raised.value.details() or "damaged" in raised.value.details()
 
 
 # --- a real server on loopback ---

@@ -144,7 +144,10 @@ def test_workers_split_the_cores_and_get_their_own_metrics_ports() -> None:
 
     config = ServerConfig(port=0, threads=4, workers=4, metrics_port=9100)
     workers = [worker_config(config, 50051, number, cores=8) for number in (1, 2, 3, 4)]
-    assert {(w.port, w.threads, w.workers) for w in workers} == {(50051, 2, 1)}
+    assert {(w.port, w.threads, w.workers, w.detect_workers) for w in workers} == {(50051, 2, 1, 2)}
+    # An explicit --detect-workers is kept within the worker's share of the cores.
+    assert worker_config(replace(config, detect_workers=1), 50051, 1, cores=8).detect_workers == 1
+    assert worker_config(replace(config, detect_workers=6), 50051, 1, cores=8).detect_workers == 2
     assert [w.metrics_port for w in workers] == [9100, 9101, 9102, 9103]
     assert worker_config(replace(config, metrics_port=None), 50051, 2, cores=2).metrics_port is None
     assert worker_config(config, 50051, 1, cores=2).threads == 1, "never fewer than one thread"

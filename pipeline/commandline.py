@@ -1,0 +1,43 @@
+"""Conventions every fer-* command shares: `--version`, and one line on stderr for an error.
+
+Every command adds `--version` with `add_version_argument(parser)`, so that they all print the same thing:
+`fer-annotate 0.1.0 (ferstream, Python 3.11.7)`. This module imports nothing heavy, so `--version` and
+`--help` answer before torch or OpenCV load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from importlib import metadata
+
+PACKAGE = "ferstream"
+# Exit codes of every command: 0 done, 1 the work failed (bad input file, server error), 2 bad usage
+# (argparse's own code), 130 interrupted by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def package_version() -> str:
+    """The installed ferstream version (from pyproject.toml via the package metadata); "unknown" when the
+    sources run without being installed."""
+    try:
+        return metadata.version(PACKAGE)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def version_string(prog: str) -> str:
+    """What `PROG --version` prints, e.g. "fer-annotate 0.1.0 (ferstream, Python 3.11.7)"."""
+    return f"{prog} {package_version()} ({PACKAGE}, Python {platform.python_version()})"
+
+
+def add_version_argument(parser: argparse.ArgumentParser) -> None:
+    """Adds `--version` to parser: prints version_string(parser.prog) on stdout and exits 0."""
+    parser.add_argument("--version", action="version", version=version_string(parser.prog),
+                        help="print the version and exit")
+
+
+def print_error(prog: str, message: str) -> None:
+    """One line on stderr, "PROG: error: MESSAGE", the form argparse uses for usage errors."""
+    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
