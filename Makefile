@@ -3,14 +3,22 @@ FER_DATA_DIR ?= ../shared
 export FER_DATA_DIR
 export FER_MODELS_DIR ?= $(FER_DATA_DIR)/models
 
-.PHONY: install test proto proto-check train run-server run-client
+.PHONY: install test test-deps proto proto-check train train-gpu run-server run-client
 
+# Development install: serving (no torch) + [train] + tests. torch first, alone, so pip takes the pinned CPU
+# wheel that pip's configured find-links/index offer here (offline); then ".[dev]" finds it satisfied.
+# Users: README installs it from PyTorch's CPU index instead (PyPI alone resolves the pin to the CUDA build).
 install:
 	$(PYTHON) -m pip install torch==2.13.0
 	$(PYTHON) -m pip install -e ".[dev]"
 
-test:
+# The suite, as CI runs it: test-deps first installs what the tests drive besides Python (Xvfb, xdotool,
+# ImageMagick, openssl, node/npm) when any is missing; tests/conftest.py starts Xvfb when $$DISPLAY is unset.
+test: test-deps
 	$(PYTHON) -m pytest -q
+
+test-deps:
+	PYTHON=$(PYTHON) .ci/test-deps
 
 # Regenerates the Python code next to the .proto; never edit the generated files by hand.
 proto:
@@ -20,14 +28,37 @@ proto:
 proto-check: proto
 	git diff --exit-code -- protos
 
-# Reproduces the shipped model: a 40-epoch plan stopped after 13 epochs and resumed with the cosine
-# schedule re-planned to end at epoch 28 (how the first session's CPU time was fitted), then 54 more
-# epochs from its best weights with a fresh schedule and lighter erasing (the second session; see README).
+# Replays the chain of commands behind the model being trained for shipping (runs/w050), as its model
+# files record them (`python -m ferstream.training.provenance runs/w050/final.pt` prints the chain):
+# - runs/w025: a 40-epoch plan stopped by hand after 13 epochs and resumed with the cosine schedule
+#   re-planned to end at epoch 28 (first session); runs/w025-long: 54 more epochs from its best weights,
+#   a fresh schedule and lighter erasing (second session). Its best.pt is the first shipped model.
+# - runs/w050: that model grown to width 0.5 (Net2WiderNet) for a 36-epoch schedule, stopped by hand
+#   after W050_FIRST_EPOCHS epochs and resumed by the fer-train that equalises crops.
+# Commands run before fer-train equalised crops trained on the JPEGs' pixels as read; --no-equalize
+# makes today's fer-train do the same (the JPEGs are equalised already, so it changes little).
+# On a machine without runs/: `make train INIT=model/shipped/ferstream-emotion.pt` starts runs/w050 from
+# the committed model file instead of replaying the w025 stages.
+INIT ?=
+W050_FIRST_EPOCHS ?= 10
+FER2013 = $(FER_DATA_DIR)/datasets/fer2013
 train:
-	fer-train --data $(FER_DATA_DIR)/datasets/fer2013 --out runs/w025 --width 0.25 --dropout 0.1 --epochs 40 --seed 0 --stop-after 13
+ifeq ($(INIT),)
+	fer-train --data $(FER2013) --out runs/w025 --width 0.25 --dropout 0.1 --epochs 40 --seed 0 --no-equalize \
+		--stop-after 13
 	fer-train --out runs/w025 --resume --epochs 28
-	fer-train --data $(FER_DATA_DIR)/datasets/fer2013 --out runs/w025-long --init runs/w025/best.pt --width 0.25 \
-		--dropout 0.1 --lr 0.02 --epochs 54 --erase-probability 0.25 --seed 1
+	fer-train --data $(FER2013) --out runs/w025-long --init runs/w025/best.pt --width 0.25 --dropout 0.1 --lr 0.02 \
+		--epochs 54 --erase-probability 0.25 --seed 1 --no-equalize
+endif
+	fer-train --data $(FER2013) --out runs/w050 --init $(or $(INIT),runs/w025-long/best.pt) --width 0.5 --dropout 0.1 \
+		--lr 0.02 --epochs 36 --erase-probability 0.25 --seed 5 --no-equalize --stop-after $(W050_FIRST_EPOCHS)
+	fer-train --out runs/w050 --resume --equalize
+
+# The GPU recipe (training/gpu_recipe.py): the full-width reference VGG as a teacher, bf16 on one CUDA GPU
+# (minutes), into runs/gpu/teacher with its log, metrics and curves. Then distil it into the served width
+# on the CPU (hours): $(PYTHON) -m ferstream.training.gpu_recipe --data $(FER2013) --out runs/gpu --stage student
+train-gpu:
+	$(PYTHON) -m ferstream.training.gpu_recipe --data $(FER2013) --out runs/gpu --stage teacher
 
 run-server:
 	fer-server

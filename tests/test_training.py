@@ -1,22 +1,34 @@
-"""Smoke training on a few hundred real FER2013 images: loss falls, files appear, resume continues."""
+"""Smoke training on a few hundred real FER2013 images: loss falls, files appear, resume continues (also a
+last.pt from before model files held training state), provenance is recorded, the CLI keeps its conventions."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shlex
+import shutil
+import signal
 import subprocess
 import sys
-import shutil
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from ferstream.model.modelfile import load_model, weights_sha256
+from ferstream.model.modelfile import load_model, read_training_state, weights_sha256
+from ferstream.model.preprocess import Preprocessing
 from ferstream.training.data import load_dataset
 from ferstream.training.data.votes import attach_votes
 from ferstream.training.losses import distillation_loss
-from ferstream.training.train import evaluate, main as train_main
+from ferstream.training.loop import lr_at
+from ferstream.training.provenance import data_sha256
+from ferstream.training.train import TrainConfig, main as train_main
+from ferstream.training.validation import evaluate
+
+CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
@@ -46,36 +58,147 @@ def test_smoke_training_learns_and_writes_its_files(small_fer2013: Path, tmp_pat
     for name in ("best.pt", "last.pt", "metrics.csv", "curves.png"):
         assert (tmp_path / name).stat().st_size > 0
 
-    # best.pt is the epoch with the best PublicTest score, and scoring it again gives the logged numbers.
+    # best.pt is the epoch with the best PublicTest score, and scoring it again gives the logged numbers
+    # through the preprocessing it records (equalised crops, the default), not through raw pixels.
     best = max(history, key=lambda r: (r["val_acc"], -r["val_loss"]))
     classifier = load_model(tmp_path / "best.pt")
     assert classifier.meta["metrics"]["epoch"] == best["epoch"]
-    val_loss, val_acc = evaluate(classifier.network, load_dataset(small_fer2013, "PublicTest"), torch.device("cpu"))
+    assert classifier.preprocessing == Preprocessing(equalize=True)
+    public_test = load_dataset(small_fer2013, "PublicTest")
+    val_loss, val_acc = evaluate(classifier.network, public_test, classifier.preprocessing, CPU)
     assert val_loss == pytest.approx(best["val_loss"], rel=1e-4) and val_acc == pytest.approx(best["val_acc"])
-    assert classifier.meta["training_command"].startswith("fer-train --data")
+    raw_loss, _ = evaluate(classifier.network, public_test, Preprocessing(equalize=False), CPU)
+    assert raw_loss != pytest.approx(best["val_loss"], rel=1e-4)
     assert classifier.meta["metrics"]["train_images"] == 7 * 60
 
-    # final.pt is the last epoch's, chosen by no score.
+    # final.pt is the last epoch's, chosen by no score; last.pt is a model file too, with the training state.
     final = load_model(tmp_path / "final.pt")
     assert final.meta["metrics"]["epoch"] == 3
-    val_loss, _ = evaluate(final.network, load_dataset(small_fer2013, "PublicTest"), torch.device("cpu"))
+    val_loss, _ = evaluate(final.network, public_test, final.preprocessing, CPU)
     assert val_loss == pytest.approx(history[-1]["val_loss"], rel=1e-4)
+    assert load_model(tmp_path / "last.pt").meta["weights_sha256"] == final.meta["weights_sha256"]
+    assert read_training_state(tmp_path / "last.pt")["epoch"] == 2  # 0-based
+
+    # The command as executed: argv verbatim, its times, the machine, the data's digest.
+    [record] = final.meta["provenance"]
+    assert record["argv"] == smoke_args(small_fer2013, tmp_path)
+    assert final.meta["training_command"] == "fer-train " + shlex.join(record["argv"])
+    assert record["started"] <= record["ended"] and record["epochs"] == [1, 3]
+    assert record["machine"]["cores"] == os.cpu_count() and record["machine"]["torch"] == torch.__version__
+    assert record["inputs"]["data"]["files"] == 7 * 60 + 7 * 20
 
 
-def test_resume_continues_where_it_stopped(small_fer2013: Path, tmp_path: Path) -> None:
-    whole, split = tmp_path / "whole", tmp_path / "split"
-    assert train_main(smoke_args(small_fer2013, whole, "--epochs", "2")) == 0
-    assert train_main(smoke_args(small_fer2013, split, "--epochs", "2", "--stop-after", "1")) == 0
+def test_the_data_digest_changes_with_any_file_and_only_then(small_fer2013: Path, tmp_path: Path) -> None:
+    """The data's sha256 covers names and bytes; its cache (keyed by size and mtime) never hides a change."""
+    data = tmp_path / "data"
+    shutil.copytree(small_fer2013 / "test", data)
+    original = data_sha256(data)
+    assert data_sha256(data) == original  # the cached answer
+    image = sorted((data / "happy").iterdir())[0]
+    content = image.read_bytes()
+    image.write_bytes(content[:-1] + bytes([content[-1] ^ 1]))
+    assert data_sha256(data)["sha256"] != original["sha256"]
+    image.write_bytes(content)
+    assert data_sha256(data)["sha256"] == original["sha256"]
+    image.rename(image.with_name("0-renamed.jpg"))  # still the first file: only its name changed
+    assert data_sha256(data)["sha256"] != original["sha256"]
+
+
+@pytest.fixture(scope="module")
+def two_epochs(small_fer2013: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OUT of an uninterrupted two-epoch smoke run, for runs stopped and resumed to be compared with."""
+    out = tmp_path_factory.mktemp("two-epochs")
+    assert train_main(smoke_args(small_fer2013, out, "--epochs", "2")) == 0
+    return out
+
+
+def assert_same_run(resumed: Path, uninterrupted: Path) -> None:
+    """Same metrics every epoch and, at the end, the same weights bit for bit."""
+    rows, expected = (json.loads((out / "metrics.json").read_text()) for out in (resumed, uninterrupted))
+    assert [r["epoch"] for r in rows] == [r["epoch"] for r in expected]
+    for a, b in zip(rows, expected):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6)
+    assert load_model(resumed / "final.pt").meta["weights_sha256"] == \
+        load_model(uninterrupted / "final.pt").meta["weights_sha256"]
+
+
+def test_resume_continues_where_it_stopped(small_fer2013: Path, two_epochs: Path, tmp_path: Path) -> None:
+    split = tmp_path / "split"
+    first = smoke_args(small_fer2013, split, "--epochs", "2", "--stop-after", "1")
+    assert train_main(first) == 0
     assert len(json.loads((split / "metrics.json").read_text())) == 1
     assert not (split / "final.pt").exists()  # the schedule has not ended
     assert train_main(["--out", str(split), "--resume"]) == 0
     assert load_model(split / "final.pt").meta["metrics"]["epoch"] == 2
-    resumed = json.loads((split / "metrics.json").read_text())
-    uninterrupted = json.loads((whole / "metrics.json").read_text())
-    assert [r["epoch"] for r in resumed] == [1, 2]
-    for a, b in zip(resumed, uninterrupted):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
-        assert a["val_acc"] == pytest.approx(b["val_acc"])
+    assert_same_run(split, two_epochs)
+    # Each command is a record of the chain, as typed.
+    chain = load_model(split / "final.pt").meta["provenance"]
+    assert [record["argv"] for record in chain] == [first, ["--out", str(split), "--resume"]]
+    assert [record["epochs"] for record in chain] == [[1, 1], [2, 2]]
+
+
+# The fields of TrainConfig before this format (git show 0faf6fe:training/train.py).
+LEGACY_CONFIG_FIELDS = ("data", "out", "arch", "width", "channels", "dropout", "epochs", "batch_size", "lr",
+                        "weight_decay", "label_smoothing", "ema_decay", "seed", "threads", "device", "limit",
+                        "val_limit", "init", "erase_probability", "teacher", "distill_weight", "temperature",
+                        "votes", "vote_weight")
+
+
+def write_legacy_checkpoint(out: Path, command: str) -> None:
+    """Rewrite OUT/last.pt as the code before model files held training state wrote it: torch.save of
+    {config, epoch, model, ema, optimizer, history, torch_rng, numpy_rng, command}, NumPy's generator
+    state as np.random.get_state() returns it, and only the settings that code knew."""
+    state = read_training_state(out / "last.pt")
+    numpy = state["rng"]["numpy"]
+    numpy_rng = (numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"], numpy["has_gauss"],
+                 numpy["cached_gaussian"])
+    real = np.random.get_state()
+    assert [type(v) for v in numpy_rng] == [type(v) for v in real] and numpy_rng[1].dtype == real[1].dtype
+    # Like runs/w050's: started from a model file that has moved since (training/shipped/ is now model/shipped/).
+    config = {name: state["config"][name] for name in LEGACY_CONFIG_FIELDS} | {"init": str(out / "moved.pt")}
+    legacy = {"config": config, "epoch": state["epoch"],
+              "model": state["model"], "ema": state["ema"], "optimizer": state["optimizer"],
+              "history": state["history"], "torch_rng": state["rng"]["torch"], "numpy_rng": numpy_rng,
+              "command": command}
+    torch.save(legacy, out / "last.pt")
+
+
+def test_a_last_pt_from_before_model_files_held_training_state_resumes(small_fer2013: Path, two_epochs: Path,
+                                                                       tmp_path: Path) -> None:
+    """`fer-train --out OUT --resume` continues a legacy last.pt bit for bit, writes model files and keeps the chain."""
+    legacy = tmp_path / "legacy"
+    first = smoke_args(small_fer2013, legacy, "--epochs", "2", "--stop-after", "1")
+    assert train_main(first) == 0
+    earlier = "fer-train --data old/fer2013 --out runs/w025 --width 0.25"  # an --init model file's chain
+    write_legacy_checkpoint(legacy, f"{earlier} && fer-train {shlex.join(first)}")
+    with pytest.raises(ValueError):
+        load_model(legacy / "last.pt")  # the old pickle: the loader does not read it
+    replanned = tmp_path / "replanned"
+    shutil.copytree(legacy, replanned)
+
+    assert train_main(["--out", str(legacy), "--resume"]) == 0
+    assert_same_run(legacy, two_epochs)
+    for name in ("best.pt", "final.pt", "last.pt"):
+        load_model(legacy / name)
+    assert read_training_state(legacy / "last.pt")["epoch"] == 1
+    chain = load_model(legacy / "final.pt").meta["provenance"]
+    assert chain[:2] == [{"command": earlier}, {"command": f"fer-train {shlex.join(first)}"}]
+    assert chain[2]["argv"] == ["--out", str(legacy), "--resume"] and len(chain) == 3
+
+    # --epochs re-plans the cosine schedule's end from the current step.
+    assert train_main(["--out", str(replanned), "--resume", "--epochs", "3", "--stop-after", "1"]) == 0
+    steps = -(-7 * 60 // 32)
+    second = json.loads((replanned / "metrics.json").read_text())[1]
+    assert second["lr"] == pytest.approx(lr_at(2 * steps - 1, total=3 * steps, peak=0.02))
+    assert read_training_state(replanned / "last.pt")["config"]["epochs"] == 3
+
+
+def test_resume_refuses_settings_it_would_ignore(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--out", str(tmp_path), "--resume", "--lr", "0.1"])
+    assert exit_info.value.code == 2
+    assert "drop --lr" in capsys.readouterr().err
 
 
 def test_init_starts_from_a_model_files_weights(small_fer2013: Path, tmp_path: Path) -> None:
@@ -89,9 +212,11 @@ def test_init_starts_from_a_model_files_weights(small_fer2013: Path, tmp_path: P
     continued = json.loads((tmp_path / "init" / "metrics.json").read_text())[0]
     assert continued["train_acc"] > fresh["train_acc"] + 0.2
     assert continued["train_loss"] < fresh["train_loss"] - 0.3
-    # The model file records the whole chain of commands that produced it.
-    command = load_model(tmp_path / "init" / "best.pt").meta["training_command"]
-    assert command.startswith(shipped.meta["training_command"] + " && fer-train ")
+    # The model file records the whole chain of commands that produced it, and the sha256 of the file it began from.
+    meta = load_model(tmp_path / "init" / "best.pt").meta
+    assert meta["training_command"].startswith(shipped.meta["training_command"] + " && fer-train ")
+    shipped_sha256 = hashlib.sha256(Path(shipped.path).read_bytes()).hexdigest()
+    assert meta["provenance"][-1]["inputs"]["init"]["sha256"] == shipped_sha256
 
 
 def test_init_grows_a_wider_network_that_starts_where_the_model_file_was(small_fer2013: Path,
@@ -106,7 +231,7 @@ def test_init_grows_a_wider_network_that_starts_where_the_model_file_was(small_f
     grown = load_model(out / "best.pt")
     assert grown.parameters > shipped.parameters
     # With lr 0 only batch norm's running statistics move, so the score stays the shipped model's to a few faces.
-    _, shipped_acc = evaluate(shipped.network, load_dataset(small_fer2013, "PublicTest"), torch.device("cpu"))
+    _, shipped_acc = evaluate(shipped.network, load_dataset(small_fer2013, "PublicTest"), grown.preprocessing, CPU)
     assert grown.meta["metrics"]["public_test_accuracy"] == pytest.approx(shipped_acc, abs=0.05)
     assert shipped_acc > 0.4
 
@@ -204,6 +329,63 @@ def test_distributed_training_keeps_ranks_identical(small_fer2013: Path, tmp_pat
     first, second = report["weights_sha256_per_rank"]
     assert first == second
     # The file rank 0 saved holds those same weights.
-    saved = torch.load(out / "last.pt", map_location="cpu", weights_only=False)["model"]
-    assert weights_sha256(saved) == first
+    assert weights_sha256(read_training_state(out / "last.pt")["model"]) == first
     assert "x 2 process(es)" in finished.stderr
+
+
+def option_blocks(help_text: str) -> dict[str, str]:
+    """--help's options section as {"--flag": its description with the default removed}."""
+    blocks: dict[str, str] = {}
+    current = None
+    for line in help_text.split("options:", 1)[1].splitlines():
+        stripped = line.strip()
+        if line.startswith("  -"):  # "  -h, --help   text", "  --batch-size BATCH_SIZE" (text on the next line)
+            flags, _, text = stripped.partition("  ")
+            current = next(token.rstrip(",") for token in flags.split() if token.startswith("--"))
+            blocks[current] = text
+        elif current and stripped:
+            blocks[current] += " " + stripped
+    return {flag: text.split("(default:")[0].strip() for flag, text in blocks.items()}
+
+
+def test_help_describes_every_option(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--help"])
+    assert exit_info.value.code == 0
+    blocks = option_blocks(capsys.readouterr().out)
+    expected = {"--" + f.name.replace("_", "-") for f in fields(TrainConfig)}
+    expected |= {"--resume", "--stop-after", "--version"}
+    assert expected <= set(blocks)
+    assert not [flag for flag, text in blocks.items() if len(text.split()) < 3], blocks
+
+
+def test_version_answers_with_the_package_version(capsys: pytest.CaptureFixture) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"fer-train {version('ferstream')}")
+
+
+def test_the_default_data_is_under_fer_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert train_main(["--out", str(tmp_path / "out")]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert str(tmp_path / "elsewhere" / "datasets" / "fer2013") in line
+
+
+def test_ctrl_c_stops_with_one_line_and_exit_130(small_fer2013: Path, tmp_path: Path) -> None:
+    """SIGINT during training: exit 130, one line on stderr after the start line, no traceback."""
+    command = [sys.executable, "-m", "ferstream.training.train",
+               *smoke_args(small_fer2013, tmp_path / "out", "--epochs", "50", "--threads", "1")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = process.stderr.readline()
+    assert "training and" in started, started  # the loop has begun
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    lines = [line for line in stderr.splitlines() if not line.startswith("{\"epoch\"")]  # finished epochs' rows
+    assert lines == ["fer-train: interrupted; continue from the last finished epoch with --out OUT --resume"]
+    assert stdout == ""

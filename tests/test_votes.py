@@ -11,7 +11,7 @@ import torch
 
 from ferstream.training.data import FaceSet, load_dataset
 from ferstream.training.data.votes import attach_votes
-from ferstream.training.train import targets_for
+from ferstream.training.loop import targets_for
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:

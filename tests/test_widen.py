@@ -16,7 +16,7 @@ from ferstream.training.widen import widen_into
 @pytest.fixture(scope="module")
 def real_faces(shared) -> torch.Tensor:
     faces = load_dataset(shared / "datasets" / "fer2013", "PublicTest")
-    return to_input_tensor(faces.images[:64])
+    return to_input_tensor(faces.images[:64], load_model().preprocessing)
 
 
 def doubled(shipped) -> torch.nn.Module:

@@ -15,6 +15,14 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class AugmentSpec:
+    """Random augmentation of a training batch (ranges are uniform draws per image).
+
+    max_rotation_deg: rotation in degrees either way; scale_range: zoom factors; max_shift: translation as
+    a fraction of the side; flip: mirror half the images; erase_probability, erase_area: random erasing
+    (Zhong et al. 2017) of that share of images over that fraction of their area; brightness, contrast:
+    offset and gain jitter in normalised units. fer-train sets erase_probability from --erase-probability.
+    """
+
     max_rotation_deg: float = 10.0
     scale_range: tuple[float, float] = (0.9, 1.1)
     max_shift: float = 0.1  # fraction of the image side
@@ -31,6 +39,7 @@ def augment_batch(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
     device = x.device
 
     def uniform(low: float, high: float, size: int = n) -> torch.Tensor:
+        """(size,) uniform draws in [low, high) on the batch's device."""
         return torch.rand(size, device=device) * (high - low) + low
 
     angle = uniform(-spec.max_rotation_deg, spec.max_rotation_deg) * math.pi / 180

@@ -11,22 +11,41 @@ import argparse
 import copy
 import json
 import math
+import os
 import sys
+from dataclasses import replace
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from ferstream.model.modelfile import load_model
-from .data import DatasetError, FaceSet, load_dataset
 from ferstream.model.labels import EMOTIONS
+from ferstream.model.modelfile import default_model_path, load_model
+from ferstream.model.preprocess import Preprocessing
+from ferstream.pipeline.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
+
+from .data import DatasetError, FaceSet, load_dataset
+from .loop import StepRecipe, lr_at, make_optimizer, seed_everything, train_epoch
 from .metrics import classification_report, restrict_to_classes
-from .train import TrainConfig, lr_at, make_optimizer, run_epoch, seed_everything
-from .tta import predict
+
+PROG = "fer-ckplus"
+# Fine-tuning steps: a fold's training set is only ~830 of CK+48's 927 usable faces, so a smaller batch than
+# fer-train's 128 gives more steps per epoch; weight decay as fer-train's default.
+BATCH_SIZE = 64
+WEIGHT_DECAY = 5e-4
+
+
+def default_data() -> str:
+    """CK+48 under $FER_DATA_DIR (the shared data folder), else under ../shared."""
+    return str(Path(os.environ.get("FER_DATA_DIR", "../shared")) / "datasets" / "ckplus" / "CK+48")
 
 
 def subject_folds(groups: np.ndarray, k: int) -> list[np.ndarray]:
-    """Indices of k folds that never split a subject, balanced by image count (largest subject first)."""
+    """Indices of k folds that never split a subject, balanced by image count (largest subject first).
+
+    groups: (N,) subject id per image. Returns k index arrays that partition 0..N-1.
+    """
     subjects, counts = np.unique(groups, return_counts=True)
     fold_sizes = np.zeros(k, dtype=int)
     fold_of_subject = {}
@@ -38,65 +57,96 @@ def subject_folds(groups: np.ndarray, k: int) -> list[np.ndarray]:
     return [np.flatnonzero(fold_ids == fold) for fold in range(k)]
 
 
-def fine_tune(base: torch.nn.Module, faces: FaceSet, epochs: int, lr: float, seed: int) -> torch.nn.Module:
+def fine_tune(base: torch.nn.Module, faces: FaceSet, preprocessing: Preprocessing, epochs: int, lr: float,
+              seed: int) -> torch.nn.Module:
+    """A copy of base trained for epochs on faces with fer-train's loop (augmentation, label smoothing,
+    cosine schedule with warm-up), on the CPU, in eval mode when returned; base is left unchanged."""
     model = copy.deepcopy(base).to(memory_format=torch.channels_last)
-    config = TrainConfig(lr=lr, batch_size=64, weight_decay=5e-4)
     seed_everything(seed)
-    optimizer = make_optimizer(model, config)
-    steps_per_epoch = math.ceil(len(faces) / config.batch_size)
+    optimizer = make_optimizer(model, lr, WEIGHT_DECAY)
+    steps_per_epoch = math.ceil(len(faces) / BATCH_SIZE)
     schedule = partial(lr_at, total=steps_per_epoch * epochs, peak=lr)
     for epoch in range(epochs):
-        run_epoch(model, optimizer, faces, np.random.permutation(len(faces)), config.batch_size, config,
-                  torch.device("cpu"), schedule, first_step=epoch * steps_per_epoch)
+        train_epoch(model, optimizer, faces, np.random.permutation(len(faces)), BATCH_SIZE, preprocessing,
+                    StepRecipe(), torch.device("cpu"), schedule, first_step=epoch * steps_per_epoch)
     return model.eval()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fer-ckplus", description=__doc__,
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """fer-ckplus's arguments; argparse exits 2 with one line for bad usage."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data", help="the CK+48 folder (class subfolders; file names start with the subject id)")
-    parser.add_argument("--model", default=None, help="starting model (default: the shipped model)")
-    parser.add_argument("--folds", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs per fold (0: no fine-tuning)")
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("data", nargs="?", default=default_data(),
+                        help="the CK+48 folder: class subfolders, file names starting with the subject id "
+                             "(default: $FER_DATA_DIR/datasets/ckplus/CK+48, else ../shared/...)")
+    parser.add_argument("--model", default=None, help=f"starting model file (default: {default_model_path()})")
+    parser.add_argument("--folds", type=int, default=10, help="number of subject-independent folds (default: 10)")
+    parser.add_argument("--epochs", type=int, default=10,
+                        help="fine-tuning epochs per fold; 0 scores the model as it is (default: 10)")
+    parser.add_argument("--lr", type=float, default=0.01, help="peak learning rate of fine-tuning (default: 0.01)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of fold k's fine-tuning is seed + k (default: 0)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
+    add_version_argument(parser)
     args = parser.parse_args(argv)
-    try:
-        faces = load_dataset(args.data)
-        base = load_model(args.model)
-    except (DatasetError, FileNotFoundError, ValueError) as error:
-        print(f"fer-ckplus: {error}", file=sys.stderr)
-        return 2
+    if args.folds < 2 or args.epochs < 0 or args.lr < 0 or args.threads < 0:
+        parser.error("--folds must be at least 2, and --epochs, --lr and --threads not negative")
+    return args
+
+
+def cross_validate(args: argparse.Namespace) -> dict:
+    """Run the k folds; returns the result JSON (see main). DatasetError, FileNotFoundError or ValueError
+    (one line) for bad data or model."""
+    faces = load_dataset(args.data)
+    base = load_model(args.model)
     if faces.groups is None:
-        print(f"fer-ckplus: {args.data}: file names do not start with a subject id (S010_…)", file=sys.stderr)
-        return 2
+        raise DatasetError(f"{args.data}: file names do not start with a subject id (S010_…)")
+    if len(np.unique(faces.groups)) < args.folds:
+        raise DatasetError(f"{args.data}: {len(np.unique(faces.groups))} subjects cannot fill {args.folds} folds")
     present = sorted(set(faces.labels.tolist()))
     accuracies, confusion = [], None
     for fold, test_index in enumerate(subject_folds(faces.groups, args.folds)):
         train_index = np.setdiff1d(np.arange(len(faces)), test_index)
         network = base.network
         if args.epochs:
-            network = fine_tune(base.network, faces.subset(train_index), args.epochs, args.lr, args.seed + fold)
-        scored = copy.copy(base)
-        scored.network = network
-        probabilities = predict(scored, faces.images[test_index])
+            network = fine_tune(base.network, faces.subset(train_index), base.preprocessing, args.epochs, args.lr,
+                                args.seed + fold)
+        probabilities = replace(base, network=network)(faces.images[test_index])
         labels, predictions = restrict_to_classes(faces.labels[test_index], probabilities, present)
         report = classification_report(labels, predictions, [EMOTIONS[i] for i in present])
         accuracies.append(report.accuracy)
         confusion = report.confusion if confusion is None else confusion + report.confusion
         print(f"fold {fold + 1}/{args.folds}: {report.accuracy:.4f} on {report.n} images "
               f"({len(np.unique(faces.groups[test_index]))} subjects)", file=sys.stderr)
-    result = {"folds": args.folds, "mean_accuracy": float(np.mean(accuracies)),
-              "std_accuracy": float(np.std(accuracies)), "fold_accuracies": accuracies,
-              "classes": [EMOTIONS[i] for i in present], "n": int(confusion.sum()),
-              "fine_tune_epochs": args.epochs, "model": base.path}
+    return {"folds": args.folds, "mean_accuracy": float(np.mean(accuracies)),
+            "std_accuracy": float(np.std(accuracies)), "fold_accuracies": accuracies,
+            "classes": [EMOTIONS[i] for i in present], "n": int(confusion.sum()),
+            "fine_tune_epochs": args.epochs, "model": base.path}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """fer-ckplus's entry point: 0 done, 2 bad arguments, data or model (one line), 130 on Ctrl-C.
+
+    Prints "CK+ subject-independent K-fold: MEAN ± STD over N images", or with --json one object:
+    folds, mean_accuracy, std_accuracy, fold_accuracies, classes, n, fine_tune_epochs, model.
+    """
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        result = cross_validate(args)
+    except (DatasetError, OSError, ValueError) as error:
+        print_error(PROG, str(error))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if args.json:
         print(json.dumps(result))
     else:
         print(f"CK+ subject-independent {args.folds}-fold: {result['mean_accuracy']:.4f} ± "
               f"{result['std_accuracy']:.4f} over {result['n']} images")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -20,20 +20,25 @@ from ferstream.model.modelfile import weights_sha256
 
 @dataclass(frozen=True)
 class Context:
+    """This process's place in a torchrun job: rank (0..world_size-1), world_size, and its device."""
+
     rank: int
     world_size: int
     device: torch.device
 
     @property
     def is_main(self) -> bool:
+        """True on rank 0, the one that evaluates, logs and writes files."""
         return self.rank == 0
 
     @property
     def enabled(self) -> bool:
+        """True when more than one process trains."""
         return self.world_size > 1
 
 
 def setup(device: torch.device) -> Context:
+    """Join the torchrun job (gloo on CPU, NCCL on CUDA, one GPU per local rank); alone: no process group."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return Context(rank=0, world_size=1, device=device)
@@ -54,6 +59,8 @@ def wrap(model: torch.nn.Module, context: Context) -> torch.nn.Module:
 
 
 def shard(order: np.ndarray, context: Context) -> np.ndarray:
+    """This rank's share of order: every world_size-th index from its rank on, the remainder dropped so all
+    ranks take the same number of steps."""
     usable = len(order) - len(order) % context.world_size
     return order[:usable][context.rank::context.world_size]
 
@@ -80,5 +87,6 @@ def weights_per_rank(model: torch.nn.Module, context: Context) -> list[str]:
 
 
 def cleanup(context: Context) -> None:
+    """Leave the process group (nothing to do when running alone)."""
     if context.enabled:
         dist.destroy_process_group()

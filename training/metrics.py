@@ -9,18 +9,23 @@ import numpy as np
 
 @dataclass
 class ClassificationReport:
+    """Scores of K classes from their (K, K) confusion matrix of counts (rows: true, columns: predicted)."""
+
     class_names: list[str]
     confusion: np.ndarray  # rows: true class, columns: predicted class
 
     @property
     def n(self) -> int:
+        """Number of scored images."""
         return int(self.confusion.sum())
 
     @property
     def accuracy(self) -> float:
+        """Share of images whose predicted class is the true one (0..1; 0 for no images)."""
         return float(np.trace(self.confusion) / max(self.n, 1))
 
     def per_class(self) -> dict[str, dict[str, float]]:
+        """{class: {precision, recall, f1, support}}; a class never predicted or never present scores 0."""
         true_positive = np.diag(self.confusion).astype(float)
         predicted = self.confusion.sum(axis=0)
         support = self.confusion.sum(axis=1)
@@ -34,14 +39,17 @@ class ClassificationReport:
         }
 
     def macro_f1(self) -> float:
+        """Mean of the per-class F1 scores, every class weighted equally."""
         return float(np.mean([c["f1"] for c in self.per_class().values()]))
 
     def to_dict(self) -> dict:
+        """JSON-able: accuracy, n, macro_f1, classes, per_class and the confusion matrix as lists."""
         return {"accuracy": self.accuracy, "n": self.n, "macro_f1": self.macro_f1(),
                 "classes": self.class_names, "per_class": self.per_class(),
                 "confusion_matrix": self.confusion.tolist()}
 
     def to_text(self) -> str:
+        """A plain-text report: accuracy, per-class table and the confusion matrix."""
         width = max(len(name) for name in self.class_names) + 2
         lines = [f"accuracy {self.accuracy:.4f} on {self.n} images (macro F1 {self.macro_f1():.4f})", "",
                  f"{'class':<{width}}precision  recall      f1  support"]
@@ -55,6 +63,7 @@ class ClassificationReport:
 
 
 def classification_report(labels: np.ndarray, predictions: np.ndarray, class_names: list[str]) -> ClassificationReport:
+    """The report of (N,) true and predicted class indices into class_names."""
     k = len(class_names)
     confusion = np.bincount(labels * k + predictions, minlength=k * k).reshape(k, k)
     return ClassificationReport(class_names=list(class_names), confusion=confusion)

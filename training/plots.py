@@ -12,6 +12,7 @@ import numpy as np
 
 
 def plot_curves(history: list[dict], target: Path) -> None:
+    """Write a PNG of loss and accuracy per epoch (training and PublicTest) from metrics rows."""
     epochs = [row["epoch"] for row in history]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
     loss_axis.plot(epochs, [r["train_loss"] for r in history], label="train")
@@ -29,6 +30,7 @@ def plot_curves(history: list[dict], target: Path) -> None:
 
 
 def plot_confusion(matrix: np.ndarray, class_names: list[str], target: Path, title: str) -> None:
+    """Write a PNG of a (K, K) confusion matrix (rows: true class), coloured by row share, counts printed."""
     normalised = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     figure, axis = plt.subplots(figsize=(6.5, 5.5))
     image = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)

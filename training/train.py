@@ -1,8 +1,12 @@
-"""fer-train: train an emotion CNN on FER2013 (or FER+), selecting on PublicTest.
+"""fer-train: train an emotion CNN on FER2013 (or FER+), selecting epochs on PublicTest.
 
-Every epoch writes OUT/last.pt (resumable), OUT/best.pt (the model file of the best PublicTest
-epoch), OUT/metrics.csv, OUT/metrics.json and OUT/curves.png; the schedule's last epoch also writes
-OUT/final.pt (its model file, chosen by no score). `--resume` continues OUT/last.pt.
+Every epoch writes, in OUT: last.pt (resumable with --resume), best.pt (the best PublicTest epoch),
+metrics.csv, metrics.json and curves.png; the schedule's last epoch also writes final.pt (chosen by no
+score). All three .pt files are model files that `load_model` and fer-eval read; each records the
+preprocessing its crops went through and the chain of commands that produced it, as executed.
+
+`--resume` continues OUT/last.pt with its own settings, also a last.pt written before model files held
+training state. Stop a run at any time (Ctrl-C): it continues from the last finished epoch.
 """
 
 from __future__ import annotations
@@ -10,311 +14,317 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
-import shlex
+import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm import tqdm
+
+from ferstream.model.architectures import REFERENCE_CHANNELS, ArchSpec, build_model, count_parameters
+from ferstream.model.modelfile import load_model, save_model
+from ferstream.model.preprocess import Preprocessing
+from ferstream.pipeline.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
 
 from . import distributed
-from .augment import AugmentSpec, augment_batch
-from ferstream.model.modelfile import load_model, read_payload, save_model, to_input_tensor
-from .data import DatasetError, FaceSet, load_dataset
-from .data.votes import attach_votes
-from .losses import distillation_loss, soft_cross_entropy
-from ferstream.model.architectures import REFERENCE_CHANNELS, ArchSpec, build_model, count_parameters
+from .augment import AugmentSpec
+from .checkpoint import Checkpoint, capture_rng, read_checkpoint, restore_rng, write_checkpoint
+from .data import DatasetError
+from .data.splits import training_splits
+from .loop import StepRecipe, lr_at, make_optimizer, seed_everything, train_epoch
+from .machine import PRECISIONS, autocast_dtype, describe_machine
 from .plots import plot_curves
-from .widen import widen_into
+from .provenance import chain_of, chain_text, close_record, data_sha256, file_sha256, start_record
+from .validation import evaluate, selection_key
+from .widen import start_from
+
+PROG = "fer-train"
+
+
+def default_data() -> str:
+    """FER2013 under $FER_DATA_DIR (the shared data folder), else under ../shared."""
+    return str(Path(os.environ.get("FER_DATA_DIR", "../shared")) / "datasets" / "fer2013")
+
+
+def option(default, help: str):
+    """A TrainConfig field: its default and its --help text."""
+    if callable(default):
+        return field(default_factory=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class TrainConfig:
-    data: str = "../shared/datasets/fer2013"
-    out: str = "runs/fer"
-    arch: str = "vgg"
-    width: float = 0.25
-    channels: str = ",".join(map(str, REFERENCE_CHANNELS))  # per block, before --width
-    dropout: float = 0.1
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 0.05
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    ema_decay: float = 0.999
-    seed: int = 0
-    threads: int = 0  # 0: all cores
-    device: str = "auto"
-    limit: int = 0  # train on the first N images only (smoke runs); 0: all
-    val_limit: int = 0
-    # Start from this model file's weights (a longer schedule, a fine-tune, or a wider network grown from
-    # a narrower one); "": random.
-    init: str = ""
-    erase_probability: float = 0.5  # random erasing; lower it when the model underfits
-    teacher: str = ""  # model file to distil from: the loss also matches its softened predictions; "": none
-    distill_weight: float = 0.5  # with --teacher: the distillation term's share of the loss
-    temperature: float = 4.0  # with --teacher: softens both distributions before they are compared
-    # A FER+ root: its annotators' vote distributions join the targets of the training images they match.
-    votes: str = ""
-    vote_weight: float = 0.5  # the votes' share of each target with votes; the rest is the one-hot label
+    """Every setting of a run; stored in last.pt (resume) and each model file (training_config)."""
+
+    data: str = option(default_data, "dataset with Training and PublicTest splits: the Kaggle train/+test/ "
+                                     "folders, a FER+ root or fer2013.csv (default: $FER_DATA_DIR/datasets/"
+                                     "fer2013, else ../shared/datasets/fer2013)")
+    out: str = option("runs/fer", "output folder for last.pt, best.pt, final.pt, metrics and curves")
+    arch: str = option("vgg", "network architecture (model/architectures.py registry)")
+    width: float = option(0.25, "multiplier on every block's channels (1.0: the reference VGG, 13.1 M parameters)")
+    channels: str = option(",".join(map(str, REFERENCE_CHANNELS)),
+                           "each of the 5 blocks' channels before --width, comma-separated")
+    dropout: float = option(0.1, "dropout probability after each block")
+    epochs: int = option(30, "length of the cosine schedule in epochs; with --resume it re-plans the schedule's "
+                             "end from the current step")
+    batch_size: int = option(128, "images per step, over all processes together")
+    lr: float = option(0.05, "peak learning rate: linear warm-up over 5 %% of the steps, then cosine decay to 0")
+    weight_decay: float = option(5e-4, "L2 weight decay of SGD (Nesterov momentum 0.9)")
+    label_smoothing: float = option(0.1, "share of each target spread evenly over the 7 classes")
+    ema_decay: float = option(0.999, "evaluated and saved weights are an exponential moving average of "
+                                     "SGD's, with this decay per step")
+    seed: int = option(0, "seeds shuffling, augmentation, dropout and initial weights")
+    threads: int = option(0, "torch threads (0: all cores)")
+    device: str = option("auto", "auto (CUDA when available, else cpu), cpu, cuda or cuda:N")
+    precision: str = option("auto", "fp32, bf16 (autocast) or auto: bf16 on CUDA, fp32 on a CPU; measured "
+                                    "on an AVX512-BF16 Xeon, bf16 made a vgg x0.5 step slower (129 vs 176 "
+                                    "img/s), and a CPU without AVX512-BF16/AMX refuses bf16")
+    equalize: bool = option(True, "histogram-equalise every crop before the network, in training and in "
+                                  "the model file for serving (the FER2013 JPEGs already are; "
+                                  "--no-equalize trains on pixels as read)")
+    limit: int = option(0, "train on N random training images only (smoke runs); 0: all")
+    val_limit: int = option(0, "score N random PublicTest images only (smoke runs); 0: all")
+    init: str = option("", "start from this model file's weights (a longer schedule, a fine-tune, or a "
+                           "narrower network grown wider); its command chain is continued; \"\": random")
+    erase_probability: float = option(0.5, "probability of random erasing per image; lower it when the model "
+                                           "underfits")
+    teacher: str = option("", "model file to distil from: the loss also matches its softened predictions; "
+                              "\"\": none")
+    distill_weight: float = option(0.5, "with --teacher: the distillation term's share of the loss")
+    temperature: float = option(4.0, "with --teacher: softens both distributions before they are compared")
+    votes: str = option("", "a FER+ root: its annotators' vote distributions join the targets of the "
+                            "training images they match; \"\": none")
+    vote_weight: float = option(0.5, "with --votes: the votes' share of each target; the rest is the one-hot label")
+
+    def __post_init__(self) -> None:
+        """ValueError naming the first setting outside its range."""
+        positive = ("width", "epochs", "batch_size", "temperature")
+        fractions = ("dropout", "label_smoothing", "ema_decay", "erase_probability", "distill_weight", "vote_weight")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in fractions:
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"--{name.replace('_', '-')} must lie in 0..1, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay", "threads", "limit", "val_limit"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
 
     @property
     def arch_spec(self) -> ArchSpec:
+        """The network's ArchSpec; ValueError when --channels is not comma-separated integers."""
         try:
             channels = tuple(int(count) for count in self.channels.split(","))
         except ValueError:
             raise ValueError(f"--channels wants comma-separated integers, got {self.channels!r}") from None
         return ArchSpec(name=self.arch, width=self.width, dropout=self.dropout, channels=channels)
 
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """What each crop goes through before the network, here and wherever the model is used."""
+        return Preprocessing(equalize=self.equalize)
 
-def parse_args(argv: list[str] | None) -> tuple[TrainConfig, bool, int, int]:
-    parser = argparse.ArgumentParser(prog="fer-train", description=__doc__,
+    def step_recipe(self, device: torch.device) -> StepRecipe:
+        """The training step's settings; ValueError for a --precision this device cannot run."""
+        return StepRecipe(augment=AugmentSpec(erase_probability=self.erase_probability),
+                          label_smoothing=self.label_smoothing, vote_weight=self.vote_weight,
+                          distill_weight=self.distill_weight, temperature=self.temperature,
+                          autocast=autocast_dtype(self.precision, device))
+
+    @classmethod
+    def from_checkpoint(cls, stored: dict) -> TrainConfig:
+        """The config a last.pt records; settings added since it was written take their defaults.
+
+        ValueError for a setting this version does not know.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(stored) - known)
+        if unknown:
+            raise ValueError(f"last.pt has settings this fer-train does not know: {', '.join(unknown)}")
+        return cls(**stored)
+
+
+# Options --resume accepts; the rest of the settings come from last.pt. --data may move (another machine):
+# its sha256 in the provenance shows whether it is still the same data. --equalize may be switched on
+# for a run started before fer-train equalised (on the FER2013 JPEGs, which are equalised already, it
+# changes little), so that replaying the recorded chain does what that run did.
+RESUME_OPTIONS = {"out", "epochs", "threads", "device", "data", "equalize"}
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One fer-train command: its settings, the options given explicitly, and argv verbatim."""
+
+    config: TrainConfig
+    resume: bool
+    stop_after: int
+    given: frozenset[str]
+    argv: tuple[str, ...]
+
+
+def parse_args(argv: list[str]) -> Invocation:
+    """argv (without the program name) -> Invocation; argparse exits 2 with one line for bad usage."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, argument_default=argparse.SUPPRESS,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    for field in fields(TrainConfig):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default),
-                            default=field.default, help=f"(default: {field.default})")
+    defaults = TrainConfig()
+    for setting in fields(TrainConfig):
+        flag, default = f"--{setting.name.replace('_', '-')}", getattr(defaults, setting.name)
+        text = setting.metadata["help"]
+        if "(default" not in text and default != "":
+            text += f" (default: {default})"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
+        elif setting.name == "precision":
+            parser.add_argument(flag, choices=PRECISIONS, help=text)
+        else:
+            parser.add_argument(flag, type=type(default), metavar=setting.name.upper(), help=text)
     parser.add_argument("--resume", action="store_true",
-                        help="continue OUT/last.pt with its own settings; an explicit --epochs there re-plans "
-                             "the cosine schedule's end from the current step")
-    parser.add_argument("--stop-after", type=int, default=0,
-                        help="end this run after N epochs, resumable later (time-boxed sessions); 0: train to the end")
-    args = vars(parser.parse_args(argv))
-    resume, stop_after = args.pop("resume"), args.pop("stop_after")
-    given = argv if argv is not None else sys.argv[1:]
-    epochs_override = args["epochs"] if resume and any(a.split("=")[0] == "--epochs" for a in given) else 0
-    return TrainConfig(**args), resume, stop_after, epochs_override
+                        help="continue OUT/last.pt with its own settings; only --epochs, --stop-after, --threads, "
+                             "--device, --data and --equalize may be given with it")
+    parser.add_argument("--stop-after", type=int, metavar="N",
+                        help="end this command after N epochs, resumable later (time-boxed sessions); "
+                             "0: train to the schedule's end (default: 0)")
+    add_version_argument(parser)
+    given = vars(parser.parse_args(argv))
+    resume, stop_after = given.pop("resume", False), given.pop("stop_after", 0)
+    if stop_after < 0:
+        parser.error(f"--stop-after must not be negative, got {stop_after}")
+    if resume and set(given) - RESUME_OPTIONS:
+        parser.error(f"--resume takes its settings from OUT/last.pt; drop "
+                     f"{', '.join('--' + name.replace('_', '-') for name in sorted(set(given) - RESUME_OPTIONS))}")
+    return Invocation(config=TrainConfig(**given), resume=resume, stop_after=stop_after,
+                      given=frozenset(given), argv=tuple(argv))
+
+
+def resumed_config(checkpoint: Checkpoint, run: Invocation) -> TrainConfig:
+    """last.pt's settings, with what --resume may change taken from the command line."""
+    config = TrainConfig.from_checkpoint(checkpoint.config)
+    return replace(config, **{name: getattr(run.config, name) for name in run.given & set(asdict(config))})
 
 
 def pick_device(name: str) -> torch.device:
+    """torch.device for --device ("auto": CUDA when available, else the CPU)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def input_digests(config: TrainConfig, resuming: bool) -> dict:
+    """The sha256 of every input this command reads: data, votes, the --teacher model file, and the --init
+    one unless resuming (only the command that started the run read it; it may be gone since)."""
+    inputs = {"data": data_sha256(config.data)}
+    if config.votes:
+        inputs["votes"] = data_sha256(config.votes)
+    if config.init and not resuming:
+        inputs["init"] = file_sha256(config.init)
+    if config.teacher:
+        inputs["teacher"] = file_sha256(config.teacher)
+    return inputs
 
 
-def targets_for(faces: FaceSet, index: np.ndarray, smoothing: float, vote_weight: float) -> torch.Tensor:
-    """One-hot labels mixed with FER+ vote distributions where the faces carry them; then label smoothing."""
-    target = F.one_hot(torch.from_numpy(faces.labels[index]), 7).float()
-    if faces.soft_labels is not None:
-        target = (1 - vote_weight) * target + vote_weight * torch.from_numpy(faces.soft_labels[index])
-    return target * (1 - smoothing) + smoothing / target.shape[1]
+def load_teacher(path: str, preprocessing: Preprocessing, device: torch.device) -> torch.nn.Module:
+    """The teacher's network, folded for inference (it only runs forward), on device.
 
-
-@torch.inference_mode()
-def evaluate(model: torch.nn.Module, faces: FaceSet, device: torch.device, batch_size: int = 512) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) on a FaceSet."""
-    model.eval()
-    total_loss, correct = 0.0, 0
-    for start in range(0, len(faces), batch_size):
-        x = to_input_tensor(faces.images[start:start + batch_size]).to(device)
-        y = torch.from_numpy(faces.labels[start:start + batch_size]).to(device)
-        logits = model(x).float()
-        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-    return total_loss / len(faces), correct / len(faces)
-
-
-def selection_key(row: dict) -> tuple[float, float]:
-    """PublicTest accuracy, ties broken by the lower PublicTest loss."""
-    return row["val_acc"], -row["val_loss"]
-
-
-def lr_at(step: int, total: int, peak: float) -> float:
-    """Linear warm-up over the first 5 % of steps, then cosine decay to zero."""
-    warmup = max(1, int(0.05 * total))
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
-def run_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces: FaceSet, order: np.ndarray,
-              batch_size: int, config: TrainConfig, device: torch.device, schedule: Callable[[int], float],
-              first_step: int = 0, ema: AveragedModel | None = None, teacher: torch.nn.Module | None = None,
-              description: str = "") -> tuple[float, float]:
-    """One pass over faces[order]; returns (mean loss, accuracy) on the augmented batches.
-
-    `model` may be DDP-wrapped; the EMA follows the bare model inside it. A teacher sees the same
-    augmented batch as the student.
+    It sees the student's preprocessed crops, so ValueError unless its normalisation and input size
+    are the student's; equalisation may differ (the FER2013 JPEGs are equalised already).
     """
-    model.train()
-    steps = math.ceil(len(order) / batch_size)
-    use_amp = device.type == "cuda"
-    augment = AugmentSpec(erase_probability=config.erase_probability)
-    seen, loss_sum, correct = 0, 0.0, 0
-    bar = tqdm(range(steps), desc=description, leave=False, disable=not description)
-    for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = schedule(first_step + step)
-        index = order[step * batch_size:(step + 1) * batch_size]
-        x = augment_batch(to_input_tensor(faces.images[index]).to(device), augment)
-        x = x.contiguous(memory_format=torch.channels_last)
-        target = targets_for(faces, index, config.label_smoothing, config.vote_weight).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            logits = model(x)
-            if teacher is not None:
-                with torch.no_grad():
-                    teacher_logits = teacher(x)
-        loss = soft_cross_entropy(logits, target)
-        if teacher is not None:
-            weight = config.distill_weight
-            loss = (1 - weight) * loss + weight * distillation_loss(logits, teacher_logits, config.temperature)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if ema is not None:
-            ema.update_parameters(getattr(model, "module", model))
-        seen += len(index)
-        loss_sum += loss.item() * len(index)
-        correct += int((logits.argmax(1).cpu().numpy() == faces.labels[index]).sum())
-        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-    return loss_sum / seen, correct / seen
+    teacher = load_model(path)
+    if replace(teacher.preprocessing, equalize=preprocessing.equalize) != preprocessing:
+        raise ValueError(f"{path}: the teacher expects {teacher.preprocessing.describe()}, "
+                         f"the student {preprocessing.describe()}")
+    return teacher.for_inference().network.to(device)
 
 
-def with_votes(train_set: FaceSet, ferplus_root: str) -> FaceSet:
-    """The training images with the FER+ votes of their Training split; PublicTest votes stay unread."""
-    match = attach_votes(train_set, load_dataset(ferplus_root, "Training"))
-    matched = int(match.matched.sum())
-    if not matched:
-        raise DatasetError(f"{ferplus_root}: none of its images matches a training image")
-    print(f"fer-train: FER+ votes for {matched} training images; {len(train_set) - matched} unmatched keep "
-          f"their one-hot labels", file=sys.stderr)
-    return match.faces
+def train(run: Invocation) -> dict:
+    """Run (or continue) the training run; returns the best epoch's metrics row ({} when none ran).
 
-
-def initial_model(path: str, spec: ArchSpec, seed: int) -> tuple[torch.nn.Module, str]:
-    """(network, the command that trained it) from a model file, widened to spec if spec is wider."""
-    payload = read_payload(path)
-    source_spec = ArchSpec(**payload["arch"])
-    network = build_model(spec)
-    # Dropout holds no weights, so a continued run may change it.
-    if source_spec.to_dict() | {"dropout": 0} == spec.to_dict() | {"dropout": 0}:
-        network.load_state_dict(payload["state_dict"])
-    elif (source_spec.name, source_spec.num_classes) == (spec.name, spec.num_classes) and all(
-            wide >= narrow for wide, narrow in zip(spec.block_channels(), source_spec.block_channels())):
-        source = build_model(source_spec)
-        source.load_state_dict(payload["state_dict"])
-        widen_into(source, network, seed)
-    else:
-        raise ValueError(f"{path}: holds {payload['arch']}, not the requested {spec.to_dict()} "
-                         f"nor a narrower version of it")
-    return network, payload["meta"].get("training_command", "")
-
-
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
-                           weight_decay=config.weight_decay)
-
-
-def train(config: TrainConfig, resume: bool = False, command: str = "", stop_after: int = 0,
-          epochs_override: int = 0) -> dict:
-    out = Path(config.out)
-    last_path = out / "last.pt"
-    state = None
-    if resume:
-        if not last_path.is_file():
-            raise FileNotFoundError(f"{last_path}: nothing to resume")
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
-        config = TrainConfig(**state["config"])
-        if epochs_override:
-            config = replace(config, epochs=epochs_override)
-    spec = config.arch_spec  # parsed before any data is read, so a bad --channels fails at once
-    out.mkdir(parents=True, exist_ok=True)
+    Raises DatasetError, FileNotFoundError or ValueError (one line each) for bad inputs, before any
+    file in OUT is written.
+    """
+    out = Path(run.config.out)
+    checkpoint = read_checkpoint(out / "last.pt") if run.resume else None
+    config = resumed_config(checkpoint, run) if checkpoint else run.config
+    spec, preprocessing = config.arch_spec, config.preprocessing  # a bad --channels fails before data is read
     if config.threads:
         torch.set_num_threads(config.threads)
     context = distributed.setup(pick_device(config.device))
     device = context.device
+    recipe = config.step_recipe(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one input size throughout: let cuDNN pick its fastest kernels
     seed_everything(config.seed)
+    splits = training_splits(config.data, config.votes, config.limit, config.val_limit, config.seed)
 
-    train_set = load_dataset(config.data, "Training")
-    val_set = load_dataset(config.data, "PublicTest")
-    if config.votes:
-        train_set = with_votes(train_set, config.votes)
-    if config.limit:
-        train_set = train_set.subset(np.random.default_rng(config.seed).permutation(len(train_set))[: config.limit])
-    if config.val_limit:
-        val_set = val_set.subset(np.random.default_rng(config.seed).permutation(len(val_set))[: config.val_limit])
-
-    if config.init and state is None:
-        model, earlier_command = initial_model(config.init, spec, config.seed)
-        command = f"{earlier_command} && {command}" if earlier_command else command
+    # The model: fresh, grown from --init's model file, or (resuming) filled from last.pt below.
+    chain = checkpoint.provenance if checkpoint else []
+    if config.init and checkpoint is None:
+        source = load_model(config.init)
+        model = start_from(source, spec, config.seed)
+        chain = chain_of(source.meta)
     else:
         model = build_model(spec)
-    # The teacher only runs forward, so it runs in the server's faster folded form.
-    teacher = load_model(config.teacher).for_inference().network.to(device) if config.teacher else None
+    teacher = load_teacher(config.teacher, preprocessing, device) if config.teacher else None
     model = model.to(device).to(memory_format=torch.channels_last)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-    optimizer = make_optimizer(model, config)
+    optimizer = make_optimizer(model, config.lr, config.weight_decay)
     trained = distributed.wrap(model, context)
     if context.enabled:
         torch.manual_seed(config.seed + context.rank)  # same initial weights, different augmentations
     # config.batch_size is the global batch; each rank takes its share of every step.
     rank_batch = max(1, config.batch_size // context.world_size)
-    steps_per_epoch = math.ceil(len(train_set) // context.world_size / rank_batch)
-    total_steps = steps_per_epoch * config.epochs
-    history: list[dict] = []
-    first_epoch = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        history = state["history"]
-        first_epoch = state["epoch"] + 1
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        command = state["command"]
-        if epochs_override:
-            command += f" && fer-train --out {config.out} --resume --epochs {epochs_override}"
+    steps_per_epoch = math.ceil(len(splits.train) // context.world_size / rank_batch)
+    schedule = partial(lr_at, total=steps_per_epoch * config.epochs, peak=config.lr)
+    history, first_epoch = [], 0
+    if checkpoint:
+        model.load_state_dict(checkpoint.model)
+        ema.load_state_dict(checkpoint.ema)
+        optimizer.load_state_dict(checkpoint.optimizer)
+        history, first_epoch = checkpoint.history, checkpoint.epoch + 1
+        restore_rng(checkpoint.rng)
+    inputs = input_digests(config, resuming=checkpoint is not None) if context.is_main else {}  # rank 0 writes files
+    record = start_record(list(run.argv), describe_machine(device), inputs)
 
     log = partial(print, file=sys.stderr) if context.is_main else lambda *args, **kwargs: None
-    log(f"fer-train: {len(train_set)} training and {len(val_set)} PublicTest images, "
-        f"{spec.summary()}: {count_parameters(model) / 1e6:.2f} M parameters, "
-        f"{config.epochs} epochs on {device} x {context.world_size} process(es)")
-    last_epoch = min(config.epochs, first_epoch + stop_after) if stop_after else config.epochs
+    log(f"{PROG}: {len(splits.train)} training and {len(splits.val)} PublicTest images ({preprocessing.describe()}), "
+        f"{spec.summary()}: {count_parameters(model) / 1e6:.2f} M parameters, {config.epochs} epochs on {device} "
+        f"x {context.world_size} process(es), {'fp32' if recipe.autocast is None else 'bf16 autocast'}")
+    last_epoch = min(config.epochs, first_epoch + run.stop_after) if run.stop_after else config.epochs
     for epoch in range(first_epoch, last_epoch):
         started = time.time()
-        schedule = partial(lr_at, total=total_steps, peak=config.lr)
-        order = distributed.shard(np.random.permutation(len(train_set)), context)
-        train_loss, train_acc = run_epoch(trained, optimizer, train_set, order, rank_batch, config, device,
-                                          schedule, first_step=epoch * steps_per_epoch, ema=ema, teacher=teacher,
-                                          description=f"epoch {epoch + 1}/{config.epochs}" if context.is_main else "")
+        order = distributed.shard(np.random.permutation(len(splits.train)), context)
+        train_loss, train_acc = train_epoch(
+            trained, optimizer, splits.train, order, rank_batch, preprocessing, recipe, device, schedule,
+            first_step=epoch * steps_per_epoch, ema=ema, teacher=teacher,
+            description=f"epoch {epoch + 1}/{config.epochs}" if context.is_main and sys.stderr.isatty() else "")
         distributed.sync_buffers(model, context)
         if not context.is_main:
             continue
-        val_loss, val_acc = evaluate(ema.module, val_set, device)
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-               "train_loss": train_loss, "train_acc": train_acc,
-               "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - started}
+        val_loss, val_acc = evaluate(ema.module, splits.val, preprocessing, device)
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
+               "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - started}
         history.append(row)
         log(json.dumps(row))
-        meta = {"training_command": command, "training_config": asdict(config), "training_data": config.data,
+
+        provenance = chain + [close_record(record, first_epoch + 1, epoch + 1)]
+        meta = {"training_command": chain_text(provenance), "provenance": provenance,
+                "training_config": asdict(config), "training_data": config.data,
                 "metrics": {"public_test_accuracy": val_acc, "epoch": epoch + 1,
-                            "train_images": len(train_set), "public_test_images": len(val_set)},
+                            "train_images": len(splits.train), "public_test_images": len(splits.val)},
                 "wall_seconds": sum(r["seconds"] for r in history)}
         if max(history, key=selection_key) is row:
-            save_model(out / "best.pt", ema.module, spec, meta)
-        if epoch + 1 == config.epochs:
-            # The end of the schedule, whatever PublicTest says: the model a fixed recipe produces.
-            save_model(out / "final.pt", ema.module, spec, meta)
+            save_model(out / "best.pt", ema.module, spec, preprocessing, meta)
+        if epoch + 1 == config.epochs:  # the schedule's end, whatever PublicTest says: a fixed recipe's result
+            save_model(out / "final.pt", ema.module, spec, preprocessing, meta)
         write_history(out, history)
-        checkpoint = {"config": asdict(config), "epoch": epoch, "model": model.state_dict(),
-                      "ema": ema.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
-                      "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
-                      "command": command}
-        torch.save(checkpoint, out / "last.tmp")
-        (out / "last.tmp").replace(last_path)
+        write_checkpoint(out / "last.pt", ema.module, spec, preprocessing, meta, Checkpoint(
+            config=asdict(config), epoch=epoch, model=model.state_dict(), ema=ema.state_dict(),
+            optimizer=optimizer.state_dict(), history=history, rng=capture_rng(), provenance=provenance))
+
     if context.enabled:
         hashes = distributed.weights_per_rank(model, context)
         if context.is_main:
@@ -325,6 +335,8 @@ def train(config: TrainConfig, resume: bool = False, command: str = "", stop_aft
 
 
 def write_history(out: Path, history: list[dict]) -> None:
+    """OUT/metrics.json, OUT/metrics.csv (one row per epoch) and OUT/curves.png."""
+    out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(history, indent=1))
     columns = list(history[0])
     lines = [",".join(columns)] + [",".join(f"{row[c]:.6g}" for c in columns) for row in history]
@@ -333,19 +345,20 @@ def write_history(out: Path, history: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config, resume, stop_after, epochs_override = parse_args(argv)
-    command = "fer-train " + shlex.join(sys.argv[1:] if argv is None else argv)
+    """fer-train's entry point: 0 done, 2 bad arguments or inputs (one line), 130 interrupted (Ctrl-C)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        best = train(config, resume, command, stop_after, epochs_override)
-    except (DatasetError, FileNotFoundError, ValueError) as error:
-        print(f"fer-train: {error}", file=sys.stderr)
-        return 2
+        run = parse_args(argv)
+        best = train(run)
+    except (DatasetError, OSError, ValueError) as error:
+        print_error(PROG, str(error))
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        print("fer-train: interrupted; continue with --resume", file=sys.stderr)
-        return 130
+        print(f"{PROG}: interrupted; continue from the last finished epoch with --out OUT --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(json.dumps({"best_epoch": best.get("epoch"), "public_test_accuracy": best.get("val_acc"),
-                      "model": str(Path(config.out) / "best.pt")}))
-    return 0
+                      "model": str(Path(run.config.out) / "best.pt")}))
+    return EXIT_OK
 
 
 if __name__ == "__main__":

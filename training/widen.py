@@ -12,10 +12,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ferstream.model.architectures import VGG
+from ferstream.model.architectures import VGG, ArchSpec, build_model
+from ferstream.model.modelfile import EmotionClassifier
 
 
 def layers_of(network: VGG) -> tuple[list[nn.Conv2d], list[nn.BatchNorm2d]]:
+    """The network's convolutions and batch norms, in order (one batch norm after each convolution)."""
     convs = [m for m in network.features if isinstance(m, nn.Conv2d)]
     norms = [m for m in network.features if isinstance(m, nn.BatchNorm2d)]
     return convs, norms
@@ -56,3 +58,23 @@ def widen_into(source: VGG, target: VGG, seed: int = 0) -> None:
         incoming, incoming_share = mapping, split_fractions(mapping, conv_in.out_channels, generator)
     target.classifier.weight.copy_(source.classifier.weight[:, incoming] * incoming_share)
     target.classifier.bias.copy_(source.classifier.bias)
+
+
+
+def start_from(source: EmotionClassifier, spec: ArchSpec, seed: int = 0) -> VGG:
+    """A new network for spec that computes what the model file `source` does: its weights when the
+    specs agree up to dropout, grown with widen_into when spec is wider in every block.
+
+    ValueError naming the file and both specs otherwise (another architecture, or narrower somewhere).
+    """
+    network = build_model(spec)
+    # Dropout holds no weights, so a continued run may change it.
+    if source.spec.to_dict() | {"dropout": 0} == spec.to_dict() | {"dropout": 0}:
+        network.load_state_dict(source.network.state_dict())
+    elif (source.spec.name, source.spec.num_classes) == (spec.name, spec.num_classes) and all(
+            wide >= narrow for wide, narrow in zip(spec.block_channels(), source.spec.block_channels())):
+        widen_into(source.network, network, seed)
+    else:
+        raise ValueError(f"{source.path}: holds {source.spec.to_dict()}, not the requested {spec.to_dict()} "
+                         f"nor a narrower version of it")
+    return network

@@ -42,6 +42,7 @@ class FaceSet:
         return len(self.labels)
 
     def subset(self, index: np.ndarray) -> FaceSet:
+        """The faces at index (an integer array or boolean mask), with their labels, votes and subjects."""
         return FaceSet(
             images=self.images[index],
             labels=self.labels[index],
@@ -51,6 +52,7 @@ class FaceSet:
         )
 
     def class_counts(self) -> dict[str, int]:
+        """Number of faces of each class, in EMOTIONS order."""
         counts = np.bincount(self.labels, minlength=len(EMOTIONS))
         return {name: int(n) for name, n in zip(EMOTIONS, counts)}
 
@@ -66,4 +68,5 @@ def read_grey_48(path: str) -> np.ndarray | None:
 
 
 def warn(message: str) -> None:
+    """Print "warning: MESSAGE" on stderr (loaders report what they skipped and go on)."""
     print(f"warning: {message}", file=sys.stderr)

@@ -15,6 +15,7 @@ from .kaggle_csv import load_kaggle_csv
 
 
 def cache_dir() -> Path:
+    """Where decoded datasets are cached: $FER_CACHE_DIR, else ~/.cache/ferstream/datasets."""
     return Path(os.environ.get("FER_CACHE_DIR", Path.home() / ".cache" / "ferstream" / "datasets"))
 
 
@@ -40,6 +41,7 @@ def load_dataset(path: str | os.PathLike, split: str | None = None, use_cache: b
 
 
 def load_uncached(path: Path, split: str | None) -> FaceSet:
+    """Decode the dataset at path by its layout; DatasetError when it is none of the supported ones."""
     if path.is_file():
         if path.suffix.lower() != ".csv":
             raise DatasetError(f"{path}: expected a folder or the Kaggle fer2013.csv")
@@ -60,6 +62,7 @@ def load_uncached(path: Path, split: str | None) -> FaceSet:
 
 
 def require_split(path: Path, split: str | None) -> str:
+    """split, or DatasetError when a root holding several splits was given none."""
     if split is None:
         raise DatasetError(f"{path}: holds several splits; name one of {', '.join(SPLIT_PREFIXES)}")
     return split
@@ -81,6 +84,7 @@ def cache_key(path: Path, split: str | None) -> str:
 
 
 def write_cache(target: Path, faces: FaceSet) -> None:
+    """Save faces as an .npz at target (written beside it, then renamed, so readers never see half a file)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"images": faces.images, "labels": faces.labels}
     if faces.soft_labels is not None:
@@ -93,6 +97,7 @@ def write_cache(target: Path, faces: FaceSet) -> None:
 
 
 def read_cache(cached: Path, path: Path) -> FaceSet:
+    """The FaceSet write_cache saved in cached (path: the dataset it was decoded from)."""
     with np.load(cached, allow_pickle=False) as data:
         return FaceSet(
             images=data["images"],

@@ -26,10 +26,12 @@ SPLIT_FOLDERS = {"Training": "FER2013Train", "PublicTest": "FER2013Valid", "Priv
 
 
 def is_ferplus_root(path: Path) -> bool:
+    """True for a folder holding at least one of FER2013Train/, FER2013Valid/, FER2013Test/."""
     return path.is_dir() and any((path / f).is_dir() for f in SPLIT_FOLDERS.values())
 
 
 def ferplus_split_folder(root: Path, split: str) -> Path:
+    """The folder of a FER+ root holding split; DatasetError when it or its label.csv is missing."""
     folder = root / SPLIT_FOLDERS[split]
     if not (folder / "label.csv").is_file():
         raise DatasetError(f"{root}: expected {folder.name}/label.csv for split {split}")
@@ -37,6 +39,11 @@ def ferplus_split_folder(root: Path, split: str) -> Path:
 
 
 def load_ferplus_folder(folder: Path) -> FaceSet:
+    """A FER+ split folder's faces with (N, 7) vote distributions; labels are each row's majority.
+
+    DatasetError when label.csv is missing or no row is usable; malformed rows and unreadable images are
+    skipped with one warning each.
+    """
     label_file = folder / "label.csv"
     if not label_file.is_file():
         raise DatasetError(f"{folder}: expected a label.csv with FER+ votes")

@@ -19,6 +19,7 @@ SUBJECT_PATTERN = re.compile(r"^(S\d+)_")
 
 
 def is_class_folder_root(path: Path) -> bool:
+    """True for a folder with at least one subfolder named after a class (any spelling canonical_name knows)."""
     return path.is_dir() and any(
         child.is_dir() and canonical_name(child.name) is not None for child in path.iterdir()
     )
@@ -55,6 +56,10 @@ def list_class_folder(root: Path, split: str | None) -> list[tuple[str, int]]:
 
 
 def load_class_folder(root: Path, split: str | None = None) -> FaceSet:
+    """The faces under root/<class>/ (grey, resized to 48x48), subject ids from CK+ file names when all have one.
+
+    DatasetError when no image is found or none decodes; unreadable files are skipped with a warning.
+    """
     entries = list_class_folder(root, split)
     images, labels, names = [], [], []
     bad = []

@@ -14,6 +14,10 @@ USAGE_TO_SPLIT = {"Training": "Training", "PublicTest": "PublicTest", "PrivateTe
 
 
 def load_kaggle_csv(path: Path, split: str | None = None) -> FaceSet:
+    """The rows of fer2013.csv whose Usage is split (all rows when None) as 48x48 faces.
+
+    DatasetError for a missing file, a wrong header or no usable row; malformed rows are skipped with a warning.
+    """
     if not path.is_file():
         raise DatasetError(f"{path}: no such file (expected the Kaggle fer2013.csv)")
     images, labels, bad_lines = [], [], []

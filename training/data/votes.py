@@ -26,6 +26,8 @@ MIN_SIMILARITY = 0.95
 
 @dataclass(frozen=True)
 class VoteMatch:
+    """The outcome of attach_votes: the faces with votes attached, and which FER+ image each one matched."""
+
     faces: FaceSet  # the input with soft_labels set: the matched votes, or the one-hot label when unmatched
     partner: np.ndarray  # (N,) index of each face's twin in the voted set; -1 where none scored high enough
 
