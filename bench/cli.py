@@ -4,6 +4,7 @@
   fer-bench classifier  the emotion CNN alone, shipped model against the reference VGG
   fer-bench detectors   Haar, SSD and YuNet: ms per frame, recall and precision, plus a bar chart
   fer-bench reference   the reference demo's pipeline in-process, against our served throughput
+  fer-bench tracking    what face tracks and their smoothing add per stream frame
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="detector weights (default: $FER_MODELS_DIR, else $FER_DATA_DIR/models, else ~/.cache/ferstream/models)")
     common.add_argument("--seconds", type=positive_float, default=DEFAULT_SECONDS,
                         help="how long each measurement runs (default: %(default)s)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to measure")
 
     stream = commands.add_parser("stream", parents=[common], help="concurrent streams against a server",
                                  description="Concurrent StreamAnnotate clients sending the test photos as "
@@ -95,15 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_stream_arguments(stream)
 
     classifier = commands.add_parser("classifier", parents=[common], help="the emotion CNN alone",
-                                     description="faces/s of the shipped model and of the reference 13.1 M VGG "
-                                                 "(random weights) per batch size and thread count.")
-    classifier.add_argument("--model", type=Path, default=None, help="model file (default: the shipped model)")
+                                     description="faces/s and CPU ms/face of the served model in the serving "
+                                                 "runtimes and in PyTorch, of the first shipped model's "
+                                                 "architecture (vgg ×0.25) and of the reference 13.1 M VGG, per "
+                                                 "batch size and thread count.")
+    classifier.add_argument("--model", type=Path, default=None,
+                            help="served model, .onnx or a PyTorch model file (default: the shipped model)")
     classifier.add_argument("--unfolded", action="store_true",
-                            help="also time the model with batch norm as trained, not folded as served")
+                            help="also time the model in PyTorch with batch norm as trained, not folded")
     classifier.add_argument("--batch-sizes", type=int_list, default=[1, 8, 32, 128],
                             help="comma-separated batch sizes (default: 1,8,32,128)")
     classifier.add_argument("--threads", type=int_list, default=[1, 2],
-                            help="comma-separated torch thread counts (default: 1,2)")
+                            help="comma-separated thread counts, for the runtimes and PyTorch alike (default: 1,2)")
 
     detectors = commands.add_parser("detectors", parents=[common], help="Haar, SSD and YuNet compared",
                                     description="ms per 640x480 frame, recall and precision at IoU >= 0.5 on the "
@@ -121,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="torch and OpenCV threads of the reference pipeline (default: every core, "
                                 "%(default)s)")
     add_stream_arguments(reference)
+
+    tracking = commands.add_parser("tracking", parents=[common], help="the cost of face tracks per frame",
+                                   description="ms per stream frame of the face tracker and of the Face messages' "
+                                               "track fields, on faces drifting with jitter.")
+    tracking.add_argument("--faces", type=positive_int, default=4, help="faces per frame (default: %(default)s)")
     return parser
 
 
@@ -168,6 +177,11 @@ def run_command(args: argparse.Namespace, command_line: str) -> None:
         settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight)
         result = run_reference_bench(jpegs, models_dir, args.threads, settings, args.server, args.server_threads)
         print_report(command_line, result, reference_table(result), args.json)
+    elif args.command == "tracking":
+        from .tracking import run_tracking_bench, tracking_table
+
+        result = run_tracking_bench(args.faces, args.seconds)
+        print_report(command_line, result, tracking_table(result), args.json)
 
 
 def main(argv: list[str] | None = None) -> int:

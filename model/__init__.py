@@ -1,1 +1,3 @@
-"""The emotion model: class names, the network registry, the model file format and its loader."""
+"""The emotion model: class names (labels), the network registry (archspec, architectures), the declared
+preprocessing (preprocess), the PyTorch model file and its loader (modelfile), its ONNX export
+(onnxexport) and the torch-free serving runtime (runtime)."""

@@ -11,45 +11,17 @@ it bought little accuracy for its latency).
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+import warnings
 
 import torch
 from torch import nn
-from torch.fx.experimental.optimization import fuse
 
-REFERENCE_BLOCKS = (2, 3, 4, 4, 4)
-REFERENCE_CHANNELS = (64, 128, 256, 256, 512)
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """Everything needed to rebuild a network; stored inside every checkpoint."""
-
-    name: str = "vgg"
-    width: float = 1.0
-    dropout: float = 0.3
-    num_classes: int = 7
-    channels: tuple[int, ...] = REFERENCE_CHANNELS  # per block, before the width multiplier
-
-    def __post_init__(self) -> None:
-        # Model files store the tuple as a list; keep equal specs equal.
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        if len(self.channels) != len(REFERENCE_BLOCKS):
-            raise ValueError(f"channels needs one count per block ({len(REFERENCE_BLOCKS)}), got {self.channels}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def block_channels(self) -> list[int]:
-        """The channels each block really has once the width multiplier is applied."""
-        return [max(8, round(channels * self.width)) for channels in self.channels]
-
-    def summary(self) -> str:
-        """e.g. "vgg ×0.25 (16/32/64/64/128 channels)"."""
-        return f"{self.name} ×{self.width:g} ({'/'.join(map(str, self.block_channels()))} channels)"
+# ArchSpec lives in its own torch-free module so the serving runtime can read it; re-exported here.
+from .archspec import REFERENCE_BLOCKS, REFERENCE_CHANNELS, ArchSpec
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
+    """A 3x3 same-padding convolution (no bias: the batch norm has one), batch norm and ReLU."""
     return [
         nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
         nn.BatchNorm2d(out_channels),
@@ -58,6 +30,8 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
 
 
 class VGG(nn.Module):
+    """The reference VGG's layout at spec's widths: (N, 1, 48, 48) normalised input -> (N, classes) logits."""
+
     def __init__(self, spec: ArchSpec) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -81,6 +55,7 @@ ARCHITECTURES = {"vgg": VGG}
 
 
 def build_model(spec: ArchSpec) -> nn.Module:
+    """A freshly initialised network for spec (training mode); ValueError for an unknown spec.name."""
     if spec.name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {spec.name!r}; known: {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[spec.name](spec)
@@ -93,11 +68,16 @@ def fold_batch_norm(network: nn.Module) -> nn.Module:
     then runs one kernel per layer instead of a convolution plus a separate pass over the activations.
     Not for training: the batch norms are gone.
     """
+    with warnings.catch_warnings():
+        # Importing it makes torch's own mkldnn helpers warn that torch.jit.script_method is deprecated.
+        warnings.filterwarnings("ignore", message=".*torch.jit.script_method.*", category=DeprecationWarning)
+        from torch.fx.experimental.optimization import fuse
     folded = fuse(copy.deepcopy(network).eval(), inplace=True)  # the caller's network keeps its BN and mode
     return folded.to(memory_format=torch.channels_last)
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Number of trainable and frozen parameters (weights and biases) of model."""
     return sum(p.numel() for p in model.parameters())
 
 

@@ -22,7 +22,7 @@ from ferstream.model.labels import EMOTIONS
 
 from .crops import face_crops
 from .decode import ImageSource, decode
-from .detectors import Detection, DetectorKind, DetectorStatus, default_detector
+from .detectors import DEFAULT_MIN_FACE_PX, Detection, DetectorKind, DetectorStatus, default_detector
 from .errors import DetectorUnavailable, invalid
 
 
@@ -36,6 +36,8 @@ class DetectOptions:
     min_score: float = 0.0
     # 0: the server's limit.
     max_faces: int = 0
+    # Smallest face height to find, px of the sent image; 0: the frame path's min_face_px.
+    min_face_px: int = 0
 
 
 @dataclass
@@ -112,7 +114,8 @@ class FramePath:
     """
 
     def __init__(self, detectors: dict[DetectorKind, DetectorStatus], classifier: ServedClassifier,
-                 classes: tuple[int, ...], max_pixels: int, max_faces: int) -> None:
+                 classes: tuple[int, ...], max_pixels: int, max_faces: int,
+                 min_face_px: int = DEFAULT_MIN_FACE_PX) -> None:
         if tuple(classifier.class_names) != EMOTIONS:
             raise ValueError(f"{classifier.path}: classes {classifier.class_names} are not {EMOTIONS}")
         self.detectors = detectors
@@ -121,6 +124,7 @@ class FramePath:
         self.classes = classes
         self.max_pixels = max_pixels
         self.max_faces = max_faces
+        self.min_face_px = min_face_px
 
     def with_detectors(self, detectors: dict[DetectorKind, DetectorStatus]) -> FramePath:
         """This frame path with another set of detectors (one per thread); classifier and limits shared.
@@ -145,12 +149,15 @@ class FramePath:
         """Decode, detect and crop one frame; FrameError for bad input or an unavailable detector."""
         if not 0.0 <= options.min_score <= 1.0:
             raise invalid(f"min_detection_score must be within 0-1, got {options.min_score}")
+        if options.min_face_px < 0:
+            raise invalid(f"min_face_px cannot be negative, got {options.min_face_px}")
         detector = self.choose_detector(options.detector).detector
         start = time.perf_counter()
         frame = decode(source, self.max_pixels)
         decoded = time.perf_counter()
         threshold = options.min_score or detector.default_threshold
-        detections = sorted(detector.detect(frame, threshold), key=lambda box: box.score, reverse=True)
+        min_face_px = options.min_face_px or self.min_face_px
+        detections = sorted(detector.detect(frame, threshold, min_face_px), key=lambda box: box.score, reverse=True)
         limit = min(options.max_faces or self.max_faces, self.max_faces)
         detections = detections[:limit]
         crops = face_crops(frame, detections)
@@ -210,7 +217,8 @@ def set_thread_counts(threads: int) -> None:
     set_inference_threads(threads)
 
 
-def load_frame_path(models_dir, model_path, classes: tuple[int, ...], max_pixels: int, max_faces: int) -> FramePath:
+def load_frame_path(models_dir, model_path, classes: tuple[int, ...], max_pixels: int, max_faces: int,
+                    min_face_px: int = DEFAULT_MIN_FACE_PX) -> FramePath:
     """Detectors from models_dir (and installed packages) plus the served emotion model; nothing is downloaded.
 
     model_path: None for $FER_MODEL or the shipped ONNX model (model/runtime.py); a PyTorch model file
@@ -223,4 +231,4 @@ def load_frame_path(models_dir, model_path, classes: tuple[int, ...], max_pixels
     from .detectors import load_detectors
 
     classifier = load_classifier(model_path)
-    return FramePath(load_detectors(models_dir), classifier, classes, max_pixels, max_faces)
+    return FramePath(load_detectors(models_dir), classifier, classes, max_pixels, max_faces, min_face_px)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ferstream.pipeline.decode import EncodedImage, ImageSource, PixelFormat, RawImage
 from ferstream.pipeline.detectors import DetectorKind
 from ferstream.pipeline.errors import FrameError, invalid
 from ferstream.pipeline.framepath import AnnotatedFrame, DetectOptions, FramePath, Timing, milliseconds_since
+from ferstream.pipeline.tracking import TrackedFace
 from ferstream.v1 import emotion_pb2 as pb
 
 from .status import status_code
@@ -33,13 +36,15 @@ def image_source(image: pb.Image) -> ImageSource:
 
 
 def detect_options(options: pb.AnnotateOptions) -> DetectOptions:
+    """The request's detection settings; FrameError (INVALID_ARGUMENT) for an unknown detector number.
+    Zero values (detector unset, scores, counts, min_face_px) mean the server's defaults."""
     detector: DetectorKind | None = None
     if options.detector != pb.DETECTOR_UNSPECIFIED:
         try:
             detector = DetectorKind(options.detector)
         except ValueError:
             raise invalid(f"unknown detector {options.detector}") from None
-    return DetectOptions(detector, options.min_detection_score, options.max_faces)
+    return DetectOptions(detector, options.min_detection_score, options.max_faces, options.min_face_px)
 
 
 def fill_timing(message: pb.Timing, timing: Timing) -> None:
@@ -52,14 +57,24 @@ def fill_timing(message: pb.Timing, timing: Timing) -> None:
     message.batch_faces = timing.batch_faces
 
 
-def face_messages(frame: AnnotatedFrame) -> list[pb.Face]:
+def face_messages(frame: AnnotatedFrame, tracks: Sequence[TrackedFace] | None = None) -> list[pb.Face]:
+    """The frame's faces as Face messages (box, score, emotion, scores, landmarks when the detector gave them),
+    in the frame's order. tracks (a stream's; one per face, in the same order) add each face's track_id and,
+    when smoothing is on, its track_scores; without them both stay unset."""
     faces = []
     for face in frame.faces:
         box = face.box
         scores = [pb.EmotionScore(emotion=index + EMOTION_OFFSET, probability=float(probability))
                   for index, probability in zip(face.classes, face.probabilities)]
+        landmarks = [pb.Point(x=x, y=y) for x, y in box.landmarks]
         faces.append(pb.Face(box=pb.Box(x=box.x, y=box.y, width=box.width, height=box.height),
-                             detection_score=box.score, emotion=face.top_class + EMOTION_OFFSET, scores=scores))
+                             detection_score=box.score, emotion=face.top_class + EMOTION_OFFSET, scores=scores,
+                             landmarks=landmarks))
+    for message, face, track in zip(faces, frame.faces, tracks or ()):
+        message.track_id = track.track_id
+        if track.smoothed is not None:
+            for index, probability in zip(face.classes, track.smoothed):
+                message.track_scores.add(emotion=index + EMOTION_OFFSET, probability=float(probability))
     return faces
 
 
@@ -71,16 +86,17 @@ def annotate_response(frame: AnnotatedFrame) -> pb.AnnotateResponse:
 
 
 def stream_response(frame_id: int, outcome: AnnotatedFrame | FrameError, skipped: list[int],
-                    arrived: float) -> pb.StreamAnnotateResponse:
-    """A stream's answer for one frame: its faces and timing, or its error (with the gRPC code as a number
-    and total_ms since `arrived`, a time.perf_counter() reading); skipped are the ids it replaced."""
+                    arrived: float, tracks: Sequence[TrackedFace] | None = None) -> pb.StreamAnnotateResponse:
+    """A stream's answer for one frame: its faces (on their tracks) and timing, or its error (with the gRPC
+    code as a number and total_ms since `arrived`, a time.perf_counter() reading); skipped are the ids it
+    replaced."""
     response = pb.StreamAnnotateResponse(frame_id=frame_id, skipped_frame_ids=skipped)
     if isinstance(outcome, FrameError):
         response.error.code = status_code(outcome).value[0]
         response.error.message = outcome.message
         response.timing.total_ms = milliseconds_since(arrived)
     else:
-        response.faces.extend(face_messages(outcome))
+        response.faces.extend(face_messages(outcome, tracks))
         fill_timing(response.timing, outcome.timing)
     return response
 

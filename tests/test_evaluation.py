@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from ferstream.model.modelfile import load_model, save_model
+from ferstream.model.runtime import load_classifier
 from ferstream.training.ckplus import main as ckplus_main, subject_folds
 from ferstream.training.data import load_dataset
 from ferstream.training.evaluate import main as eval_main
-from ferstream.training.export import export
+from ferstream.training.export import ExportMismatch, export
 from ferstream.model.labels import EMOTIONS
 from ferstream.training.tta import predict
 
@@ -68,17 +69,17 @@ def test_tta_sees_a_face_and_its_mirror_image_alike(small_test_folder: Path, mod
 
 
 def test_eval_bad_inputs_are_one_line_errors(tmp_path: Path, capsys) -> None:
-    assert eval_main([str(tmp_path / "absent")]) == 2
+    assert eval_main([str(tmp_path / "absent")]) == 1
     assert eval_main([str(tmp_path), "--classes", "angry,bored"]) == 2
     (tmp_path / "model.pt").write_bytes(b"not a model")
-    assert eval_main([str(tmp_path), "--model", str(tmp_path / "model.pt")]) == 2
+    assert eval_main([str(tmp_path), "--model", str(tmp_path / "model.pt")]) == 1
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(line.startswith("fer-eval: ") for line in errors)
 
 
 def test_tampered_weights_are_refused(tmp_path: Path) -> None:
     classifier = load_model()
-    save_model(tmp_path / "copy.pt", classifier.network, classifier.spec, {"note": "copy"})
+    save_model(tmp_path / "copy.pt", classifier.network, classifier.spec, classifier.preprocessing, {"note": "copy"})
     assert load_model(tmp_path / "copy.pt").meta["weights_sha256"] == classifier.meta["weights_sha256"]
     payload = torch.load(tmp_path / "copy.pt", weights_only=True)
     first = next(iter(payload["state_dict"]))
@@ -106,11 +107,24 @@ def test_ckplus_cross_validation_reports_every_fold(shared: Path, capsys) -> Non
     assert "neutral" not in result["classes"]
 
 
-def test_export_round_trips(tmp_path: Path) -> None:
-    result = export(load_model(), tmp_path)
-    assert result.torchscript.is_file() and result.onnx.is_file()
-    assert result.torchscript_max_difference < 1e-5
-    assert result.onnx_max_difference < 1e-4
+def test_export_checks_the_runtime_against_pytorch(tmp_path: Path, small_test_folder: Path) -> None:
+    classifier = load_model()
+    result = export(classifier, tmp_path / "shipped.onnx")
+    assert result.onnx == tmp_path / "shipped.onnx" and result.onnx.is_file() and result.max_difference < 1e-4
+    served = load_classifier(result.onnx)
+    assert served.source_weights_sha256 == result.source_weights_sha256 == classifier.meta["weights_sha256"]
+    crops = load_dataset(small_test_folder).images
+    np.testing.assert_allclose(served(crops), classifier(crops), atol=1e-4)
+
+
+def test_export_writes_nothing_when_the_runtime_disagrees(tmp_path: Path) -> None:
+    classifier = load_model()
+    # Left in training mode, PyTorch's answers carry dropout and batch statistics; the exported graph is
+    # the eval-mode network, so the two disagree and the check must refuse the export.
+    classifier.network.train()
+    with pytest.raises(ExportMismatch, match="nothing written"):
+        export(classifier, tmp_path / "bad.onnx")
+    assert not list(tmp_path.iterdir())
 
 
 def test_the_served_form_folds_batch_norm_and_keeps_the_outputs(small_test_folder: Path) -> None:

@@ -1,4 +1,8 @@
-"""fer-eval: score a model on any supported dataset (default: the shipped model).
+"""fer-eval: score a model on any supported dataset (default: the shipped model), as the server runs it.
+
+The model runs in the serving runtime (OpenVINO by default, see model/runtime.py) with its declared
+preprocessing, so the score is the served model's. MODEL may be the ONNX file the server loads or a
+PyTorch model file (exported in memory first, which needs torch).
 
 Prints accuracy, per-class precision/recall/F1 and the confusion matrix; --json prints one JSON
 object instead. DATA may be a folder of class subfolders (e.g. ../shared/datasets/fer2013/test),
@@ -12,43 +16,66 @@ import json
 import sys
 from pathlib import Path
 
-from ferstream.model.modelfile import default_model_path, load_model
-from .data import DatasetError, load_dataset
 from ferstream.model.labels import EMOTIONS, class_indices
+from ferstream.model.runtime import RUNTIMES, default_served_path, load_classifier
+from ferstream.pipeline.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument,
+                                            print_error)
+
+from .data import DatasetError, load_dataset
 from .metrics import classification_report, restrict_to_classes
 from .plots import plot_confusion
 from .tta import TTA_MODES, predict
 
 
+PROG = "fer-eval"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="fer-eval", description=__doc__,
+    """fer-eval's options; argparse exits 2 on a bad one."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", help="dataset path")
-    parser.add_argument("--model", default=None, help=f"model file (default: {default_model_path()})")
+    parser.add_argument("--model", type=Path, default=None,
+                        help=f"served .onnx or PyTorch model file (default: {default_served_path()})")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=None,
+                        help="serving runtime (default: $FER_RUNTIME or openvino)")
     parser.add_argument("--split", choices=["Training", "PublicTest", "PrivateTest"], default=None,
                         help="which split of a root that holds several (or a filter on Kaggle file names)")
-    parser.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
+    parser.add_argument("--tta", choices=TTA_MODES, default="none",
+                        help="test-time augmentation: averaged over mirror images (flip) or ten crops (tencrop)")
     parser.add_argument("--classes", default=None,
                         help="score a subset, e.g. angry,happy,neutral,sad,surprise (the 7-way output is restricted)")
     parser.add_argument("--confusion-png", type=Path, default=None, help="also save the confusion matrix as PNG")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--threads", type=int, default=0, help="runtime threads (0: all cores)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_version_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """fer-eval's command line: exit 0 with the report, 1 for an unreadable model or dataset, 2 for bad
+    usage (one line on stderr each), 130 on Ctrl-C."""
     args = parse_args(argv)
-    import torch
+    try:
+        return evaluate(args)
+    except KeyboardInterrupt:
+        print_error(PROG, "interrupted")
+        return EXIT_INTERRUPTED
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Loads model and data, scores, prints; the body of main."""
     try:
         keep = class_indices(args.classes) if args.classes else list(range(len(EMOTIONS)))
-        classifier = load_model(args.model).for_inference()  # scored exactly as the server runs it
+    except ValueError as error:
+        print_error(PROG, f"--classes: {error}")
+        return EXIT_USAGE
+    try:
+        classifier = load_classifier(args.model, args.runtime, args.threads)
         faces = load_dataset(args.data, args.split)
-    except (DatasetError, FileNotFoundError, ValueError) as error:
-        print(f"fer-eval: {error}", file=sys.stderr)
-        return 2
+    except (DatasetError, OSError, ValueError) as error:
+        print_error(PROG, str(error))
+        return EXIT_FAILED
     probabilities = predict(classifier, faces.images, args.tta)
     labels, predictions = restrict_to_classes(faces.labels, probabilities, keep)
     report = classification_report(labels, predictions, [EMOTIONS[i] for i in keep])
@@ -56,12 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         plot_confusion(report.confusion, report.class_names, args.confusion_png,
                        f"{Path(args.data).name}: accuracy {report.accuracy:.3f}")
     if args.json:
-        print(json.dumps({**report.to_dict(), "model": classifier.path, "data": str(args.data),
+        print(json.dumps({**report.to_dict(), "model": classifier.path, "runtime": classifier.runtime,
+                          "preprocessing": classifier.preprocessing.to_dict(), "data": str(args.data),
                           "tta": args.tta, "skipped": faces.skipped}))
     else:
-        print(f"model {classifier.path}\ndata {args.data} (tta: {args.tta})\n")
+        print(f"model {classifier.path} ({classifier.runtime}; {classifier.preprocessing.describe()})\n"
+              f"data {args.data} (tta: {args.tta})\n")
         print(report.to_text())
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,8 +1,13 @@
-"""fer-export: the model as TorchScript and ONNX, checked against PyTorch.
+"""fer-export: a PyTorch model file as the ONNX model the server runs, checked against PyTorch.
 
-Both exports take a (N, 1, 48, 48) float32 batch of grey pixels in 0-255 and return (N, 7)
-probabilities in EMOTIONS order: normalisation and softmax are inside, so other runtimes need no
-knowledge of ours.
+  fer-export MODEL.pt --out MODEL.onnx
+
+The ONNX file takes the output of the model's declared preprocessing ((N, 1, 48, 48) float32) and
+returns (N, 7) probabilities in EMOTIONS order; its metadata records the class names, the
+preprocessing, the architecture and the sha256 of the PyTorch weights it came from, so the server
+needs nothing else (and no PyTorch). Before anything is written, the export runs in the serving
+runtime on sample crops and must match PyTorch within 1e-4. Re-run it whenever the .pt changes:
+a test fails when the shipped .onnx no longer matches the shipped .pt.
 """
 
 from __future__ import annotations
@@ -13,101 +18,94 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
-import torch
-from torch import nn
 
-from ferstream.model.modelfile import INPUT_SIZE, MEAN, STD, EmotionClassifier, load_model
+from ferstream.model.modelfile import EmotionClassifier, default_model_path, load_model
+from ferstream.model.runtime import RUNTIMES, default_runtime, open_classifier
+from ferstream.pipeline.commandline import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_version_argument, print_error
 
+PROG = "fer-export"
+
+# Largest difference in any probability the export may show against PyTorch (issue 16's parity bound).
 PARITY_TOLERANCE = 1e-4
 
 
-class ProbabilityModel(nn.Module):
-    """Pixels 0-255 in, probabilities out."""
-
-    def __init__(self, network: nn.Module) -> None:
-        super().__init__()
-        self.network = network
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.network((pixels / 255.0 - MEAN) / STD), dim=1)
+class ExportMismatch(ValueError):
+    """The exported graph's probabilities differ from PyTorch's by more than PARITY_TOLERANCE."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportResult:
-    torchscript: Path
+    """Where the ONNX went and how far its probabilities were from PyTorch's on the sample crops."""
+
     onnx: Path
-    torchscript_max_difference: float
-    onnx_max_difference: float
+    runtime: str
+    max_difference: float
+    source_weights_sha256: str
 
 
-def sample_batch(n: int = 16, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, INPUT_SIZE, INPUT_SIZE), dtype=np.uint8)
+def sample_crops(size: int, n: int = 64, seed: int = 0) -> np.ndarray:
+    """(n, size, size) uint8 crops for the self-check: smooth random blobs and uniform noise, half each.
+
+    Noise alone saturates few units; smooth images reach the ranges faces do. The tests check real faces.
+    """
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, (n - n // 2, size, size), dtype=np.uint8)
+    coarse = rng.integers(0, 256, (n // 2, 6, 6), dtype=np.uint8)
+    smooth = [cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR) for image in coarse]
+    return np.concatenate([noise, np.stack(smooth)])
 
 
-def export_torchscript(classifier: EmotionClassifier, target: Path) -> None:
-    example = torch.zeros(1, 1, INPUT_SIZE, INPUT_SIZE)
-    traced = torch.jit.trace(ProbabilityModel(classifier.network).eval(), example)
-    traced.save(str(target))
+def export(classifier: EmotionClassifier, out: Path, runtime: str | None = None) -> ExportResult:
+    """Writes classifier's ONNX model to out (atomically) once it matches PyTorch in runtime.
 
+    Nothing is written on an error: ExportMismatch when the runtime's probabilities differ by more than
+    PARITY_TOLERANCE, ValueError when it cannot load the export.
+    """
+    from ferstream.model.onnxexport import onnx_bytes
 
-def export_onnx(classifier: EmotionClassifier, target: Path) -> None:
-    example = torch.zeros(1, 1, INPUT_SIZE, INPUT_SIZE)
-    torch.onnx.export(ProbabilityModel(classifier.network).eval(), (example,), str(target),
-                      input_names=["pixels"], output_names=["probabilities"],
-                      dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}},
-                      opset_version=17, dynamo=False)
-
-
-def run_torchscript(path: Path, crops: np.ndarray) -> np.ndarray:
-    module = torch.jit.load(str(path))
-    with torch.inference_mode():
-        return module(torch.from_numpy(crops).float().unsqueeze(1)).numpy()
-
-
-def run_onnx(path: Path, crops: np.ndarray) -> np.ndarray:
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {"pixels": crops.astype(np.float32)[:, None]})[0]
-
-
-def export(classifier: EmotionClassifier, out_dir: Path) -> ExportResult:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = Path(classifier.path).stem
-    torchscript, onnx = out_dir / f"{stem}.torchscript.pt", out_dir / f"{stem}.onnx"
-    export_torchscript(classifier, torchscript)
-    export_onnx(classifier, onnx)
-    crops = sample_batch()
-    expected = classifier(crops)
-    return ExportResult(
-        torchscript=torchscript,
-        onnx=onnx,
-        torchscript_max_difference=float(np.abs(run_torchscript(torchscript, crops) - expected).max()),
-        onnx_max_difference=float(np.abs(run_onnx(onnx, crops) - expected).max()),
-    )
+    model = onnx_bytes(classifier)
+    served = open_classifier(model, str(out), runtime)
+    crops = sample_crops(classifier.preprocessing.input_size)
+    difference = float(np.abs(served(crops) - classifier(crops)).max())
+    if not difference <= PARITY_TOLERANCE:
+        raise ExportMismatch(f"{out}: {served.runtime} differs from PyTorch by {difference:.2e} "
+                         f"(allowed {PARITY_TOLERANCE:g}); nothing written")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(out.name + ".tmp")
+    temporary.write_bytes(model)
+    temporary.replace(out)
+    return ExportResult(out, served.runtime, difference, served.source_weights_sha256)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fer-export", description=__doc__,
+    """fer-export's command line: exit 0 once written; 1 (one line on stderr, nothing written) for an unreadable
+    model file or an export that does not match PyTorch; 2 for bad usage; 130 on Ctrl-C."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model file (default: the shipped model)")
-    parser.add_argument("--out-dir", type=Path, default=Path("exports"), help="where to write (default: exports)")
+    parser.add_argument("model", nargs="?", type=Path, default=None,
+                        help=f"PyTorch model file (default: {default_model_path()})")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the ONNX file to write (default: MODEL with the suffix .onnx, beside it)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=None,
+                        help="serving runtime that checks the export against PyTorch "
+                             "(default: $FER_RUNTIME or openvino)")
+    add_version_argument(parser)
     args = parser.parse_args(argv)
+    model_path = args.model or default_model_path()
+    out = args.out or model_path.with_suffix(".onnx")
     try:
-        classifier = load_model(args.model)
-        result = export(classifier, args.out_dir)
-    except (FileNotFoundError, ValueError, ImportError) as error:
-        print(f"fer-export: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps({"torchscript": str(result.torchscript), "onnx": str(result.onnx),
-                      "torchscript_max_difference": result.torchscript_max_difference,
-                      "onnx_max_difference": result.onnx_max_difference}))
-    worst = max(result.torchscript_max_difference, result.onnx_max_difference)
-    if worst > PARITY_TOLERANCE:
-        print(f"fer-export: exported outputs differ from PyTorch by {worst:.2e}", file=sys.stderr)
-        return 1
-    return 0
+        result = export(load_model(model_path), out, args.runtime or default_runtime())
+    except (OSError, ValueError, ImportError) as error:  # ExportMismatch included
+        print_error(PROG, str(error))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print_error(PROG, "interrupted; nothing written")
+        return EXIT_INTERRUPTED
+    print(json.dumps({"onnx": str(result.onnx), "runtime": result.runtime, "max_difference": result.max_difference,
+                      "source_weights_sha256": result.source_weights_sha256}))
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,0 +1,72 @@
+"""The ONNX form of a PyTorch model file: the graph the serving runtime (runtime.py) runs, with its metadata.
+
+Graph: input "input", (batch, 1, S, S) float32, the output of the model's declared
+Preprocessing.apply (equalisation, if any, and normalisation happen before the graph, in NumPy and
+OpenCV, exactly as in training); output "probabilities", (batch, classes) float32 softmax. The batch
+dimension is dynamic. Metadata (ONNX metadata_props): see runtime.OnnxMetadata. Needs the [train]
+extra (torch, onnx, onnxscript): written with PyTorch's torch.export-based exporter, the TorchScript
+one being deprecated.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+
+import torch
+from torch import nn
+
+from .modelfile import EmotionClassifier
+from .runtime import INPUT_NAME, OUTPUT_NAME, OnnxMetadata
+
+# Opset 18: supported by ONNX Runtime >= 1.14 and OpenVINO >= 2023.0, and PyTorch's exporter's default.
+OPSET = 18
+# The dynamic batch dimension's range in the graph; the server batches at most a few hundred faces.
+MAX_BATCH = 65536
+
+
+class ProbabilityNetwork(nn.Module):
+    """network followed by a softmax: preprocessed (N, 1, S, S) input -> (N, classes) probabilities."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.network(x), dim=1)
+
+
+def metadata_of(classifier: EmotionClassifier) -> OnnxMetadata:
+    """What the ONNX file records about classifier: classes, preprocessing, arch, and its weights' sha256."""
+    return OnnxMetadata(class_names=classifier.class_names, preprocessing=classifier.preprocessing,
+                        spec=classifier.spec, parameters=classifier.parameters,
+                        source_weights_sha256=classifier.meta["weights_sha256"], meta=classifier.meta)
+
+
+def onnx_bytes(classifier: EmotionClassifier) -> bytes:
+    """The serialised ONNX model of classifier (weights embedded, a few MB for the shipped model).
+
+    classifier must come from load_model (its meta holds the weights' sha256). Takes a few seconds:
+    the exporter traces the network with torch.export.
+    """
+    size = classifier.preprocessing.input_size
+    example = torch.zeros(2, 1, size, size)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # it warns that torchvision's operators are not registered
+    try:
+        with warnings.catch_warnings():
+            # PyTorch's own internals warn about each other's deprecations while tracing.
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            program = torch.onnx.export(ProbabilityNetwork(copy.deepcopy(classifier.network)).eval(), (example,),
+                                        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                        dynamic_shapes=({0: batch},), opset_version=OPSET, dynamo=True,
+                                        verbose=False)
+    finally:
+        exporter_log.setLevel(level)
+    program.model.metadata_props.update(metadata_of(classifier).to_props())
+    program.model.producer_name = "ferstream"
+    return program.model_proto.SerializeToString()
