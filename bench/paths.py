@@ -12,8 +12,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def default_data_dir() -> Path:
+    """$FER_DATA_DIR, else the shared/ folder beside the repository (where CI and the tests find it)."""
     return Path(os.environ.get("FER_DATA_DIR", REPO.parent / "shared"))
 
 
 def faces_dir(data_dir: Path) -> Path:
+    """The annotated test photos (testdata/faces, with hand-drawn boxes in testing.xml/training.xml)."""
     return data_dir / "testdata" / "faces"

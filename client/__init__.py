@@ -1,5 +1,26 @@
-"""ferstream's client: the EmotionClient library, the Tk app and headless mode (fer-client)."""
+"""ferstream's client: the EmotionClient library, the Tk app and headless mode (fer-client).
 
-from ferstream.client.library import EMOTIONS, EmotionClient, emotion_name, face_to_dict, probabilities
+The names below are the library's public surface; see ferstream.client.library for the rest.
+"""
 
-__all__ = ["EMOTIONS", "EmotionClient", "emotion_name", "face_to_dict", "probabilities"]
+from ferstream.client.library import (
+    EMOTIONS,
+    EmotionClient,
+    IncompleteStream,
+    emotion_name,
+    face_record,
+    face_to_dict,
+    probabilities,
+    video_frames,
+)
+
+__all__ = [
+    "EMOTIONS",
+    "EmotionClient",
+    "IncompleteStream",
+    "emotion_name",
+    "face_record",
+    "face_to_dict",
+    "probabilities",
+    "video_frames",
+]

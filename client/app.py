@@ -323,8 +323,8 @@ class ClientApp:
             self.snapshot_button: f"Save the annotated frame as PNG in {self._snapshot_dir.resolve()}",
             self.charts_button: "Draw each face's seven probabilities as bars beside it, where there is room "
             "without covering a face",
-            self.face_list: "Every face of the picture by its number (#N on its label): top emotion and "
-            "its probability",
+            self.face_list: "Every face of the picture by its number (#N on its label: its track, which keeps "
+            "its number while the face stays in view): top emotion, smoothed over the track, and its probability",
             self.state_label: "Connection state and the latest message",
             self.stats_label: "Client fps: annotated frames received per second. Server fps: what the server's "
             "processing time per frame allows. Latency: frame sent to annotations back. Dropped: frames "

@@ -31,6 +31,8 @@ class FrameSource:
     description: str
     fps: float
     is_live: bool  # a camera paces itself; files are paced by the reader
+    # Time of the frame read() returned last, in ms, as the container records it; None for a still image.
+    time_ms: float | None = None
 
     def read(self) -> np.ndarray | None:
         raise NotImplementedError
@@ -53,6 +55,7 @@ class _CaptureSource(FrameSource):
 
     def read(self) -> np.ndarray | None:
         ok, frame = self._capture.read()
+        self.time_ms = self._capture.get(cv2.CAP_PROP_POS_MSEC) if ok else None
         return frame if ok else None
 
     def rewind(self) -> bool:

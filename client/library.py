@@ -1,24 +1,37 @@
 """EmotionClient: the Python face of the ferstream gRPC service, used by the app and by anyone's code.
 
-    from ferstream.client import EmotionClient
-    with EmotionClient("127.0.0.1:50051") as client:
-        reply = client.annotate(cv2.imread("photo.jpg"), detector="yunet")
-        for face in reply.faces:
-            print(face.box, emotion_name(face.emotion), face.detection_score)
+    from ferstream.client import EmotionClient, face_to_dict, video_frames
+    with EmotionClient() as client:                         # $FER_SERVER, else 127.0.0.1:50051
+        for face in client.annotate("photo.jpg").faces:
+            print(face_to_dict(face))
+        for response in client.stream(video_frames("clip.mp4"), mode="file"):
+            print(response.frame_id, len(response.faces))
 
 Images may be BGR/grey numpy arrays (JPEG-encoded before sending, or sent raw with
 ``jpeg_quality=None``), already encoded bytes, or a file path.
+
+Streams come in two modes, chosen per call:
+
+- ``mode="live"`` (a camera): frames go out as fast as the iterable yields them; the server keeps only the
+  newest frame waiting, so a producer faster than the server loses stale frames (listed in
+  ``skipped_frame_ids``), never gains latency.
+- ``mode="file"`` (a recording): every frame is answered, in order, one response per frame. At most
+  ``max_in_flight`` frames are sent and unanswered at any time, so nothing waits long enough at the server
+  to be replaced; should the server skip one all the same, it is sent again and its answer still comes out
+  in its place.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Literal, Union
 
 import cv2
 import grpc
@@ -26,9 +39,12 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ferstream.model.labels import EMOTIONS  # the Emotion enum's order (without UNSPECIFIED)
+from ferstream.pipeline.records import FaceRecord
 from ferstream.v1 import emotion_pb2, emotion_pb2_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+# The server a client talks to when none is named: fer-client, the Node example and EmotionClient() alike.
+SERVER_ENV = "FER_SERVER"
 DEFAULT_JPEG_QUALITY = 85
 # Frames are a few hundred KiB at most as JPEG, but raw 1080p BGR is ~6 MiB: lift gRPC's 4 MiB cap.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -51,8 +67,42 @@ ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin":
 
 DETECTORS: tuple[str, ...] = ("haar", "ssd", "yunet")
 
+# File mode's default window. fer-server works on up to two frames of a stream at once (one detected while
+# the other is classified; server/streams.py IN_FLIGHT) and replaces a third that waits: with 2 it stays busy
+# and replaces none. Measured on 75 frames (yunet, 1 classifier thread): 0 frames replaced with a window of
+# 2, 35 with 3, 64 with 4, each sent again.
+DEFAULT_MAX_IN_FLIGHT = 2
+# close() waits this long for each cancelled stream's sending thread; it leaves at once unless the caller's
+# frames iterable is blocked (a camera that stopped delivering).
+SENDER_EXIT_TIMEOUT_S = 1.0
+
 ImageInput = Union[np.ndarray, bytes, str, os.PathLike]
 FrameInput = Union[ImageInput, emotion_pb2.StreamAnnotateRequest]
+StreamMode = Literal["live", "file"]
+
+
+def default_target() -> str:
+    """$FER_SERVER when set, else 127.0.0.1:50051."""
+    return os.environ.get(SERVER_ENV) or DEFAULT_TARGET
+
+
+def video_frames(source: str | os.PathLike | int) -> Iterator[np.ndarray]:
+    """Every frame of a video file (or camera index) as BGR arrays, until the source ends.
+
+    Raises ValueError when the source cannot be opened. The capture is released when the iterator ends
+    or is closed.
+    """
+    capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
+    try:
+        if not capture.isOpened():
+            raise ValueError(f"{source}: cannot open it as a video or camera")
+        while True:
+            grabbed, frame = capture.read()
+            if not grabbed:
+                return
+            yield frame
+    finally:
+        capture.release()
 
 
 def emotion_name(value: int) -> str:
@@ -92,6 +142,8 @@ def box_tuple(face: emotion_pb2.Face) -> tuple[int, int, int, int]:
 def make_options(
     detector: str | int | None = None, min_detection_score: float = 0.0, max_faces: int = 0
 ) -> emotion_pb2.AnnotateOptions:
+    """AnnotateOptions for a request: detector by name (None: the server's), score threshold 0-1 (0: the
+    detector's own), most faces (0: the server's limit). ValueError for an unknown detector."""
     return emotion_pb2.AnnotateOptions(
         detector=detector_value(detector), min_detection_score=min_detection_score, max_faces=max_faces
     )
@@ -114,6 +166,7 @@ def encode_image(image: ImageInput, jpeg_quality: int | None = DEFAULT_JPEG_QUAL
 
 
 def _raw_image(image: np.ndarray) -> emotion_pb2.Image:
+    """Grey (H, W) or BGR (H, W, 3) uint8 pixels as a RawImage, uncompressed."""
     if image.ndim == 2:
         pixel_format = emotion_pb2.PIXEL_FORMAT_GRAY8
     elif image.ndim == 3 and image.shape[2] == 3:
@@ -142,26 +195,202 @@ class Credentials:
 
     @property
     def uses_tls(self) -> bool:
+        """True when the channel must be TLS (roots or a client certificate given)."""
         return self.root_certificates is not None or self.certificate_chain is not None
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The call metadata carrying the token; empty without one."""
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
 
-class ResponseStream:
-    """The responses of one StreamAnnotate call: iterate it; cancel() ends it from any thread."""
+class IncompleteStream(Exception):
+    """A file-mode stream ended (by the server, e.g. while it shut down) before every frame was answered."""
 
-    def __init__(self, call: grpc.Call) -> None:
+
+class _FrameRequests:
+    """The caller's frames as StreamAnnotateRequests: ids 1, 2, 3... and the stream's options for arrays,
+    bytes and paths; a StreamAnnotateRequest passes as it is (its own id and options).
+
+    Runs on gRPC's sending thread. An exception from the frames (a bad array, a failing reader) is kept for
+    the caller, who sees it raised after the responses to the frames before it, instead of gRPC's bare
+    UNKNOWN "Exception iterating requests!".
+    """
+
+    def __init__(self, frames: Iterable[FrameInput], options: emotion_pb2.AnnotateOptions,
+                 jpeg_quality: int | None) -> None:
+        self._frames = iter(frames)
+        self._options = options
+        self._jpeg_quality = jpeg_quality
+        self._ids = itertools.count(1)
+        self.error: Exception | None = None
+        self.sender: threading.Thread | None = None  # gRPC's thread that sends the requests
+
+    def next_request(self) -> emotion_pb2.StreamAnnotateRequest | None:
+        """The next request; None when the frames end or fail."""
+        self.sender = threading.current_thread()
+        if self.error is not None:
+            return None
+        try:
+            frame = next(self._frames)
+            if isinstance(frame, emotion_pb2.StreamAnnotateRequest):
+                return frame
+            image = encode_image(frame, self._jpeg_quality)
+        except StopIteration:
+            return None
+        except Exception as error:  # handed to the caller's thread by raise_error()
+            self.error = error
+            return None
+        return emotion_pb2.StreamAnnotateRequest(frame_id=next(self._ids), image=image, options=self._options)
+
+    def __iter__(self) -> Iterator[emotion_pb2.StreamAnnotateRequest]:
+        while (request := self.next_request()) is not None:
+            yield request
+
+    def close(self) -> None:
+        """Closes the frames iterable when it is a generator (releasing a camera or a file it holds), unless
+        the sending thread is still inside it."""
+        close = getattr(self._frames, "close", None)
+        if close is not None and (self.sender is None or not self.sender.is_alive()):
+            try:
+                close()
+            except ValueError:  # "generator already executing": the sender is in it after all
+                pass
+
+    def raise_error(self) -> None:
+        """Re-raises, on the caller's thread, what the frames raised."""
+        if self.error is not None:
+            raise self.error
+
+
+class _InOrderWindow:
+    """File mode's flow control for one stream.
+
+    The sending side (gRPC's thread) sends a new frame only while fewer than max_in_flight are unanswered,
+    and first re-sends any frame the server reported skipped. The receiving side (the caller's thread)
+    hands answers out in the order the frames were first sent, with the caller's frame ids. Frames travel
+    under ids of their own (1, 2, 3... in send order), so a caller's repeated ids cannot mix answers up.
+    """
+
+    def __init__(self, source: _FrameRequests, max_in_flight: int) -> None:
+        self._source = source
+        self._limit = max_in_flight
+        self._changed = threading.Condition()
+        self._wire_ids = itertools.count(1)
+        self._unanswered: dict[int, emotion_pb2.StreamAnnotateRequest] = {}  # wire id -> request
+        self._caller_ids: dict[int, int] = {}  # wire id -> the caller's frame id
+        self._order: collections.deque[int] = collections.deque()  # wire ids not yet handed out, in send order
+        self._answers: dict[int, emotion_pb2.StreamAnnotateResponse] = {}
+        self._resend: collections.deque[int] = collections.deque()
+        self._exhausted = False
+        self._closed = False
+
+    def _can_act(self) -> bool:
+        room = not self._exhausted and len(self._unanswered) < self._limit
+        done = self._exhausted and not self._unanswered
+        return self._closed or bool(self._resend) or room or done
+
+    def requests(self) -> Iterator[emotion_pb2.StreamAnnotateRequest]:
+        """What gRPC sends; ends (half-closing the stream) once every frame is answered."""
+        while True:
+            with self._changed:
+                self._changed.wait_for(self._can_act)
+                if self._closed:
+                    return
+                if self._resend:
+                    request = self._unanswered.get(self._resend.popleft())
+                    if request is None:
+                        continue  # answered after all
+                elif self._exhausted:
+                    return  # nothing left to send, nothing unanswered
+                else:
+                    request = None  # room in the window for a new frame
+            if request is None and (request := self._pull()) is None:
+                continue
+            yield request
+
+    def _pull(self) -> emotion_pb2.StreamAnnotateRequest | None:
+        """The caller's next frame under its wire id; None when the frames are exhausted."""
+        request = self._source.next_request()  # outside the lock: reading and encoding take time
+        with self._changed:
+            if request is None:
+                self._exhausted = True
+                self._changed.notify_all()
+                return None
+            wire_id = next(self._wire_ids)
+            wire = emotion_pb2.StreamAnnotateRequest()
+            wire.CopyFrom(request)  # every field the caller set (capture_time_ms too), under the wire id
+            wire.frame_id = wire_id
+            self._unanswered[wire_id] = wire
+            self._caller_ids[wire_id] = request.frame_id
+            self._order.append(wire_id)
+            return wire
+
+    def responses(self, call: Iterator[emotion_pb2.StreamAnnotateResponse]
+                  ) -> Iterator[emotion_pb2.StreamAnnotateResponse]:
+        """One response per frame, in order; IncompleteStream when the call ends with frames unanswered."""
+        try:
+            for response in call:
+                yield from self._receive(response)
+        finally:
+            self.close()
+        self._source.raise_error()
+        if self._order:
+            raise IncompleteStream(f"the server ended the stream with {len(self._order)} frame(s) unanswered, "
+                                   f"the first being frame {self._caller_ids.get(self._order[0], '?')}")
+
+    def _receive(self, response: emotion_pb2.StreamAnnotateResponse) -> list[emotion_pb2.StreamAnnotateResponse]:
+        with self._changed:
+            self._resend.extend(wire_id for wire_id in response.skipped_frame_ids if wire_id in self._unanswered)
+            wire_id = response.frame_id
+            if self._unanswered.pop(wire_id, None) is not None:
+                response.frame_id = self._caller_ids.pop(wire_id)
+                del response.skipped_frame_ids[:]  # re-sent, so not skipped for the caller
+                self._answers[wire_id] = response
+            ready = []
+            while self._order and self._order[0] in self._answers:
+                ready.append(self._answers.pop(self._order.popleft()))
+            self._changed.notify_all()
+            return ready
+
+    def close(self) -> None:
+        """Stops the sending side (on cancel, or when the call ended)."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+
+class ResponseStream:
+    """The responses of one StreamAnnotate call: iterate it; cancel() ends it from any thread.
+
+    Iterating raises grpc.RpcError when the call fails (CANCELLED after cancel()), re-raises what the
+    frames iterable raised once the frames before it are answered, and in file mode raises IncompleteStream
+    when the server ended the call before answering every frame.
+    """
+
+    def __init__(self, call: grpc.Call, responses: Iterator[emotion_pb2.StreamAnnotateResponse],
+                 source: _FrameRequests, on_cancel: Callable[[], None] = lambda: None) -> None:
         self._call = call
+        self._responses = responses
+        self._source = source
+        self._on_cancel = on_cancel
 
     def __iter__(self) -> Iterator[emotion_pb2.StreamAnnotateResponse]:
-        return self._call
+        return self
 
     def __next__(self) -> emotion_pb2.StreamAnnotateResponse:
-        return next(self._call)
+        return next(self._responses)
 
     def cancel(self) -> None:
+        """Ends the call; safe from any thread and more than once."""
+        self._on_cancel()
         self._call.cancel()
+
+    def wait_sender(self, timeout: float) -> None:
+        """Waits up to timeout seconds for gRPC's sending thread to leave the frames (after cancel())."""
+        sender = self._source.sender
+        if sender is not None and sender is not threading.current_thread():
+            sender.join(timeout)
+        self._source.close()
 
     def __enter__(self) -> ResponseStream:
         return self
@@ -171,11 +400,18 @@ class ResponseStream:
 
 
 class EmotionClient:
-    """A channel to one ferstream server. Thread-safe; close() (or `with`) releases the connection."""
+    """A channel to one ferstream server (or several, balanced per call). Thread-safe; close() (or `with`)
+    releases the connection.
+
+    target: "HOST:PORT", "ipv4:A:PORT,B:PORT" or "dns:///NAME:PORT"; None means $FER_SERVER, else
+    127.0.0.1:50051. With root_certificates the channel is TLS (add private_key and certificate_chain for
+    mutual TLS); token is sent as `authorization: Bearer TOKEN`. timeout (seconds) bounds each unary call;
+    streams have no deadline.
+    """
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | None = None,
         *,
         root_certificates: bytes | None = None,
         private_key: bytes | None = None,
@@ -184,7 +420,7 @@ class EmotionClient:
         timeout: float | None = 30.0,
         channel_options: Sequence[tuple[str, object]] = (),
     ) -> None:
-        self.target = target
+        self.target = target or default_target()
         self.timeout = timeout
         self._credentials = Credentials(root_certificates, private_key, certificate_chain, token)
         options = [
@@ -198,14 +434,19 @@ class EmotionClient:
         ]
         if self._credentials.uses_tls:
             tls = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
-            self._channel = grpc.secure_channel(target, tls, options=options)
+            self._channel = grpc.secure_channel(self.target, tls, options=options)
         else:
-            self._channel = grpc.insecure_channel(target, options=options)
+            self._channel = grpc.insecure_channel(self.target, options=options)
         self._stub = emotion_pb2_grpc.EmotionServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
+        # Streams not yet ended, cancelled by close(). Held strongly: a stream whose loop was left by an
+        # exception is otherwise collected later, its threads still running at interpreter exit, where they
+        # can abort the process ("terminate called without an active exception").
+        self._streams: set[ResponseStream] = set()
 
     @property
     def channel(self) -> grpc.Channel:
+        """The underlying gRPC channel (for stubs of other services on the same connection)."""
         return self._channel
 
     def wait_ready(self, timeout: float) -> bool:
@@ -226,6 +467,7 @@ class EmotionClient:
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
     def model_info(self) -> emotion_pb2.GetModelInfoResponse:
+        """The served classes, the detectors (available or why not) and the model's metadata."""
         return self._stub.GetModelInfo(
             emotion_pb2.GetModelInfoRequest(), timeout=self.timeout, metadata=self._credentials.metadata()
         )
@@ -239,7 +481,11 @@ class EmotionClient:
         max_faces: int = 0,
         jpeg_quality: int | None = DEFAULT_JPEG_QUALITY,
     ) -> emotion_pb2.AnnotateResponse:
-        """Faces, boxes and emotion probabilities of one image (grpc.RpcError on failure)."""
+        """Faces, boxes and emotion probabilities of one image.
+
+        grpc.RpcError on failure: INVALID_ARGUMENT for a bad image or option, FAILED_PRECONDITION for a
+        detector the server lacks, UNAVAILABLE when the server cannot be reached.
+        """
         request = emotion_pb2.AnnotateRequest(
             image=encode_image(image, jpeg_quality),
             options=make_options(detector, min_detection_score, max_faces),
@@ -250,33 +496,57 @@ class EmotionClient:
         self,
         frames: Iterable[FrameInput],
         *,
+        mode: StreamMode = "live",
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         detector: str | int | None = None,
         min_detection_score: float = 0.0,
         max_faces: int = 0,
         jpeg_quality: int | None = DEFAULT_JPEG_QUALITY,
     ) -> ResponseStream:
-        """Streams frames and yields one response per frame the server processed.
+        """Streams frames through StreamAnnotate; iterate the result for the responses.
+
+        mode="live" (a camera): frames are sent as fast as `frames` yields them and the server answers the
+        newest it can, listing the ones it replaced in `skipped_frame_ids`: latency stays low, stale frames
+        are lost. mode="file" (a recording): every frame is answered, in order (the n-th response answers
+        the n-th frame), with at most max_in_flight frames sent and unanswered; skipped_frame_ids stays empty.
+        The default window of 2 keeps the server busy without it ever replacing a frame (it keeps two frames
+        of a stream in its workers, server/streams.py); a larger one may go faster, but frames the server
+        replaces are sent again and so reach it out of order (its face tracks can jump there).
 
         Frames that are arrays/bytes/paths get frame ids 1, 2, 3... and the given options; a
         StreamAnnotateRequest is sent as it is (its own id and options), which lets a caller change
-        options mid-stream. The server skips frames it could not start before a newer one came
-        (listed in `skipped_frame_ids`), so a producer faster than the server loses frames, not time.
+        options mid-stream. A frame the server cannot use is answered with its `error` set, and the stream
+        goes on. ValueError for an unknown mode, max_in_flight below 1 or an unknown detector.
         """
-        options = make_options(detector, min_detection_score, max_faces)
-        ids = itertools.count(1)
+        if mode not in ("live", "file"):
+            raise ValueError(f"mode must be 'live' or 'file', not {mode!r}")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
+        source = _FrameRequests(frames, make_options(detector, min_detection_score, max_faces), jpeg_quality)
+        metadata = self._credentials.metadata()
+        if mode == "live":
+            call = self._stub.StreamAnnotate(iter(source), metadata=metadata)
 
-        def requests() -> Iterator[emotion_pb2.StreamAnnotateRequest]:
-            for frame in frames:
-                if isinstance(frame, emotion_pb2.StreamAnnotateRequest):
-                    yield frame
-                else:
-                    image = encode_image(frame, jpeg_quality)
-                    yield emotion_pb2.StreamAnnotateRequest(frame_id=next(ids), image=image, options=options)
+            def live_responses() -> Iterator[emotion_pb2.StreamAnnotateResponse]:
+                yield from call
+                source.raise_error()
 
-        call = self._stub.StreamAnnotate(requests(), metadata=self._credentials.metadata())
-        return ResponseStream(call)
+            stream = ResponseStream(call, live_responses(), source)
+        else:
+            window = _InOrderWindow(source, max_in_flight)
+            call = self._stub.StreamAnnotate(window.requests(), metadata=metadata)
+            stream = ResponseStream(call, window.responses(call), source, on_cancel=window.close)
+        self._streams.add(stream)
+        call.add_done_callback(lambda _: self._streams.discard(stream))
+        return stream
 
     def close(self) -> None:
+        """Cancels the streams still open and closes the channel; calls still running end with CANCELLED."""
+        streams = list(self._streams)
+        for stream in streams:
+            stream.cancel()
+        for stream in streams:  # a sender still inside the C core at interpreter exit aborts the process
+            stream.wait_sender(SENDER_EXIT_TIMEOUT_S)
         self._channel.close()
 
     def __enter__(self) -> EmotionClient:
@@ -286,12 +556,21 @@ class EmotionClient:
         self.close()
 
 
+def face_record(face: emotion_pb2.Face) -> FaceRecord:
+    """The face as the JSON-lines FaceRecord that fer-annotate writes too (ferstream.pipeline.records).
+
+    probabilities holds the classes the server sent (all seven unless it serves a subset), in Emotion order;
+    a stream's face also carries its track_id and, when the server smooths, track_probabilities.
+    """
+    def by_name(scores) -> dict[str, float]:
+        return {emotion_name(score.emotion): float(score.probability)
+                for score in sorted(scores, key=lambda score: score.emotion)}
+
+    return FaceRecord(box_tuple(face), float(face.detection_score), emotion_name(face.emotion), by_name(face.scores),
+                      face.track_id or None, by_name(face.track_scores) if face.track_scores else None)
+
+
 def face_to_dict(face: emotion_pb2.Face) -> dict[str, object]:
-    """A JSON-ready view of one face: box, detection score, top emotion and all probabilities."""
-    x, y, width, height = box_tuple(face)
-    return {
-        "box": {"x": x, "y": y, "width": width, "height": height},
-        "detection_score": round(float(face.detection_score), 4),
-        "emotion": emotion_name(face.emotion),
-        "probabilities": {name: round(p, 4) for name, p in zip(EMOTIONS, probabilities(face))},
-    }
+    """A JSON-ready view of one face: box, detection score, top emotion and its probabilities (the
+    face's entry in fer-annotate's and fer-client --headless's JSON lines)."""
+    return face_record(face).to_json()

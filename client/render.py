@@ -10,19 +10,30 @@ from collections.abc import Sequence
 import numpy as np
 
 from ferstream.client.library import box_tuple, emotion_name, probabilities
+from ferstream.model.labels import EMOTIONS
 from ferstream.pipeline.draw import Drawing, FaceAnnotation, colour_of, render
 from ferstream.v1 import emotion_pb2
 
-__all__ = ["annotations", "colour_of", "draw_annotations", "render_reply"]
+__all__ = ["annotation", "annotations", "colour_of", "draw_annotations", "render_reply"]
 
 
 def annotations(faces: Sequence[emotion_pb2.Face]) -> list[FaceAnnotation]:
-    """The reply's faces as plain values, numbered 1, 2, 3... in reply order (the app's face list uses the
-    same numbers)."""
-    return [
-        FaceAnnotation(box_tuple(face), emotion_name(face.emotion), probabilities(face), number)
-        for number, face in enumerate(faces, start=1)
-    ]
+    """The reply's faces as plain values, in reply order (the app's face list uses the same numbers and
+    labels). A face on a track (track_id >= 1, a stream's) is numbered by its track id and, when the server
+    smooths (track_scores sent), shown with its track's smoothed emotion and probabilities; other faces are
+    numbered 1, 2, 3... and shown with this frame's own."""
+    return [annotation(face, number) for number, face in enumerate(faces, start=1)]
+
+
+def annotation(face: emotion_pb2.Face, number: int) -> FaceAnnotation:
+    """One face as `annotations` shows it; number is used when the face is on no track."""
+    if face.track_scores:
+        smoothed = {score.emotion: score.probability for score in face.track_scores}
+        shown = tuple(float(smoothed.get(index + 1, 0.0)) for index in range(len(EMOTIONS)))
+        emotion = EMOTIONS[max(range(len(EMOTIONS)), key=shown.__getitem__)]
+    else:
+        shown, emotion = probabilities(face), emotion_name(face.emotion)
+    return FaceAnnotation(box_tuple(face), emotion, shown, face.track_id or number)
 
 
 def render_reply(

@@ -6,7 +6,8 @@ the protobuf classes: the client converts its replies (client/render.py), fer-an
 (`annotations_of`).
 
 Each face gets a box in its emotion's colour, a label "#N emotion P%" (N keys the face to the app's face
-list) and, with `charts` on, a bar chart of its seven probabilities. Labels and charts go only where they
+list; on a stream's face tracks N is the track id, and emotion, P and chart are the track's smoothed
+ones) and, with `charts` on, a bar chart of its seven probabilities. Labels and charts go only where they
 cover no face box (their own face's included) and nothing placed before them: a label that fits nowhere
 in full shrinks to "#N" (inside its own box if need be), a chart that fits nowhere is left out. Text and
 line sizes follow the size of the drawn image, so a picture shown small gets small but legible overlays.
@@ -25,6 +26,7 @@ from ferstream.model.labels import EMOTIONS
 
 if TYPE_CHECKING:  # framepath pulls in the model runtime; drawing must not (the client draws too)
     from .framepath import AnnotatedFrame
+    from .tracking import TrackedFace
 
 # (x1, y1, x2, y2), x2 and y2 exclusive, in pixels of the drawn image.
 Rect = tuple[int, int, int, int]
@@ -63,7 +65,8 @@ class FaceAnnotation:
 
     box: (x, y, width, height) in pixels of the source image. emotion: the top emotion, one of EMOTIONS
     (another name draws in UNKNOWN_COLOUR). probabilities: 7 values in EMOTIONS order, 0 for a class not
-    served. number: shown in the label as "#number" (1, 2, 3... in reply order).
+    served. number: shown in the label as "#number": the face's track id when it is on a track (a stream),
+    else 1, 2, 3... in reply order. On a track, emotion and probabilities are the track's smoothed ones.
     """
 
     box: tuple[int, int, int, int]
@@ -173,21 +176,32 @@ def text_colour_on(background: Colour) -> Colour:
 # ----- from the frame path's results
 
 
-def annotations_of(annotated: AnnotatedFrame) -> list[FaceAnnotation]:
-    """The faces of a frame-path result, numbered 1, 2, 3... in its order (highest detection score first)."""
+def annotations_of(annotated: AnnotatedFrame, tracks: Sequence[TrackedFace] | None = None) -> list[FaceAnnotation]:
+    """The faces of a frame-path result in its order (highest detection score first), numbered 1, 2, 3...;
+    with tracks (FaceTracker.track's for this frame, one per face) numbered by track id and, when smoothing
+    is on, labelled with the track's smoothed emotion and probabilities."""
     faces = []
     for number, face in enumerate(annotated.faces, start=1):
+        shown = face.probabilities
+        if tracks is not None:
+            track = tracks[number - 1]
+            number = track.track_id
+            if track.smoothed is not None:
+                shown = track.smoothed
         probabilities = [0.0] * len(EMOTIONS)
-        for index, probability in zip(face.classes, face.probabilities):
+        for index, probability in zip(face.classes, shown):
             probabilities[index] = float(probability)
         box = (face.box.x, face.box.y, face.box.width, face.box.height)
-        faces.append(FaceAnnotation(box, face.top_name, tuple(probabilities), number))
+        emotion = EMOTIONS[face.classes[int(np.argmax(shown))]]
+        faces.append(FaceAnnotation(box, emotion, tuple(probabilities), number))
     return faces
 
 
-def draw_annotations(frame: np.ndarray, annotated: AnnotatedFrame, charts: bool = True) -> np.ndarray:
-    """A copy of frame with the frame path's faces drawn on it at the frame's own size."""
-    return render(frame, annotations_of(annotated), charts=charts).image
+def draw_annotations(frame: np.ndarray, annotated: AnnotatedFrame, charts: bool = True,
+                     tracks: Sequence[TrackedFace] | None = None) -> np.ndarray:
+    """A copy of frame with the frame path's faces (on their tracks, when given) drawn on it at the frame's
+    own size."""
+    return render(frame, annotations_of(annotated, tracks), charts=charts).image
 
 
 # ----- layout

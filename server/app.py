@@ -79,7 +79,7 @@ async def serve(config: ServerConfig, announce: Callable[[str, int], None] = ann
     """
     set_serving_threads(config)
     frame_path = await asyncio.to_thread(load_frame_path, config.models_dir, config.model_path, config.classes,
-                                         config.max_pixels, config.max_faces)
+                                         config.max_pixels, config.max_faces, config.min_face_px)
     log_models(frame_path)
     metrics = ServerMetrics()
     if config.metrics_port is not None:
@@ -91,7 +91,8 @@ async def serve(config: ServerConfig, announce: Callable[[str, int], None] = ann
     try:
         streams = StreamRegistry(config.max_streams, StreamLimits(config.idle_timeout_s, config.max_stream_seconds),
                                  metrics)
-        server, health_servicer = grpc_server(config, EmotionServicer(frame_path, workers, streams))
+        server, health_servicer = grpc_server(config, EmotionServicer(frame_path, workers, streams,
+                                                                    config.track_smoothing_ms))
         port = listen(server, config)
         await server.start()
         for service in ("", SERVICE_NAME):

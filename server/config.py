@@ -10,8 +10,10 @@ from pathlib import Path
 
 from ferstream.model.labels import EMOTIONS
 from ferstream.pipeline.commandline import add_version_argument
+from ferstream.pipeline.detectors import DEFAULT_MIN_FACE_PX
 from ferstream.pipeline.settings import (MAX_FACES, MAX_PIXELS, add_common_arguments, default_models_dir,
                                          parse_classes)
+from ferstream.pipeline.tracking import DEFAULT_SMOOTHING_MS
 
 from .limits import DEFAULT_MAX_MESSAGE_BYTES, check_limits_agree, message_limit
 from .security import TlsFiles, is_loopback, load_tokens
@@ -44,6 +46,11 @@ class ServerConfig:
     # admits, raw included, fits (a message over it ends the whole call, not just its frame).
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_faces: int = MAX_FACES
+    # Smallest face, px of the sent image, the detectors keep finding whatever the frame size (detectors.py).
+    min_face_px: int = DEFAULT_MIN_FACE_PX
+    # Time constant of the face tracks' smoothing (Face.track_scores) in ms for streams that set none; 0: off.
+    # Why the default: ferstream.pipeline.tracking.DEFAULT_SMOOTHING_MS.
+    track_smoothing_ms: float = DEFAULT_SMOOTHING_MS
     # Classifier (torch) threads; detection runs on detect_workers single-threaded OpenCV workers.
     threads: int = 1
     # Decode-and-detect threads; 0: one per core available (divided among --workers processes).
@@ -100,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "--detect-workers capped at cores/N; the kernel spreads connections over them "
                              "(default: %(default)s)")
     add_common_arguments(parser)
+    parser.add_argument("--min-face-px", type=int, default=ServerConfig.min_face_px,
+                        help="height in pixels of the sent image of the smallest face to find, whatever the frame "
+                             "size, for requests that set none; smaller costs more detection time on large frames "
+                             "(default: %(default)s)")
     parser.add_argument("--detect-workers", type=int, default=ServerConfig.detect_workers,
                         help="threads that decode and detect frames in parallel, OpenCV single-threaded in each; "
                              "0: one per core (default: %(default)s)")
@@ -109,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="most face crops classified in one batch (default: %(default)s)")
     parser.add_argument("--max-delay-ms", type=float, default=ServerConfig.max_delay_ms,
                         help="longest wait for other streams' frames to fill a batch (default: %(default)s)")
+    parser.add_argument("--track-smoothing-ms", type=float, default=ServerConfig.track_smoothing_ms,
+                        help="time constant, in ms of frame time, of the smoothing of each stream face's "
+                             "probabilities over its track (Face.track_scores) when a request sets none; "
+                             "0: off (default: %(default)s)")
     parser.add_argument("--max-message-bytes", type=int, default=None,
                         help="largest request message accepted; must carry a raw BGR frame of --max-pixels "
                              "(default: --max-pixels x 3 + 65536, 50397184 for the default --max-pixels)")
@@ -179,7 +194,7 @@ def positive(name: str, value: float) -> None:
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """A ServerConfig from parsed arguments; raises ValueError for values that make no sense."""
-    for name in ("max_streams", "max_batch", "max_pixels", "max_faces", "threads"):
+    for name in ("max_streams", "max_batch", "max_pixels", "max_faces", "min_face_px", "threads"):
         positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.detect_workers < 0:
         raise ValueError(f"--detect-workers cannot be negative, got {args.detect_workers}")
@@ -188,6 +203,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     check_limits_agree(args.max_pixels, max_message_bytes)
     if args.max_delay_ms < 0 or args.grace_s < 0:
         raise ValueError("--max-delay-ms and --grace-s cannot be negative")
+    if not 0 <= args.track_smoothing_ms < float("inf"):
+        raise ValueError(f"--track-smoothing-ms must be a finite number of milliseconds >= 0, "
+                         f"got {args.track_smoothing_ms}")
     positive("--workers", args.workers)
     positive("--idle-timeout-s", args.idle_timeout_s)
     if args.max_stream_seconds < 0:
@@ -207,6 +225,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_pixels=args.max_pixels,
         max_message_bytes=max_message_bytes,
         max_faces=args.max_faces,
+        min_face_px=args.min_face_px,
+        track_smoothing_ms=args.track_smoothing_ms,
         threads=args.threads,
         detect_workers=args.detect_workers,
         grace_s=args.grace_s,

@@ -4,7 +4,8 @@ A client that sends faster than the server answers loses stale frames, never gai
 keeps at most one frame that no worker has started (a newer one replaces it and its id is reported as
 skipped), and `answers_in_order` keeps at most IN_FLIGHT frames of the stream in the workers, so the
 next frame is decoded and detected while the previous one is being classified. Answers leave in the
-order the frames were taken. Nothing here knows gRPC: the servicer maps the exceptions to status codes.
+order the frames were taken, and each stream's face tracks (ferstream.pipeline.tracking) follow its
+answered frames in that order. Nothing here knows gRPC: the servicer maps the exceptions to status codes.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ferstream.pipeline.tracking import DEFAULT_SMOOTHING_MS, FaceTracker, TrackedFace
 
 from .metrics import ServerMetrics
+
+if TYPE_CHECKING:  # framepath loads the model runtime; the stream state needs only the type
+    from ferstream.pipeline.framepath import AnnotatedFrame
 
 log = logging.getLogger("ferstream.server")
 
@@ -36,6 +42,11 @@ class Arrival:
     arrived: float = field(default_factory=time.perf_counter)
     # Ids of older frames this one replaced in the slot; reported in its answer's skipped_frame_ids.
     skipped: list[int] = field(default_factory=list)
+    # The frame's time for track smoothing, in milliseconds: the client's capture time when the request
+    # carries one, else `arrived` (set by the servicer when it takes the request).
+    time_ms: float = 0.0
+    # Time constant of the track smoothing for this frame, in milliseconds; 0: off.
+    smoothing_ms: float = DEFAULT_SMOOTHING_MS
 
 
 class NewestFrameSlot:
@@ -123,13 +134,19 @@ class StreamStats:
 
 
 class Stream:
-    """One open StreamAnnotate call's state: its slot, statistics and limits."""
+    """One open StreamAnnotate call's state: its slot, statistics, limits and face tracks."""
 
     def __init__(self, number: int, peer: str, limits: StreamLimits, metrics: ServerMetrics) -> None:
         self.slot = NewestFrameSlot()
         self.stats = StreamStats(number, peer)
         self.limits = limits
         self.metrics = metrics
+        self.tracker = FaceTracker()
+
+    def track(self, arrival: Arrival, frame: AnnotatedFrame) -> list[TrackedFace]:
+        """The track of each face of an answered frame, in the frame's face order, at arrival.time_ms with
+        arrival.smoothing_ms. Frames must come in the order they are answered (answers_in_order's)."""
+        return self.tracker.track(frame.faces, arrival.time_ms, arrival.smoothing_ms)
 
     async def receive(self, requests: AsyncIterator[Any]) -> None:
         """Puts every request into the slot until the client half-closes or goes away, then closes the slot."""

@@ -18,15 +18,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_dir() -> Path:
+    """$FER_DATA_DIR, else the shared/ folder beside the repository."""
     return Path(os.environ.get("FER_DATA_DIR", REPO.parent / "shared")).resolve()
 
 
 def models_dir() -> Path:
+    """$FER_MODELS_DIR, else the shared folder's models/."""
     return Path(os.environ.get("FER_MODELS_DIR", shared_dir() / "models")).resolve()
 
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
+    """The shared data folder; fails the session when it is missing."""
     path = shared_dir()
     if not (path / "datasets").is_dir():
         pytest.fail(f"{path}: shared data not found; set FER_DATA_DIR to the shared/ folder")
@@ -35,11 +38,13 @@ def shared() -> Path:
 
 @pytest.fixture(scope="session")
 def faces_dir(shared: Path) -> Path:
+    """The hand-boxed test photos (testdata/faces)."""
     return shared / "testdata" / "faces"
 
 
 @pytest.fixture(scope="session")
 def fer_models_dir() -> Path:
+    """The detector weights folder the tests give fer-server and fer-annotate."""
     return models_dir()
 
 
@@ -64,14 +69,18 @@ def private_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @dataclass
 class RunningServer:
+    """A fer-server subprocess, the address it serves on, and its log file."""
+
     process: subprocess.Popen
     address: str
     log_path: Path
 
     def log(self) -> str:
+        """Everything the server logged so far."""
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> int:
+        """SIGTERM (if still running), then its exit code."""
         if self.process.poll() is None:
             self.process.terminate()
         return self.process.wait(timeout=30)
@@ -131,6 +140,7 @@ class LockstepStream:
         self.responses = stub.StreamAnnotate(iter(self.requests.get, None), timeout=timeout)
 
     def send(self, request):
+        """Sends request and returns its response."""
         self.requests.put(request)
         return next(self.responses)
 
@@ -142,7 +152,43 @@ class LockstepStream:
 
 @pytest.fixture(scope="session")
 def lockstep_stream():
+    """The LockstepStream class, for tests that need one answer per request before the next."""
     return LockstepStream
+
+
+# --- programs besides Python ---
+
+
+def require_program(*names: str) -> None:
+    """Skips the calling test when a program is missing, or fails it under CI (CI=true), where `make test`
+    has installed everything (.ci/test-deps) and a missing program is a broken setup, not a choice."""
+    missing = [name for name in names if shutil.which(name) is None]
+    if not missing:
+        return
+    message = f"{', '.join(missing)} not installed (`make test-deps` installs it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def node_and_npm() -> None:
+    """Node.js and npm, for the Node example (skipped without them, except under CI=true: failed)."""
+    require_program("node", "npm")
+
+
+# --- README's examples (tests/test_examples.py): a folder holding what they name ---
+
+
+@pytest.fixture(scope="module")
+def example_folder(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path, client_faces_video) -> Path:
+    """A working folder like a user's: photo.jpg (three faces), clip.mp4 (16 frames of two photos), and
+    examples/ (a link to the repository's, so README's `examples/...` paths work from here)."""
+    folder = tmp_path_factory.mktemp("examples")
+    shutil.copy(faces_dir / GROUP_PHOTO, folder / "photo.jpg")
+    shutil.copy(client_faces_video.path, folder / "clip.mp4")
+    (folder / "examples").symlink_to(REPO / "examples", target_is_directory=True)
+    return folder
 
 
 # --- fer-client: an X display and a video of the test photos (used by tests/test_client_*.py) ---
@@ -150,12 +196,16 @@ def lockstep_stream():
 
 @pytest.fixture(scope="session")
 def client_display(tmp_path_factory: pytest.TempPathFactory):
-    """An X display for Tk: $DISPLAY when set (CI starts Xvfb :99), else a private Xvfb."""
+    """An X display for Tk: $DISPLAY when set, else a private Xvfb started here (and stopped at the end).
+
+    Fails, never skips, without either: `make test` installs Xvfb first (its test-deps step, .ci/test-deps).
+    """
     if os.environ.get("DISPLAY"):
         yield os.environ["DISPLAY"]
         return
     if shutil.which("Xvfb") is None:
-        pytest.fail("no $DISPLAY and no Xvfb: apt-get install -y xvfb xdotool x11-apps imagemagick")
+        pytest.fail("no $DISPLAY and no Xvfb: run `make test-deps` (as root) or apt-get install -y xvfb xdotool "
+                    "imagemagick")
     read_end, write_end = os.pipe()
     xvfb = subprocess.Popen(
         ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
@@ -185,9 +235,11 @@ class FacesVideo:
 
     @property
     def frame_count(self) -> int:
+        """Frames in the video."""
         return len(self.photos) * self.frames_per_photo
 
     def photo_at(self, index: int) -> str:
+        """The photo shown by frame index (0-based)."""
         return self.photos[index // self.frames_per_photo]
 
     def photo_of(self, image) -> str:
@@ -199,6 +251,7 @@ class FacesVideo:
 
 @pytest.fixture(scope="session")
 def client_faces_video(faces_dir: Path, face_boxes, tmp_path_factory: pytest.TempPathFactory) -> FacesVideo:
+    """An MPEG-4 video at 10 fps: 8 frames of a photo with three large faces, then 8 of one with two."""
     import cv2
 
     from ferstream.bench.photos import scale_box

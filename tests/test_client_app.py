@@ -24,8 +24,8 @@ import pytest
 
 from ferstream.client.app import FLASH_MS, PAUSED_BADGE, TOOLTIP_BACKGROUND, ClientApp
 from ferstream.client.capture import open_source
-from ferstream.client.library import EmotionClient, box_tuple, emotion_name
-from ferstream.client.render import colour_of, render_reply
+from ferstream.client.library import EmotionClient, box_tuple
+from ferstream.client.render import annotation, colour_of, render_reply
 from ferstream.client.session import ConnectionState, Stats, StreamOptions
 from ferstream.pipeline.draw import Style, overlaps
 from ferstream.v1 import emotion_pb2
@@ -122,7 +122,7 @@ def test_annotations_are_drawn_on_the_faces_of_the_scaled_frame(
             round(origin_x + (x + w + margin_x) * view.scale),
             round(origin_y + (y + h + margin_y) * view.scale),
         )
-        colour = colour_of(emotion_name(face.emotion))
+        colour = colour_of(annotation(face, 0).emotion)  # the emotion shown: smoothed over the face's track
         perimeter = 2 * (box[2] + box[3]) * view.scale
         assert colour_pixels(shot, on_screen, colour) >= perimeter, f"no {colour} box around {truths[0]}"
         in_photo = (round(x - margin_x), round(y - margin_y), round(x + w + margin_x), round(y + h + margin_y))
@@ -135,7 +135,7 @@ def test_annotations_are_drawn_on_the_faces_of_the_scaled_frame(
     assert snapshot.shape == (480, 640, 3) and saved.suffix == ".png"
     first = shown.response.faces[0]
     x1, y1, w1, h1 = box_tuple(first)
-    assert colour_pixels(snapshot, (x1 - 2, y1 - 2, x1 + w1 + 2, y1 + h1 + 2), colour_of(emotion_name(first.emotion)))
+    assert colour_pixels(snapshot, (x1 - 2, y1 - 2, x1 + w1 + 2, y1 + h1 + 2), colour_of(annotation(first, 0).emotion))
 
     click(app.pause_button)
     received = app.stats.received
@@ -359,7 +359,7 @@ def test_no_label_or_chart_covers_another_face_on_screen(server, make_app, faces
                 assert placed.chart is None or not overlaps(placed.chart, other.box)
         # On screen: the label is drawn in its emotion's colour, ...
         x1, y1, x2, y2 = placed.label
-        colour = np.array(colour_of(emotion_name(face.emotion)))
+        colour = np.array(colour_of(annotation(face, 0).emotion))
         assert (np.abs(on_screen[y1:y2, x1:x2] - colour) <= 2).all(axis=-1).mean() > 0.4, f"#{placed.number}'s label"
         # ... and inside every face box, nothing but the picture (and box outlines) shows: no overlay at all,
         # apart from a face's own "#N" when no place outside was free.

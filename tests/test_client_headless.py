@@ -1,4 +1,5 @@
-"""fer-client as a command: headless annotation of a video, and clear errors for bad sources."""
+"""fer-client as a command: headless annotation of a video (the JSON-lines format fer-annotate writes too),
+and clear errors for bad sources."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ from pathlib import Path
 import cv2
 import pytest
 
+from ferstream.pipeline.records import read_jsonl
+
 
 def fer_client(*args: str) -> list[str]:
+    """The fer-client command line (the installed script beside this Python, else the one on PATH)."""
     script = Path(sys.executable).with_name("fer-client")
     return [str(script) if script.exists() else shutil.which("fer-client") or "fer-client", *args]
 
 
 @pytest.fixture(scope="module")
 def server(fer_server_factory, fer_models_dir):
+    """A fer-server on loopback for this module."""
     return fer_server_factory("--models-dir", str(fer_models_dir))
 
 
@@ -27,7 +32,7 @@ def test_headless_writes_every_frame_and_the_faces_of_each(server, client_faces_
     output, jsonl = tmp_path / "annotated.mp4", tmp_path / "faces.jsonl"
     done = subprocess.run(
         fer_client("--headless", "--server", server.address, "--source", str(video.path), "--detector", "ssd",
-                   "--output", str(output), "--jsonl", str(jsonl)),
+                   "--out", str(output), "--jsonl", str(jsonl)),
         capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr
@@ -41,6 +46,8 @@ def test_headless_writes_every_frame_and_the_faces_of_each(server, client_faces_
 
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [record["frame"] for record in records] == list(range(video.frame_count))
+    # The container's time of each frame: the test video is 10 fps with constant frame durations.
+    assert [record["time_ms"] for record in records] == pytest.approx([100.0 * i for i in range(video.frame_count)])
     matched = total = 0
     for record in records:
         expected = video.boxes[video.photo_at(record["frame"])]
@@ -50,6 +57,39 @@ def test_headless_writes_every_frame_and_the_faces_of_each(server, client_faces_
         total += len(boxes)
         assert all(abs(sum(f["probabilities"].values()) - 1) < 0.01 for f in record["faces"])
     assert matched >= 0.8 * total, f"{matched} of {total} boxes are on a hand-labelled face"
+
+
+def test_headless_and_fer_annotate_write_one_format(server, faces_dir, fer_models_dir, client_box_iou, tmp_path):
+    """The same photo through the server (fer-client --headless) and in-process (fer-annotate): the same
+    record keys (the stream's track fields aside), the same faces in the same order, probabilities within
+    what JPEG re-encoding moves."""
+    photo = faces_dir / "2008_002506.jpg"
+    remote, local = tmp_path / "remote.jsonl", tmp_path / "local.jsonl"
+    done = subprocess.run(fer_client("--headless", "--server", server.address, "--source", str(photo),
+                                     "--detector", "ssd", "--jsonl", str(remote), "--jpeg-quality", "100"),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([sys.executable, "-m", "ferstream.pipeline.annotate_cli", str(photo), "--detector", "ssd",
+                           "--models-dir", str(fer_models_dir), "--out", str(tmp_path / "local.jpg"),
+                           "--jsonl", str(local), "--threads", "1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    [from_server] = read_jsonl(remote)
+    [from_annotate] = read_jsonl(local)
+    assert from_server.keys() == from_annotate.keys() == {"frame", "width", "height", "faces"}
+    assert len(from_server["faces"]) == len(from_annotate["faces"]) == 3
+    for served, offline in zip(from_server["faces"], from_annotate["faces"]):
+        # A stream's faces are on tracks (track_id, track_probabilities); a photo annotated in-process is not.
+        assert offline.keys() == {"box", "detection_score", "emotion", "probabilities"}
+        assert served.keys() - {"track_id", "track_probabilities"} == offline.keys()
+        assert client_box_iou(box_of(served), box_of(offline)) > 0.9
+        assert list(served["probabilities"]) == list(offline["probabilities"])
+        assert served["probabilities"] == pytest.approx(offline["probabilities"], abs=0.05)
+
+
+def box_of(face: dict) -> tuple[int, int, int, int]:
+    """(x, y, width, height) of a JSON-lines face."""
+    box = face["box"]
+    return (box["x"], box["y"], box["width"], box["height"])
 
 
 @pytest.mark.parametrize("headless", [True, False], ids=["headless", "window"])

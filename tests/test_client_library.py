@@ -1,4 +1,6 @@
-"""EmotionClient against a real fer-server on loopback, plus the client's pure parts (render, sources)."""
+"""EmotionClient against a real fer-server on loopback (unary calls, live and file streams), plus frame sources.
+
+Drawing is tested in test_draw.py."""
 
 from __future__ import annotations
 
@@ -7,10 +9,9 @@ import grpc
 import numpy as np
 import pytest
 
-from ferstream.client import EmotionClient, emotion_name, probabilities
+from ferstream.client import EmotionClient, emotion_name, face_to_dict, probabilities, video_frames
 from ferstream.client.capture import LatestFrame, SourceError, open_source
 from ferstream.client.library import EMOTIONS, box_tuple
-from ferstream.client.render import BOX_THICKNESS, colour_of, draw_annotations
 from ferstream.v1 import emotion_pb2
 
 PHOTO = "2008_002506.jpg"  # three large faces
@@ -57,6 +58,80 @@ def test_stream_answers_or_skips_every_frame_in_order(client, faces_dir):
     assert all(response.faces for response in responses)
 
 
+def test_live_mode_keeps_the_newest_frame_and_accounts_for_every_other(client, client_faces_video):
+    """A file read faster than the server works: answers stay in order, each frame answered or skipped."""
+    responses = list(client.stream(video_frames(client_faces_video.path), mode="live"))
+    answered = [response.frame_id for response in responses]
+    skipped = [frame_id for response in responses for frame_id in response.skipped_frame_ids]
+    assert answered == sorted(answered) and answered[-1] == client_faces_video.frame_count
+    assert sorted(answered + skipped) == list(range(1, client_faces_video.frame_count + 1))
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 2, 6])
+def test_file_mode_answers_every_frame_in_order(client, client_faces_video, client_box_iou, max_in_flight):
+    """Every frame of a video gets its own answer, in order, whatever the window; with 6 frames in flight the
+    server replaces some of them (it keeps one waiting per stream), and the client sends those again."""
+    video = client_faces_video
+    responses = list(client.stream(video_frames(video.path), mode="file", max_in_flight=max_in_flight,
+                                   detector="ssd"))
+    assert [response.frame_id for response in responses] == list(range(1, video.frame_count + 1))
+    assert not any(response.skipped_frame_ids for response in responses)
+    for index, response in enumerate(responses):
+        boxes = [box_tuple(face) for face in response.faces]
+        assert matched(boxes, video.boxes[video.photo_at(index)], client_box_iou) >= 2, (index, boxes)
+
+
+def test_file_mode_answers_bad_frames_in_place_and_keeps_the_callers_ids(client, faces_dir):
+    photo = (faces_dir / PHOTO).read_bytes()
+    requests = [emotion_pb2.StreamAnnotateRequest(frame_id=7, image=emotion_pb2.Image(encoded=data))
+                for data in (photo, b"not an image", photo)]
+    responses = list(client.stream(requests, mode="file"))
+    assert [response.frame_id for response in responses] == [7, 7, 7]
+    assert [len(response.faces) > 0 for response in responses] == [True, False, True]
+    assert [response.error.code for response in responses] == [0, grpc.StatusCode.INVALID_ARGUMENT.value[0], 0]
+
+
+@pytest.mark.parametrize("mode", ["live", "file"])
+def test_an_error_in_the_frames_reaches_the_caller_after_the_frames_before_it(client, faces_dir, mode):
+    photo = cv2.imread(str(faces_dir / PHOTO))
+
+    def frames():
+        yield photo
+        yield photo
+        raise OSError("the camera went away")
+
+    answered = []
+    with pytest.raises(OSError, match="the camera went away"):
+        for response in client.stream(frames(), mode=mode):
+            answered.append(response.frame_id)
+    assert answered[-1] == 2 and set(answered) <= {1, 2}
+
+
+def test_stream_refuses_an_unknown_mode_or_window(client):
+    with pytest.raises(ValueError, match="mode"):
+        client.stream([], mode="fast")
+    with pytest.raises(ValueError, match="max_in_flight"):
+        client.stream([], mode="file", max_in_flight=0)
+
+
+def test_video_frames_reads_every_frame_and_refuses_what_it_cannot_open(client_faces_video, tmp_path):
+    assert sum(1 for _ in video_frames(client_faces_video.path)) == client_faces_video.frame_count
+    with pytest.raises(ValueError, match="cannot open"):
+        next(video_frames(tmp_path / "missing.mp4"))
+
+
+def test_the_default_server_is_fer_server_from_the_environment(client, faces_dir, monkeypatch):
+    monkeypatch.setenv("FER_SERVER", client.target)
+    with EmotionClient() as from_environment:
+        assert from_environment.target == client.target
+        reply = from_environment.annotate(faces_dir / PHOTO, detector="haar")
+    assert [face_to_dict(face) for face in reply.faces] == \
+        [face_to_dict(face) for face in client.annotate(faces_dir / PHOTO, detector="haar").faces]
+    monkeypatch.delenv("FER_SERVER")
+    with EmotionClient() as default:
+        assert default.target == "127.0.0.1:50051"
+
+
 def test_health_and_model_info(client):
     assert client.health()
     info = client.model_info()
@@ -68,36 +143,6 @@ def test_bad_image_is_an_invalid_argument_error(client):
     with pytest.raises(grpc.RpcError) as error:
         client.annotate(b"this is not an image")
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-
-
-def _face(box, emotion, probs) -> emotion_pb2.Face:
-    return emotion_pb2.Face(
-        box=emotion_pb2.Box(x=box[0], y=box[1], width=box[2], height=box[3]),
-        detection_score=0.9,
-        emotion=emotion,
-        scores=[emotion_pb2.EmotionScore(emotion=i + 1, probability=p) for i, p in enumerate(probs)],
-    )
-
-
-def test_render_draws_boxes_and_bars_in_the_emotion_colours_at_any_scale():
-    image = np.full((400, 600, 3), 90, np.uint8)
-    face = _face((100, 60, 80, 80), emotion_pb2.EMOTION_HAPPY, (0.05, 0.05, 0.05, 0.6, 0.1, 0.1, 0.05))
-    drawn = draw_annotations(image, [face], scale=0.5)
-    assert drawn.shape == (200, 300, 3)
-    assert (image == 90).all(), "the input frame is left untouched"
-    happy = np.array(colour_of("happy"))
-
-    def is_happy(pixels: np.ndarray) -> np.ndarray:
-        return (np.abs(pixels.astype(int) - happy) <= 1).all(axis=-1)
-
-    # The box lands at the scaled coordinates: left edge at x=50 from y=30 to y=70.
-    assert is_happy(drawn[35:65, 50 : 50 + BOX_THICKNESS // 2 + 1]).all()
-    assert (drawn[40:60, 60:80] == 90).all(), "the face itself is not painted over"
-    # Under the box, the "happy" bar (4th row) is 0.6 of its span long; the others are shorter.
-    happy_row = 74 + 2 + 3 * 12 + 6
-    assert is_happy(drawn[happy_row, 82:120]).all()
-    assert not is_happy(drawn[happy_row, 130:160]).any()
-    assert not is_happy(drawn[happy_row - 12, 100:120]).any()
 
 
 def test_open_source_explains_what_is_wrong(tmp_path):

@@ -1,13 +1,13 @@
 """examples/node: the Node.js client (@grpc/grpc-js, stubs loaded from protos/ at run time) against fer-server.
 
-It must print the same faces the Python client gets for the same photo. Needs `node` and `npm` (CI has
-them) and the npm registry for `npm ci`, which installs exactly the committed package-lock.json.
+It must print the same faces the Python client gets for the same photo. Needs `node` and `npm` (`make test`
+installs them when missing; without them the tests skip, except under CI=true, where they fail) and the npm
+registry for `npm ci`, which installs exactly the committed package-lock.json.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,11 +18,9 @@ from ferstream.client.library import EmotionClient, face_to_dict
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "node"
 PHOTO = "2008_002506.jpg"  # three large faces
 
-pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-
 
 @pytest.fixture(scope="module")
-def node_example() -> Path:
+def node_example(node_and_npm) -> Path:
     """examples/node with its dependencies installed from the lockfile (node_modules/ is git-ignored)."""
     result = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=EXAMPLE, capture_output=True, text=True,
                             timeout=600)
@@ -32,10 +30,12 @@ def node_example() -> Path:
 
 @pytest.fixture(scope="module")
 def server_address(fer_server_factory, fer_models_dir: Path) -> str:
+    """A fer-server on loopback for this module."""
     return fer_server_factory("--models-dir", str(fer_models_dir)).address
 
 
 def run_node(example: Path, *args: str) -> subprocess.CompletedProcess:
+    """`node client.js ARGS` in the example's folder."""
     return subprocess.run(["node", "client.js", *args], cwd=example, capture_output=True, text=True, timeout=120)
 
 
@@ -59,6 +59,7 @@ def test_node_prints_the_faces_the_python_client_gets(node_example: Path, server
         assert node_face["emotion"] == python_face["emotion"]
         assert node_face["detection_score"] == pytest.approx(python_face["detection_score"], abs=1e-3)
         assert node_face["probabilities"] == pytest.approx(python_face["probabilities"], abs=1e-3)
+        assert node_face["track_id"] == python_face["track_id"] >= 1
 
 
 def test_node_reports_bad_arguments_with_exit_code_2(node_example: Path, tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
-"""fer-annotate on a photo and on a short video, and fer-models list, run as commands."""
+"""fer-annotate, fer-models and fer-bench as commands: their outputs, their errors, and the conventions every
+fer-* command shares (--version, every option described in --help, one line per error)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -11,70 +13,136 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from ferstream.model.labels import EMOTIONS
+from ferstream.pipeline.commandline import package_version
+from ferstream.pipeline.records import read_jsonl
 
 PHOTO = "2008_002506.jpg"  # three people
 
 
 def run(module: str, *arguments: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m ferstream.MODULE ARGUMENTS`, its output captured as text."""
     environment = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", f"ferstream.pipeline.{module}", *arguments], capture_output=True,
+    return subprocess.run([sys.executable, "-m", f"ferstream.{module}", *arguments], capture_output=True,
                           text=True, timeout=180, env=environment)
 
 
-def read_lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def annotate(*arguments: str) -> subprocess.CompletedProcess:
+    """fer-annotate with one inference thread."""
+    return run("pipeline.annotate_cli", *arguments, "--threads", "1")
+
+
+def one_error_line(result: subprocess.CompletedProcess, prog: str) -> str:
+    """The one line a failed command printed on stderr (asserting there was exactly one, and no traceback)."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), result.stderr
+    return lines[0]
 
 
 def test_annotate_a_photo(tmp_path: Path, faces_dir: Path, fer_models_dir: Path) -> None:
     out = tmp_path / "annotated.png"
-    result = run("annotate_cli", str(faces_dir / PHOTO), "--out", str(out), "--models-dir", str(fer_models_dir),
-                 "--threads", "1")
+    result = annotate(str(faces_dir / PHOTO), "--out", str(out), "--models-dir", str(fer_models_dir))
     assert result.returncode == 0, result.stderr
     original = cv2.imread(str(faces_dir / PHOTO))
     annotated = cv2.imread(str(out))
     assert annotated.shape == original.shape and not np.array_equal(annotated, original)
-    [record] = read_lines(out.with_suffix(".jsonl"))
+    [record] = read_jsonl(out.with_suffix(".jsonl"))
+    assert record["frame"] == 0 and "time_ms" not in record
     assert record["width"] == original.shape[1] and len(record["faces"]) == 3
     for face in record["faces"]:
-        assert face["emotion"] in EMOTIONS and set(face["scores"]) == set(EMOTIONS)
-        assert abs(sum(face["scores"].values()) - 1.0) < 1e-3
-        assert face["emotion"] == max(face["scores"], key=face["scores"].get)
+        assert face["emotion"] in EMOTIONS and list(face["probabilities"]) == list(EMOTIONS)
+        assert abs(sum(face["probabilities"].values()) - 1.0) < 1e-3
+        assert face["emotion"] == max(face["probabilities"], key=face["probabilities"].get)
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> None:
+    """An MJPG video of the frames."""
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
 
 
 def test_annotate_a_video(tmp_path: Path, faces_dir: Path, fer_models_dir: Path) -> None:
     photo = cv2.imread(str(faces_dir / PHOTO))
-    height, width = photo.shape[:2]
     video = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (width, height))
-    blank = np.full_like(photo, 128)
-    for frame in (photo, photo, blank, photo):
-        writer.write(frame)
-    writer.release()
+    write_video(video, [photo, photo, np.full_like(photo, 128), photo])
 
-    result = run("annotate_cli", str(video), "--models-dir", str(fer_models_dir), "--detector", "ssd",
-                 "--classes", "happy,neutral", "--threads", "1")
+    result = annotate(str(video), "--models-dir", str(fer_models_dir), "--detector", "ssd",
+                      "--classes", "happy,neutral")
     assert result.returncode == 0, result.stderr
     out = tmp_path / "clip.annotated.avi"
     capture = cv2.VideoCapture(str(out))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
     capture.release()
-    records = read_lines(out.with_suffix(".jsonl"))
+    records = read_jsonl(out.with_suffix(".jsonl"))
     assert [r["frame"] for r in records] == [0, 1, 2, 3]
+    assert [r["time_ms"] for r in records] == pytest.approx([0.0, 100.0, 200.0, 300.0])
     assert [len(r["faces"]) for r in records] == [3, 3, 0, 3]
-    assert all(set(face["scores"]) == {"happy", "neutral"} for r in records for face in r["faces"])
+    assert all(list(face["probabilities"]) == ["happy", "neutral"] for r in records for face in r["faces"])
+    # The same three people keep their tracks across the blank frame, smoothed over the video's time.
+    assert [sorted(face["track_id"] for face in r["faces"]) for r in records] == [[1, 2, 3], [1, 2, 3], [], [1, 2, 3]]
+    assert all(list(face["track_probabilities"]) == ["happy", "neutral"] for r in records for face in r["faces"])
+
+    unsmoothed = tmp_path / "unsmoothed.avi"
+    result = annotate(str(video), "--out", str(unsmoothed), "--models-dir", str(fer_models_dir), "--detector", "ssd",
+                      "--track-smoothing-ms", "0")
+    assert result.returncode == 0, result.stderr
+    faces = [face for r in read_jsonl(unsmoothed.with_suffix(".jsonl")) for face in r["faces"]]
+    assert all("track_id" in face and "track_probabilities" not in face for face in faces)
 
 
-def test_annotate_refuses_an_unreadable_file(tmp_path: Path, fer_models_dir: Path) -> None:
-    broken = tmp_path / "broken.jpg"
-    broken.write_bytes(b"not a jpeg")
-    result = run("annotate_cli", str(broken), "--models-dir", str(fer_models_dir), "--threads", "1")
-    assert result.returncode == 1 and "broken.jpg" in result.stderr
+def test_annotate_decides_the_kind_by_content(tmp_path: Path, faces_dir: Path, fer_models_dir: Path) -> None:
+    """A JPEG without a suffix is an image; a video named .jpg is a video; neither overwrites the other's output."""
+    photo = tmp_path / "photo"
+    shutil.copy(faces_dir / PHOTO, photo)
+    video = tmp_path / "photo.jpg"
+    write_video(tmp_path / "video.avi", [cv2.imread(str(faces_dir / PHOTO))] * 2)  # OpenCV picks the format by name
+    (tmp_path / "video.avi").rename(video)
+    for path, expected_frames in ((photo, 1), (video, 2)):
+        result = annotate(str(path), "--models-dir", str(fer_models_dir), "--detector", "haar")
+        assert result.returncode == 0, result.stderr
+    assert cv2.imread(str(tmp_path / "photo.annotated.jpg")).shape == cv2.imread(str(faces_dir / PHOTO)).shape
+    assert len(read_jsonl(tmp_path / "photo.annotated.jsonl")) == 1
+    assert len(read_jsonl(tmp_path / "photo.jpg.annotated.jsonl")) == 2
+    assert cv2.VideoCapture(str(tmp_path / "photo.jpg.annotated.avi")).read()[0]
+
+
+def test_annotate_json_switch_writes_the_lines_to_stdout(tmp_path: Path, faces_dir: Path,
+                                                          fer_models_dir: Path) -> None:
+    out = tmp_path / "out.jpg"
+    result = annotate(str(faces_dir / PHOTO), "--out", str(out), "--json", "--models-dir", str(fer_models_dir))
+    assert result.returncode == 0, result.stderr
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(record["faces"]) == 3 and out.exists() and not out.with_suffix(".jsonl").exists()
+
+
+def test_annotate_refuses_a_damaged_file_as_the_server_does(tmp_path: Path, faces_dir: Path,
+                                                             fer_models_dir: Path) -> None:
+    """Truncated and garbage files: exit 1, one line naming the file, no output left behind."""
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes((faces_dir / PHOTO).read_bytes()[:30_000])
+    garbage = tmp_path / "broken.jpg"
+    garbage.write_bytes(b"not a jpeg")
+    for path in (truncated, garbage):
+        result = annotate(str(path), "--models-dir", str(fer_models_dir))
+        assert result.returncode == 1
+        assert path.name in one_error_line(result, "fer-annotate")
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["broken.jpg", "truncated.jpg"]
+
+
+def test_annotate_says_what_is_wrong_with_the_input_path(tmp_path: Path) -> None:
+    folder = annotate(str(tmp_path))
+    assert folder.returncode == 2 and "is a folder" in one_error_line(folder, "fer-annotate")
+    missing = annotate(str(tmp_path / "absent.jpg"))
+    assert missing.returncode == 2 and "absent.jpg: no such file" in one_error_line(missing, "fer-annotate")
 
 
 def test_models_list_shows_where_weights_are_and_checks_them(tmp_path: Path, fer_models_dir: Path) -> None:
-    result = run("models_cli", "list", "--models-dir", str(fer_models_dir))
+    result = run("pipeline.models_cli", "list", "--models-dir", str(fer_models_dir))
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
     assert rows["face_detection_yunet_2026may.onnx"] == ["ok", str(fer_models_dir / "face_detection_yunet_2026may.onnx")]
@@ -84,8 +152,48 @@ def test_models_list_shows_where_weights_are_and_checks_them(tmp_path: Path, fer
     tampered.mkdir()
     shutil.copy(fer_models_dir / "opencv_face_detector.pbtxt", tampered)
     (tampered / "face_detection_yunet_2026may.onnx").write_bytes(b"not the real weights")
-    result = run("models_cli", "list", "--models-dir", str(tampered))
+    result = run("pipeline.models_cli", "list", "--models-dir", str(tampered))
     rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
     assert rows["face_detection_yunet_2026may.onnx"][:2] == ["sha256", "mismatch"]
     assert rows["opencv_face_detector.pbtxt"][0] == "ok"
     assert rows["opencv_face_detector_uint8.pb"] == ["missing", "-"]
+
+    as_json = json.loads(run("pipeline.models_cli", "list", "--json", "--models-dir", str(tampered)).stdout)
+    states = {item["name"]: item["state"] for item in as_json["weights"]}
+    assert states["face_detection_yunet_2026may.onnx"] == "sha256 mismatch"
+    assert states["opencv_face_detector_uint8.pb"] == "missing" and as_json["models_dir"] == str(tampered)
+
+
+COMMANDS = {
+    "fer-annotate": "pipeline.annotate_cli",
+    "fer-models": "pipeline.models_cli",
+    "fer-bench": "bench.cli",
+}
+
+
+@pytest.mark.parametrize("prog", COMMANDS)
+def test_version_names_the_command_and_the_package_version(prog: str) -> None:
+    result = run(COMMANDS[prog], "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{prog} {package_version()} (ferstream, Python ")
+
+
+def parsers_of(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parser and every subcommand's parser."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += parsers_of(sub)
+    return found
+
+
+@pytest.mark.parametrize("prog", COMMANDS)
+def test_help_describes_every_option(prog: str) -> None:
+    import importlib
+
+    module = importlib.import_module(f"ferstream.{COMMANDS[prog]}")
+    for parser in parsers_of(module.build_parser()):
+        undescribed = [action.dest for action in parser._actions
+                       if not action.help or action.help == argparse.SUPPRESS]
+        assert not undescribed, f"{parser.prog}: no help for {undescribed}"

@@ -105,6 +105,7 @@ function faceRecord(frameId, face) {
     detection_score: Number(face.detection_score.toFixed(4)),
     emotion: shortName(face.emotion, 'EMOTION_'),
     probabilities,
+    track_id: face.track_id, // the face's track within the stream (0 only in unary Annotate answers)
   };
 }
 

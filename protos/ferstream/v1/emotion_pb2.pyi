@@ -69,24 +69,30 @@ class RawImage(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., format: _Optional[_Union[PixelFormat, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class AnnotateOptions(_message.Message):
-    __slots__ = ("detector", "min_detection_score", "max_faces")
+    __slots__ = ("detector", "min_detection_score", "max_faces", "min_face_px", "track_smoothing_ms")
     DETECTOR_FIELD_NUMBER: _ClassVar[int]
     MIN_DETECTION_SCORE_FIELD_NUMBER: _ClassVar[int]
     MAX_FACES_FIELD_NUMBER: _ClassVar[int]
+    MIN_FACE_PX_FIELD_NUMBER: _ClassVar[int]
+    TRACK_SMOOTHING_MS_FIELD_NUMBER: _ClassVar[int]
     detector: Detector
     min_detection_score: float
     max_faces: int
-    def __init__(self, detector: _Optional[_Union[Detector, str]] = ..., min_detection_score: _Optional[float] = ..., max_faces: _Optional[int] = ...) -> None: ...
+    min_face_px: int
+    track_smoothing_ms: float
+    def __init__(self, detector: _Optional[_Union[Detector, str]] = ..., min_detection_score: _Optional[float] = ..., max_faces: _Optional[int] = ..., min_face_px: _Optional[int] = ..., track_smoothing_ms: _Optional[float] = ...) -> None: ...
 
 class StreamAnnotateRequest(_message.Message):
-    __slots__ = ("frame_id", "image", "options")
+    __slots__ = ("frame_id", "image", "options", "capture_time_ms")
     FRAME_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     frame_id: int
     image: Image
     options: AnnotateOptions
-    def __init__(self, frame_id: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., options: _Optional[_Union[AnnotateOptions, _Mapping]] = ...) -> None: ...
+    capture_time_ms: float
+    def __init__(self, frame_id: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., options: _Optional[_Union[AnnotateOptions, _Mapping]] = ..., capture_time_ms: _Optional[float] = ...) -> None: ...
 
 class StreamAnnotateResponse(_message.Message):
     __slots__ = ("frame_id", "faces", "timing", "error", "skipped_frame_ids")
@@ -119,16 +125,30 @@ class AnnotateResponse(_message.Message):
     def __init__(self, faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
 
 class Face(_message.Message):
-    __slots__ = ("box", "detection_score", "emotion", "scores")
+    __slots__ = ("box", "detection_score", "emotion", "scores", "landmarks", "track_id", "track_scores")
     BOX_FIELD_NUMBER: _ClassVar[int]
     DETECTION_SCORE_FIELD_NUMBER: _ClassVar[int]
     EMOTION_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACK_SCORES_FIELD_NUMBER: _ClassVar[int]
     box: Box
     detection_score: float
     emotion: Emotion
     scores: _containers.RepeatedCompositeFieldContainer[EmotionScore]
-    def __init__(self, box: _Optional[_Union[Box, _Mapping]] = ..., detection_score: _Optional[float] = ..., emotion: _Optional[_Union[Emotion, str]] = ..., scores: _Optional[_Iterable[_Union[EmotionScore, _Mapping]]] = ...) -> None: ...
+    landmarks: _containers.RepeatedCompositeFieldContainer[Point]
+    track_id: int
+    track_scores: _containers.RepeatedCompositeFieldContainer[EmotionScore]
+    def __init__(self, box: _Optional[_Union[Box, _Mapping]] = ..., detection_score: _Optional[float] = ..., emotion: _Optional[_Union[Emotion, str]] = ..., scores: _Optional[_Iterable[_Union[EmotionScore, _Mapping]]] = ..., landmarks: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., track_id: _Optional[int] = ..., track_scores: _Optional[_Iterable[_Union[EmotionScore, _Mapping]]] = ...) -> None: ...
+
+class Point(_message.Message):
+    __slots__ = ("x", "y")
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    x: float
+    y: float
+    def __init__(self, x: _Optional[float] = ..., y: _Optional[float] = ...) -> None: ...
 
 class Box(_message.Message):
     __slots__ = ("x", "y", "width", "height")

@@ -1,0 +1,155 @@
+"""Reading image and video files frame by frame, and writing annotated copies, for the offline tools.
+
+The input kind is decided by content, never by the file name: a file that starts like a JPEG, PNG, BMP
+or WebP is a still image and goes through the server's own decoder (`decode.py`: header size check, a
+damaged or truncated file is refused); anything else is opened as a video (or an animated image such as
+a GIF) by OpenCV's FFmpeg backend. Video frames carry the time the container gives them
+(CAP_PROP_POS_MSEC), so variable-frame-rate files keep their timing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .decode import EncodedImage, check_size, decode
+
+# The formats decode.py reads, by their first bytes (JPEG SOI, the PNG signature, BMP "BM", RIFF....WEBP).
+_IMAGE_SIGNATURES = (b"\xff\xd8", b"\x89PNG\r\n\x1a\n", b"BM")
+# Video containers OpenCV's bundled FFmpeg writes and reads back everywhere, with the codec for each.
+VIDEO_CODECS = {".avi": "MJPG", ".mkv": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v"}
+IMAGE_WRITE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# Files that record no frame rate are written at this one.
+FALLBACK_FPS = 25.0
+
+
+class MediaError(Exception):
+    """A file cannot be read or written; the message is one line for people and names the file."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of an input: its 0-based index, BGR uint8 pixels (H, W, 3), and its time in the source in
+    milliseconds (None for a still image)."""
+
+    index: int
+    image: np.ndarray
+    time_ms: float | None
+
+
+@dataclass(frozen=True)
+class Media:
+    """An opened input: whether it is a still image, and its frame rate (FALLBACK_FPS when unknown)."""
+
+    path: Path
+    still: bool
+    fps: float
+
+
+def quiet_opencv_logs() -> None:
+    """Silences OpenCV's and FFmpeg's own log lines (a broken file gets several), so that a command says
+    what went wrong once, in its own words. Call before the first video is opened."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read when FFmpeg first opens
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
+
+
+def is_still_image(head: bytes) -> bool:
+    """True when the bytes start like a JPEG, PNG, BMP or WebP file: the formats the server decodes."""
+    return head.startswith(_IMAGE_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def check_input(path: Path) -> None:
+    """MediaError unless path is a readable file: a missing path, a folder and an unreadable file each
+    get their own message."""
+    if path.is_dir():
+        raise MediaError(f"{path}: is a folder; give one image or video file")
+    if not path.exists():
+        raise MediaError(f"{path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise MediaError(f"{path}: cannot read it (permission denied)")
+
+
+def probe(path: Path) -> Media:
+    """What the input is, by content; MediaError when it is neither a readable image nor a video."""
+    check_input(path)
+    with open(path, "rb") as stream:
+        head = stream.read(16)
+    if is_still_image(head):
+        return Media(path, True, FALLBACK_FPS)
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened() or not capture.grab():
+            raise MediaError(f"{path}: not a readable image or video")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+    finally:
+        capture.release()
+    return Media(path, False, fps if 0 < fps < 1000 else FALLBACK_FPS)
+
+
+def read_frames(media: Media, max_pixels: int) -> Iterator[Frame]:
+    """Every frame of the input, in order.
+
+    A still image is one frame decoded exactly as the server decodes it: FrameError (BadInput, TooLarge)
+    for a damaged, truncated or oversized file. Video frames over max_pixels raise TooLarge.
+    """
+    if media.still:
+        yield Frame(0, decode(EncodedImage(media.path.read_bytes()), max_pixels), None)
+        return
+    capture = cv2.VideoCapture(str(media.path))
+    try:
+        index = 0
+        while True:
+            grabbed, image = capture.read()
+            if not grabbed:
+                return
+            check_size(image.shape[1], image.shape[0], max_pixels)
+            # After read(), the position is the time stamp of the frame just decoded.
+            yield Frame(index, image, capture.get(cv2.CAP_PROP_POS_MSEC))
+            index += 1
+    finally:
+        capture.release()
+
+
+def default_output(media: Media) -> Path:
+    """Where the annotated copy goes when no --out is given: beside the input, ".annotated" before the suffix.
+
+    photo.jpg -> photo.annotated.jpg, clip.mp4 -> clip.annotated.mp4. An input whose suffix cannot be
+    written (clip.gif, a JPEG named "photo") keeps its whole name: clip.gif.annotated.avi,
+    photo.annotated.jpg. So clip.gif and clip.avi, or photo.png and photo.jpg, never share an output.
+    """
+    suffix = media.path.suffix.lower()
+    writable = IMAGE_WRITE_SUFFIXES if media.still else tuple(VIDEO_CODECS)
+    if suffix in writable:
+        return media.path.with_name(f"{media.path.stem}.annotated{media.path.suffix}")
+    return media.path.with_name(f"{media.path.name}.annotated{'.jpg' if media.still else '.avi'}")
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    """Writes a BGR image; the format follows path's suffix. MediaError when it cannot be written."""
+    if path.suffix.lower() not in IMAGE_WRITE_SUFFIXES:
+        raise MediaError(f"{path}: an image must be saved as one of {', '.join(IMAGE_WRITE_SUFFIXES)}")
+    try:
+        written = cv2.imwrite(str(path), image)
+    except cv2.error:
+        written = False
+    if not written:
+        raise MediaError(f"{path}: cannot write an image there")
+
+
+def open_video_writer(path: Path, size: tuple[int, int], fps: float) -> cv2.VideoWriter:
+    """A VideoWriter for (width, height) frames; the codec follows path's suffix (VIDEO_CODECS).
+
+    MediaError for an unknown suffix or a place that cannot be written.
+    """
+    codec = VIDEO_CODECS.get(path.suffix.lower())
+    if codec is None:
+        raise MediaError(f"{path}: a video must be saved as one of {', '.join(VIDEO_CODECS)}")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
+    if not writer.isOpened():
+        raise MediaError(f"{path}: cannot write a {codec} video there")
+    return writer
