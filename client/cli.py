@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import NamedTuple, NoReturn
 
 import cv2
-import grpc
 
 from ferstream.client.capture import FrameSource, SourceError, open_source
 from ferstream.client.library import DEFAULT_JPEG_QUALITY, DETECTORS, EmotionClient, default_target
@@ -102,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     headless = parser.add_argument_group("headless mode")
     headless.add_argument("--headless", action="store_true", help="no window: annotate every frame of --source")
     headless.add_argument("--out", type=Path, metavar="VIDEO",
-                          help="write the annotated video here (.mp4, .m4v, .mov, .avi or .mkv)")
+                          help="write the annotated video here (.mp4, .m4v, .mov, .avi or .mkv; an image source "
+                          "takes .jpg, .png, .bmp or .webp); the same path as fer-annotate --server")
     headless.add_argument("--jsonl", type=Path, metavar="FILE", help="write one JSON line of faces per frame here")
     headless.add_argument(
         "--connect-timeout",
@@ -204,7 +204,7 @@ def _fail(message: str, code: int) -> int:
 
 
 def _run_headless(args: argparse.Namespace, source: FrameSource, client: EmotionClient) -> int:
-    from ferstream.client.headless import HeadlessSettings, OutputError, run_headless
+    from ferstream.client.headless import HeadlessSettings, OutputError, ServerError, run_headless
 
     settings = HeadlessSettings(
         output=args.out,
@@ -213,17 +213,16 @@ def _run_headless(args: argparse.Namespace, source: FrameSource, client: Emotion
         min_detection_score=args.min_score,
         jpeg_quality=args.jpeg_quality,
     )
+    source.close()  # it was opened to check it; run_headless reads it again (a camera cannot be opened twice)
     with client:
         if not client.wait_ready(args.connect_timeout):
             return _fail(f"cannot reach the server at {args.server}", EXIT_SERVER)
         try:
-            result = run_headless(client, source, settings)
+            result = run_headless(client, args.source, settings)
         except OutputError as error:
             return _fail(str(error), EXIT_USAGE)
-        except grpc.RpcError as error:
-            return _fail(f"the server failed: {error.code().name}: {error.details()}", EXIT_SERVER)
-        finally:
-            source.close()
+        except ServerError as error:
+            return _fail(str(error), EXIT_SERVER)
     print(f"{PROG}: annotated {result.frames} frames, {result.faces} faces", file=sys.stderr)
     return 0
 

@@ -1,115 +1,142 @@
-"""Headless mode: annotate every frame of a source without a screen, writing an annotated video and/or
-one JSON line per frame (ferstream.pipeline.records, the format fer-annotate writes too).
+"""The remote backend of the one offline annotation path (ferstream.pipeline.annotate): a fer-server
+answers the frames, everything else (reader, renderer, JSON lines, timeline) is the in-process path's.
 
-Frames go through one StreamAnnotate call in file mode (EmotionClient.stream(mode="file")): every frame
-is answered, in order, while the next ones are already on their way, so the output has exactly the
-source's frames. A frame the server refuses is written with its `error` and no faces; the rest go on.
+`fer-annotate INPUT --server HOST:PORT` and `fer-client --headless` both run through here. A video's
+frames go through one StreamAnnotate call in file mode (EmotionClient.stream(mode="file")): every frame is
+answered, in order, while the next ones are already on their way, each stamped with its container time
+(capture_time_ms) so that the server's face tracks are smoothed in the video's time. A still image is one
+unary Annotate call, so it gets no track, exactly as in-process. A frame the server refuses is written with
+its `error` and no faces; the rest go on.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
-from collections.abc import Iterator
-from contextlib import ExitStack
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
+import grpc
 
-from ferstream.client.capture import FrameSource
-from ferstream.client.library import EmotionClient, encode_image, face_record, make_options
-from ferstream.client.render import draw_annotations
-from ferstream.pipeline.media import MediaError, open_video_writer
-from ferstream.pipeline.records import FrameRecord, JsonLinesWriter, open_jsonl
+from ferstream.client.capture import FrameSource, SourceError, open_source
+from ferstream.client.library import EmotionClient, IncompleteStream, encode_image, face_record, make_options
+from ferstream.pipeline.annotate import Answer, Outputs, Result, annotate_media
+from ferstream.pipeline.errors import FrameError
+from ferstream.pipeline.media import Frame, Media, MediaError, probe, read_frames
+from ferstream.pipeline.settings import MAX_PIXELS
 from ferstream.v1 import emotion_pb2
 
 
 class OutputError(Exception):
-    """An output file cannot be written; the message is meant for people."""
+    """The source or an output file cannot be read or written; the message is one line for people."""
+
+
+class ServerError(RuntimeError):
+    """The server cannot be reached, or failed the call; the message is one line for people."""
 
 
 @dataclass(frozen=True)
 class HeadlessSettings:
-    """What to write and how to ask the server."""
+    """What fer-client --headless writes and how it asks the server."""
 
-    output: Path | None = None  # the annotated video (.mp4, .m4v, .mov, .avi or .mkv)
+    output: Path | None = None  # the annotated copy: a video suffix for a video, an image suffix for an image
     jsonl: Path | None = None  # one JSON object per frame
     detector: str | None = None  # None: the server's default
     min_detection_score: float = 0.0  # 0: the detector's own threshold
     jpeg_quality: int = 85  # of the frames sent
 
 
-@dataclass(frozen=True)
-class HeadlessResult:
-    """What a run did: frames written, faces found, frames the server refused."""
+class RemoteBackend:
+    """Frames answered by a fer-server (pipeline.annotate.Backend).
 
-    frames: int
-    faces: int
-    errors: int = 0
-
-
-@dataclass(frozen=True)
-class _SentFrame:
-    image: np.ndarray
-    time_ms: float | None
-
-
-def run_headless(client: EmotionClient, source: FrameSource, settings: HeadlessSettings) -> HeadlessResult:
-    """Annotates every frame of source through the server into settings' outputs.
-
-    Raises OutputError when an output cannot be written, grpc.RpcError when the server fails the call, and
-    IncompleteStream when it ends the call before answering every frame.
+    detector: a detector name, None for the server's; min_detection_score 0..1 (0: the detector's own);
+    jpeg_quality 10..100 of the frames sent; smoothing_ms: the track smoothing time constant asked for
+    (milliseconds of frame time, 0 off), None for the server's --track-smoothing-ms. Iterating `answers`
+    raises ServerError when the server fails the call or ends it before answering every frame.
     """
-    sent: collections.deque[_SentFrame] = collections.deque()  # frames sent, not yet answered, in order
 
-    options = make_options(settings.detector, settings.min_detection_score)
+    def __init__(self, client: EmotionClient, detector: str | None = None, min_detection_score: float = 0.0,
+                 jpeg_quality: int = 85, smoothing_ms: float | None = None) -> None:
+        self.client = client
+        self.options = make_options(detector, min_detection_score)
+        if smoothing_ms is not None:
+            self.options.track_smoothing_ms = smoothing_ms
+        self.jpeg_quality = jpeg_quality
 
-    def frames() -> Iterator[emotion_pb2.StreamAnnotateRequest]:
-        for frame_id in itertools.count(1):
-            if (image := source.read()) is None:
-                return
-            sent.append(_SentFrame(image, source.time_ms))
-            request = emotion_pb2.StreamAnnotateRequest(frame_id=frame_id, options=options,
-                                                        image=encode_image(image, settings.jpeg_quality))
-            if source.time_ms is not None:  # face tracks are smoothed in the file's time, not the server's
-                request.capture_time_ms = source.time_ms
-            yield request
+    def answers(self, frames: Iterable[Frame], still: bool) -> Iterator[tuple[Frame, Answer]]:
+        """See pipeline.annotate.Backend."""
+        try:
+            if still:
+                for frame in frames:
+                    response = self.client.annotate(frame.image, detector=self.options.detector,
+                                                    min_detection_score=self.options.min_detection_score,
+                                                    jpeg_quality=self.jpeg_quality)
+                    yield frame, Answer([face_record(face) for face in response.faces])
+            else:
+                yield from self._stream(frames)
+        except grpc.RpcError as error:
+            raise ServerError(f"the server failed: {error.code().name}: {error.details()}") from None
+        except IncompleteStream as error:
+            raise ServerError(f"the server failed: {error}") from None
 
-    frame_count = face_count = errors = 0
-    with ExitStack() as outputs:
-        lines: JsonLinesWriter | None = None
-        if settings.jsonl is not None:  # opened first, so an unwritable path fails before any frame is sent
-            try:
-                lines = outputs.enter_context(open_jsonl(settings.jsonl))
-            except OSError as error:
-                raise OutputError(str(error)) from None
-        video = None
-        responses = client.stream(frames(), mode="file")
-        outputs.callback(responses.cancel)
-        for response in responses:
-            frame = sent.popleft()
-            if settings.output is not None:
-                if video is None:
-                    height, width = frame.image.shape[:2]
-                    video = _open_video(settings.output, (width, height), source.fps)
-                    outputs.callback(video.release)
-                video.write(draw_annotations(frame.image, response.faces))
-            failed = response.error.code != 0  # google.rpc.Code; 0 (or no error set) means answered
-            if lines is not None:
-                height, width = frame.image.shape[:2]
-                lines.write(FrameRecord(frame_count, width, height, [face_record(face) for face in response.faces],
-                                        frame.time_ms, response.error.message if failed else None))
-            frame_count += 1
-            face_count += len(response.faces)
-            errors += failed
-    return HeadlessResult(frames=frame_count, faces=face_count, errors=errors)
+    def _stream(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, Answer]]:
+        sent: collections.deque[Frame] = collections.deque()  # sent, not yet answered, in order
+
+        def requests() -> Iterator[emotion_pb2.StreamAnnotateRequest]:
+            for frame_id, frame in zip(itertools.count(1), frames):
+                sent.append(frame)
+                request = emotion_pb2.StreamAnnotateRequest(frame_id=frame_id, options=self.options,
+                                                            image=encode_image(frame.image, self.jpeg_quality))
+                if frame.time_ms is not None:  # tracks are smoothed in the file's time, not the server's
+                    request.capture_time_ms = frame.time_ms
+                yield request
+
+        with self.client.stream(requests(), mode="file") as responses:
+            for response in responses:
+                failed = response.error.code != 0  # google.rpc.Code; 0 (or no error set) means answered
+                faces = [] if failed else [face_record(face) for face in response.faces]
+                yield sent.popleft(), Answer(faces, response.error.message if failed else None)
 
 
-def _open_video(path: Path, size: tuple[int, int], fps: float) -> cv2.VideoWriter:
-    """The annotated video's writer; OutputError when it cannot be written."""
+def connect(client: EmotionClient, timeout_s: float) -> None:
+    """Waits up to timeout_s seconds for the channel; ServerError naming the target when it stays down."""
+    if not client.wait_ready(timeout_s):
+        raise ServerError(f"cannot reach the server at {client.target}")
+
+
+def camera_frames(source: FrameSource) -> Iterator[Frame]:
+    """A live source's frames as the annotate path's Frames, timed by this process's monotonic clock in ms
+    from the first frame (a camera has no container time)."""
+    start = None
+    for index in itertools.count():
+        if (image := source.read()) is None:
+            return
+        now = time.monotonic() * 1000
+        start = now if start is None else start
+        yield Frame(index, image, now - start)
+
+
+def run_headless(client: EmotionClient, source: str, settings: HeadlessSettings) -> Result:
+    """fer-client --headless: annotates the --source text's file (or camera, given as its index) through
+    the server into settings' outputs, by the same path as `fer-annotate --server`.
+
+    A file's kind is decided by content and its frames read by pipeline.media (container times); a camera
+    runs until it ends or Ctrl-C. Raises OutputError when the source or an output cannot be read or written,
+    ServerError when the server fails the call.
+    """
+    backend = RemoteBackend(client, settings.detector, settings.min_detection_score, settings.jpeg_quality)
+    outputs = Outputs(settings.output, settings.jsonl, None)
     try:
-        return open_video_writer(path, size, fps)
-    except MediaError as error:
-        raise OutputError(str(error)) from None
+        if source.strip().isdigit():
+            camera = open_source(source)
+            try:
+                media = Media(Path(camera.description), False, camera.fps)
+                return annotate_media(media, camera_frames(camera), backend, outputs)
+            finally:
+                camera.close()
+        media = probe(Path(source).expanduser())
+        return annotate_media(media, read_frames(media, MAX_PIXELS), backend, outputs)
+    except (MediaError, FrameError, SourceError, OSError) as error:
+        raise OutputError(f"{source}: {error.message}" if isinstance(error, FrameError) else str(error)) from None

@@ -4,7 +4,8 @@ The server, fer-annotate, fer-eval and fer-bench classify through `load_classifi
 PyTorch: the shipped model is committed as model/shipped/ferstream-emotion.onnx beside its PyTorch
 file, written by `fer-export` (see onnxexport.py for what the graph holds). Its ONNX metadata carries
 what serving needs besides the graph: class names, the declared preprocessing, the architecture, the
-parameter count, the PyTorch file's meta and the sha256 of the PyTorch weights it came from.
+parameter count, the PyTorch file's meta, the sha256 of the PyTorch weights it came from and, for an
+export with --calibrate, the temperature baked into the graph's softmax (calibration.py).
 
 Why OpenVINO by default: on the development machine, idle, 2 threads, the shipped network ran in
 0.40 / 0.24 ms per face at batch 1 / 32 against ONNX Runtime's 0.50 / 0.48 and PyTorch's 2.5 / 1.1
@@ -28,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .archspec import ArchSpec
+from .calibration import Calibration
 from .preprocess import Preprocessing
 
 ONNX_FORMAT = "ferstream-emotion-onnx-v1"
@@ -89,6 +91,7 @@ class OnnxMetadata:
     parameters: int
     source_weights_sha256: str
     meta: dict[str, Any]
+    calibration: Calibration | None = None
 
     def to_props(self) -> dict[str, str]:
         """The metadata_props key/value strings written into the ONNX file; ValueError when meta is not JSON."""
@@ -96,7 +99,7 @@ class OnnxMetadata:
             meta = json.dumps(self.meta)
         except TypeError as error:
             raise ValueError(f"the model's meta cannot be written as JSON ({error})") from None
-        return {
+        props = {
             "ferstream_format": ONNX_FORMAT,
             "class_names": json.dumps(list(self.class_names)),
             "preprocessing": json.dumps(self.preprocessing.to_dict()),
@@ -105,6 +108,9 @@ class OnnxMetadata:
             "source_weights_sha256": self.source_weights_sha256,
             "meta": meta,
         }
+        if self.calibration is not None:
+            props["calibration"] = json.dumps(self.calibration.to_dict())
+        return props
 
     @classmethod
     def from_props(cls, props: dict[str, str], path: str | os.PathLike) -> OnnxMetadata:
@@ -121,6 +127,8 @@ class OnnxMetadata:
                 parameters=int(props["parameters"]),
                 source_weights_sha256=props["source_weights_sha256"],
                 meta=json.loads(props["meta"]),
+                calibration=Calibration.from_dict(json.loads(props["calibration"])) if "calibration" in props
+                else None,
             )
         except KeyError as error:
             raise ValueError(f"{path}: ONNX metadata lacks {error.args[0]!r}") from None
@@ -206,7 +214,8 @@ class ServedClassifier:
     S is preprocessing.input_size (48). Applies the model's declared preprocessing, then runs the ONNX
     graph. Attributes: path, runtime ("openvino" or "onnxruntime"), preprocessing, spec (ArchSpec),
     parameters (of the trained PyTorch network), meta (the PyTorch file's meta, with its
-    weights_sha256), source_weights_sha256, class_names. Safe to call from several threads.
+    weights_sha256), source_weights_sha256, class_names, calibration (or None) and temperature. Safe to
+    call from several threads.
     """
 
     def __init__(self, session: Session, metadata: OnnxMetadata, path: str, runtime: str) -> None:
@@ -224,6 +233,16 @@ class ServedClassifier:
     def class_names(self) -> tuple[str, ...]:
         """The output classes in order (EMOTIONS for every model we train)."""
         return self.metadata.class_names
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The fitted temperature scaling the graph applies (where and how it was fitted), None without one."""
+        return self.metadata.calibration
+
+    @property
+    def temperature(self) -> float:
+        """T of the graph's softmax(logits / T): the calibration's, 1.0 for an uncalibrated export."""
+        return self.calibration.temperature if self.calibration else 1.0
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         """(N, S, S) uint8 crops -> (N, classes) float32 probabilities; ValueError for another shape or dtype."""

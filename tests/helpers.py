@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
+import urllib.request
 from collections.abc import Callable
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ferstream.v1 import emotion_pb2 as pb
 
@@ -30,3 +33,20 @@ def pump(app, until: Callable[[], bool], timeout: float, what: str) -> None:
             pytest.fail(f"timed out waiting for {what}; app says: {app.status_message!r}")
         app.root.update()
         time.sleep(0.01)
+
+
+def metrics_url(server) -> str:
+    """The http://host:port/metrics address a fer-server started with --metrics-port logged (waits up to 10 s)."""
+    give_up = time.monotonic() + 10
+    while (found := re.search(r"metrics on (http://\S+)", server.log())) is None:
+        assert time.monotonic() < give_up, server.log()
+        time.sleep(0.1)
+    return found.group(1)
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """{(sample name, sorted labels): value} of every sample at a Prometheus endpoint."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}

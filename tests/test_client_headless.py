@@ -61,8 +61,7 @@ def test_headless_writes_every_frame_and_the_faces_of_each(server, client_faces_
 
 def test_headless_and_fer_annotate_write_one_format(server, faces_dir, fer_models_dir, client_box_iou, tmp_path):
     """The same photo through the server (fer-client --headless) and in-process (fer-annotate): the same
-    record keys (the stream's track fields aside), the same faces in the same order, probabilities within
-    what JPEG re-encoding moves."""
+    record keys, the same faces in the same order, probabilities within what JPEG re-encoding moves."""
     photo = faces_dir / "2008_002506.jpg"
     remote, local = tmp_path / "remote.jsonl", tmp_path / "local.jsonl"
     done = subprocess.run(fer_client("--headless", "--server", server.address, "--source", str(photo),
@@ -78,9 +77,8 @@ def test_headless_and_fer_annotate_write_one_format(server, faces_dir, fer_model
     assert from_server.keys() == from_annotate.keys() == {"frame", "width", "height", "faces"}
     assert len(from_server["faces"]) == len(from_annotate["faces"]) == 3
     for served, offline in zip(from_server["faces"], from_annotate["faces"]):
-        # A stream's faces are on tracks (track_id, track_probabilities); a photo annotated in-process is not.
-        assert offline.keys() == {"box", "detection_score", "emotion", "probabilities"}
-        assert served.keys() - {"track_id", "track_probabilities"} == offline.keys()
+        # A still image is on no track through either backend (the remote one asks with a unary call).
+        assert served.keys() == offline.keys() == {"box", "detection_score", "emotion", "probabilities"}
         assert client_box_iou(box_of(served), box_of(offline)) > 0.9
         assert list(served["probabilities"]) == list(offline["probabilities"])
         assert served["probabilities"] == pytest.approx(offline["probabilities"], abs=0.05)
@@ -119,3 +117,44 @@ def test_headless_reports_an_unreachable_server(client_faces_video, tmp_path):
     )
     assert done.returncode == 1
     assert "cannot reach the server at 127.0.0.1:9" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_both_backends_write_container_times_and_one_format(server, faces_dir, fer_models_dir, tmp_path):
+    """A variable-frame-rate video (made by the test with PyAV) through fer-annotate in-process, fer-annotate
+    --server and fer-client --headless: every record carries the container's time of its frame (not index /
+    fps), and the three write the same records: keys, times, faces, tracks (probabilities within what JPEG
+    re-encoding moves), and the two fer-annotate runs the same timeline rows."""
+    pytest.importorskip("av", reason="PyAV is in the dev extra: pip install -e .[dev]")
+    from test_timeline import VFR_TIMES_MS, vfr_clip
+
+    from ferstream.pipeline.timeline import read_timeline_csv
+
+    clip = vfr_clip(tmp_path, faces_dir)
+    annotate = [sys.executable, "-m", "ferstream.pipeline.annotate_cli", str(clip), "--detector", "ssd",
+                "--jpeg-quality", "100"]
+    runs = {
+        "local": [*annotate, "--out", str(tmp_path / "local.avi"), "--models-dir", str(fer_models_dir),
+                  "--threads", "1"],
+        "remote": [*annotate, "--out", str(tmp_path / "remote.avi"), "--server", server.address],
+        "headless": fer_client("--headless", "--server", server.address, "--source", str(clip), "--detector", "ssd",
+                               "--jpeg-quality", "100", "--out", str(tmp_path / "headless.avi"),
+                               "--jsonl", str(tmp_path / "headless.jsonl")),
+    }
+    records = {}
+    for name, command in runs.items():
+        done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, f"{name}: {done.stderr}"
+        records[name] = read_jsonl(tmp_path / f"{name}.jsonl")
+        assert [record["time_ms"] for record in records[name]] == pytest.approx(VFR_TIMES_MS), name
+        assert cv2.VideoCapture(str(tmp_path / f"{name}.avi")).read()[0], name
+    for name in ("remote", "headless"):
+        for local, other in zip(records["local"], records[name], strict=True):
+            assert other.keys() == local.keys() == {"frame", "time_ms", "width", "height", "faces"}
+            assert [face.keys() for face in other["faces"]] == [face.keys() for face in local["faces"]]
+            assert [f["track_id"] for f in other["faces"]] == [f["track_id"] for f in local["faces"]]
+            for theirs, ours in zip(other["faces"], local["faces"]):
+                assert theirs["track_probabilities"] == pytest.approx(ours["track_probabilities"], abs=0.05)
+    local_rows = read_timeline_csv(tmp_path / "local.timeline.csv")
+    remote_rows = read_timeline_csv(tmp_path / "remote.timeline.csv")
+    key = [(row["time_ms"], row["track_id"]) for row in local_rows]
+    assert key == [(row["time_ms"], row["track_id"]) for row in remote_rows] and len(key) == 15

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
-import time
-import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
+from helpers import metrics_url as logged_metrics_url
+from helpers import scrape
 
 
 @pytest.fixture(scope="module")
@@ -22,19 +20,7 @@ def server(fer_server_factory, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def metrics_url(server) -> str:
-    give_up = time.monotonic() + 10
-    while (found := re.search(r"metrics on (http://\S+)", server.log())) is None:
-        assert time.monotonic() < give_up, server.log()
-        time.sleep(0.1)
-    return found.group(1)
-
-
-def scrape(url: str) -> dict[tuple[str, tuple], float]:
-    """{(sample name, sorted labels): value} of every sample."""
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return logged_metrics_url(server)
 
 
 def value(samples, name: str, **labels) -> float:

@@ -18,6 +18,7 @@ import pytest
 from ferstream.server.config import build_parser
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
+from helpers import metrics_url
 
 SERVER = [sys.executable, "-m", "ferstream.server.cli"]
 
@@ -86,12 +87,6 @@ def test_sigterm_drains_the_open_stream_and_exits_0(fer_server_factory, lockstep
     assert "stopping" in log and "stream 1 closed: 1 frames received, 1 answered" in log and "stopped" in log
 
 
-def metrics_url(server) -> str:
-    give_up = time.monotonic() + 10
-    while (found := re.search(r"metrics on (http://\S+)", server.log())) is None:
-        assert time.monotonic() < give_up, server.log()
-        time.sleep(0.1)
-    return found.group(1)
 
 
 def in_flight(url: str) -> float:

@@ -141,6 +141,17 @@ def test_annotate_says_what_is_wrong_with_the_input_path(tmp_path: Path) -> None
     assert missing.returncode == 2 and "absent.jpg: no such file" in one_error_line(missing, "fer-annotate")
 
 
+def test_annotate_says_when_the_server_backend_cannot_be_used(tmp_path: Path, faces_dir: Path) -> None:
+    """--server: an unreachable server and an http:// URL are each one line, exit 1, nothing written."""
+    photo = str(faces_dir / PHOTO)
+    out = tmp_path / "out.jpg"
+    down = run("pipeline.annotate_cli", photo, "--out", str(out), "--server", "127.0.0.1:9", "--connect-timeout", "1")
+    assert down.returncode == 1 and "cannot reach the server at 127.0.0.1:9" in one_error_line(down, "fer-annotate")
+    url = run("pipeline.annotate_cli", photo, "--out", str(out), "--server", "http://127.0.0.1:9")
+    assert url.returncode == 1 and "not HTTP" in one_error_line(url, "fer-annotate")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_models_list_shows_where_weights_are_and_checks_them(tmp_path: Path, fer_models_dir: Path) -> None:
     result = run("pipeline.models_cli", "list", "--models-dir", str(fer_models_dir))
     assert result.returncode == 0, result.stderr

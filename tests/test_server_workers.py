@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import re
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from ferstream.pipeline.detectors import load_detectors
 from ferstream.pipeline.framepath import load_frame_path
@@ -27,7 +24,7 @@ from ferstream.server.status import CallError
 from ferstream.server.workers import FrameWorkers
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
-from helpers import stream_frame
+from helpers import metrics_url, scrape, stream_frame
 
 THREE_FACES = "2008_002506.jpg"
 TWO_FACES = "2008_001009.jpg"
@@ -35,20 +32,8 @@ TWO_FACES = "2008_001009.jpg"
 BATCH_WAIT_MS = 3000
 
 
-def metrics_url(server) -> str:
-    give_up = time.monotonic() + 10
-    while (found := re.search(r"metrics on (http://\S+)", server.log())) is None:
-        assert time.monotonic() < give_up, server.log()
-        time.sleep(0.1)
-    return found.group(1)
 
 
-def scrape(url: str) -> dict[tuple[str, tuple], float]:
-    """{(sample name, sorted labels): value} of every sample."""
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 @pytest.fixture(scope="module")
@@ -138,14 +123,17 @@ def test_the_server_drops_a_queued_call_whose_deadline_passes(fer_server_factory
         stub.Annotate(slow, timeout=120)  # warm up
         before = scrape(url)
         results: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: results.put(stub.Annotate(slow, timeout=120))).start()
+        # Three large frames queue on the one worker: seconds of work ahead, so the short deadline below
+        # passes while its call waits at the server, even on a loaded machine.
+        for _ in range(3):
+            threading.Thread(target=lambda: results.put(stub.Annotate(slow, timeout=120))).start()
         give_up = time.monotonic() + 30
-        while scrape(url).get(("ferstream_frames_in_flight", ()), 0) < 1:  # the large frame is being worked on
+        while scrape(url).get(("ferstream_frames_in_flight", ()), 0) < 3:  # all three have reached the workers
             assert time.monotonic() < give_up
         with pytest.raises(grpc.RpcError) as raised:
-            stub.Annotate(pb.AnnotateRequest(image=pb.Image(encoded=b"\xff\xd8 not a JPEG")), timeout=0.05)
+            stub.Annotate(pb.AnnotateRequest(image=pb.Image(encoded=b"\xff\xd8 not a JPEG")), timeout=0.5)
         assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        assert len(results.get(timeout=120).faces) >= 3
+        assert all(len(results.get(timeout=120).faces) >= 3 for _ in range(3))
         after = scrape(url)
 
     def grew(name: str, **labels) -> float:

@@ -4,9 +4,13 @@ The model runs in the serving runtime (OpenVINO by default, see model/runtime.py
 preprocessing, so the score is the served model's. MODEL may be the ONNX file the server loads or a
 PyTorch model file (exported in memory first, which needs torch).
 
-Prints accuracy, per-class precision/recall/F1 and the confusion matrix; --json prints one JSON
-object instead. DATA may be a folder of class subfolders (e.g. ../shared/datasets/fer2013/test),
-a Kaggle or FER+ root with --split, a FER+ split folder, or fer2013.csv.
+Prints accuracy, per-class precision/recall/F1, the confusion matrix and the expected calibration
+error (ECE, 15 equal-width confidence bins, Guo et al. 2017) of the served probabilities; for a model
+exported with --calibrate also the ECE its probabilities had before temperature scaling (T = 1, exact
+without TTA). --json prints one JSON object instead; --reliability draws the reliability diagram(s).
+
+DATA may be a folder of class subfolders (e.g. ../shared/datasets/fer2013/test), a Kaggle or FER+
+root with --split, a FER+ split folder, or fer2013.csv.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from ferstream.model.calibration import BINS, ReliabilityBins, reliability_bins, undo_temperature
 from ferstream.model.labels import EMOTIONS, class_indices
 from ferstream.model.runtime import RUNTIMES, default_served_path, load_classifier
 from ferstream.pipeline.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument,
@@ -23,7 +30,7 @@ from ferstream.pipeline.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_
 
 from .data import DatasetError, load_dataset
 from .metrics import classification_report, restrict_to_classes
-from .plots import plot_confusion
+from .plots import plot_confusion, plot_reliability
 from .tta import TTA_MODES, predict
 
 
@@ -46,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--classes", default=None,
                         help="score a subset, e.g. angry,happy,neutral,sad,surprise (the 7-way output is restricted)")
     parser.add_argument("--confusion-png", type=Path, default=None, help="also save the confusion matrix as PNG")
+    parser.add_argument("--reliability", metavar="PNG", type=Path, default=None,
+                        help="also save the reliability diagram (accuracy against confidence, 15 bins) as PNG; "
+                             "a calibrated model's shows the uncalibrated one beside it (without TTA)")
     parser.add_argument("--threads", type=int, default=0, help="runtime threads (0: all cores)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     add_version_argument(parser)
@@ -79,18 +89,42 @@ def evaluate(args: argparse.Namespace) -> int:
     probabilities = predict(classifier, faces.images, args.tta)
     labels, predictions = restrict_to_classes(faces.labels, probabilities, keep)
     report = classification_report(labels, predictions, [EMOTIONS[i] for i in keep])
+    temperature = classifier.temperature
+    served = reliability_bins(restricted(probabilities, faces.labels, keep), labels)
+    # Undoing T is exact for one softmax, not for the average of several (TTA).
+    uncalibrated = (reliability_bins(restricted(undo_temperature(probabilities, temperature), faces.labels, keep),
+                                     labels) if temperature != 1.0 and args.tta == "none" else None)
+    name = "/".join(Path(args.data).parts[-2:])
     if args.confusion_png:
         plot_confusion(report.confusion, report.class_names, args.confusion_png,
-                       f"{Path(args.data).name}: accuracy {report.accuracy:.3f}")
+                       f"{name}: accuracy {report.accuracy:.3f}")
+    if args.reliability:
+        panels = [(f"{name}: uncalibrated (T = 1)", uncalibrated)] if uncalibrated else []
+        plot_reliability(panels + [(f"{name}: served (T = {temperature:.3f})", served)], args.reliability)
     if args.json:
         print(json.dumps({**report.to_dict(), "model": classifier.path, "runtime": classifier.runtime,
                           "preprocessing": classifier.preprocessing.to_dict(), "data": str(args.data),
-                          "tta": args.tta, "skipped": faces.skipped}))
+                          "tta": args.tta, "skipped": faces.skipped, "ece": served.ece, "ece_bins": BINS,
+                          "temperature": temperature, "ece_uncalibrated": uncalibrated.ece if uncalibrated else None}))
     else:
         print(f"model {classifier.path} ({classifier.runtime}; {classifier.preprocessing.describe()})\n"
               f"data {args.data} (tta: {args.tta})\n")
         print(report.to_text())
+        print(calibration_text(served, temperature, uncalibrated))
     return EXIT_OK
+
+
+def restricted(probabilities: np.ndarray, labels: np.ndarray, keep: list[int]) -> np.ndarray:
+    """The (M, len(keep)) probabilities of the M faces of kept classes over the kept outputs, renormalised
+    to sum to 1 (as restrict_to_classes scores them; all N rows when keep is every class)."""
+    kept = probabilities[np.isin(labels, keep)][:, keep].astype(np.float64)
+    return kept / np.maximum(kept.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+
+
+def calibration_text(served: ReliabilityBins, temperature: float, uncalibrated: ReliabilityBins | None) -> str:
+    """The report's calibration line: ECE of the served probabilities, and before temperature scaling."""
+    text = f"\ncalibration: ECE {served.ece:.4f} ({len(served.count)} bins), temperature {temperature:.4f}"
+    return text + (f"; uncalibrated (T = 1) ECE {uncalibrated.ece:.4f}" if uncalibrated else "")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """fer-export: a PyTorch model file as the ONNX model the server runs, checked against PyTorch.
 
-  fer-export MODEL.pt --out MODEL.onnx
+  fer-export MODEL.pt --out MODEL.onnx [--calibrate DATA]
 
 The ONNX file takes the output of the model's declared preprocessing ((N, 1, 48, 48) float32) and
 returns (N, 7) probabilities in EMOTIONS order; its metadata records the class names, the
@@ -8,6 +8,12 @@ preprocessing, the architecture and the sha256 of the PyTorch weights it came fr
 needs nothing else (and no PyTorch). Before anything is written, the export runs in the serving
 runtime on sample crops and must match PyTorch within 1e-4. Re-run it whenever the .pt changes:
 a test fails when the shipped .onnx no longer matches the shipped .pt.
+
+--calibrate DATA fits temperature scaling (Guo et al. 2017) on the labelled faces in DATA: one T
+minimising the negative log-likelihood of softmax(logits / T), computed with PyTorch. The graph then
+outputs softmax(logits / T) (same top class, better calibrated probabilities) and its metadata records
+T, DATA (path and sha256) and the expected calibration error (15 bins) before and after. The .pt is
+never changed. The shipped model is calibrated on FER2013 PublicTest, also its selection set.
 """
 
 from __future__ import annotations
@@ -20,10 +26,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
+from ferstream.model.calibration import Calibration, calibrate, softmax
 from ferstream.model.modelfile import EmotionClassifier, default_model_path, load_model
 from ferstream.model.runtime import RUNTIMES, default_runtime, open_classifier
 from ferstream.pipeline.commandline import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_version_argument, print_error
+
+from .data import DatasetError, load_dataset
+from .provenance import data_sha256
 
 PROG = "fer-export"
 
@@ -37,12 +48,14 @@ class ExportMismatch(ValueError):
 
 @dataclass(frozen=True)
 class ExportResult:
-    """Where the ONNX went and how far its probabilities were from PyTorch's on the sample crops."""
+    """Where the ONNX went, how far its probabilities were from PyTorch's on the sample crops, and its
+    calibration (None: uncalibrated, T = 1)."""
 
     onnx: Path
     runtime: str
     max_difference: float
     source_weights_sha256: str
+    calibration: Calibration | None = None
 
 
 def sample_crops(size: int, n: int = 64, seed: int = 0) -> np.ndarray:
@@ -57,18 +70,40 @@ def sample_crops(size: int, n: int = 64, seed: int = 0) -> np.ndarray:
     return np.concatenate([noise, np.stack(smooth)])
 
 
-def export(classifier: EmotionClassifier, out: Path, runtime: str | None = None) -> ExportResult:
-    """Writes classifier's ONNX model to out (atomically) once it matches PyTorch in runtime.
+@torch.inference_mode()
+def logits_of(classifier: EmotionClassifier, crops: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """(N, S, S) uint8 crops -> (N, classes) float64 logits of classifier's network in PyTorch, after its
+    declared preprocessing. ValueError for crops the preprocessing does not take."""
+    out = [classifier.network(torch.from_numpy(classifier.preprocessing.apply(crops[start:start + batch_size])))
+           for start in range(0, len(crops), batch_size)]
+    return torch.cat(out).double().numpy() if out else np.zeros((0, len(classifier.class_names)))
+
+
+def fit_calibration(classifier: EmotionClassifier, data: str, split: str | None = None) -> Calibration:
+    """Temperature scaling of classifier fitted on the labelled faces of data (any dataset fer-eval reads).
+
+    Records data's path and sha256 (provenance.data_sha256). DatasetError or OSError for unreadable
+    data, ValueError for an empty set.
+    """
+    faces = load_dataset(data, split)
+    return calibrate(logits_of(classifier, faces.images), faces.labels, data_sha256(data))
+
+
+def export(classifier: EmotionClassifier, out: Path, runtime: str | None = None,
+           calibration: Calibration | None = None) -> ExportResult:
+    """Writes classifier's ONNX model to out (atomically) once it matches PyTorch in runtime; with a
+    calibration, the graph's softmax divides the logits by its temperature and PyTorch's side does too.
 
     Nothing is written on an error: ExportMismatch when the runtime's probabilities differ by more than
     PARITY_TOLERANCE, ValueError when it cannot load the export.
     """
     from ferstream.model.onnxexport import onnx_bytes
 
-    model = onnx_bytes(classifier)
+    model = onnx_bytes(classifier, calibration)
     served = open_classifier(model, str(out), runtime)
     crops = sample_crops(classifier.preprocessing.input_size)
-    difference = float(np.abs(served(crops) - classifier(crops)).max())
+    expected = softmax(logits_of(classifier, crops), served.temperature)
+    difference = float(np.abs(served(crops) - expected).max())
     if not difference <= PARITY_TOLERANCE:
         raise ExportMismatch(f"{out}: {served.runtime} differs from PyTorch by {difference:.2e} "
                          f"(allowed {PARITY_TOLERANCE:g}); nothing written")
@@ -76,12 +111,12 @@ def export(classifier: EmotionClassifier, out: Path, runtime: str | None = None)
     temporary = out.with_name(out.name + ".tmp")
     temporary.write_bytes(model)
     temporary.replace(out)
-    return ExportResult(out, served.runtime, difference, served.source_weights_sha256)
+    return ExportResult(out, served.runtime, difference, served.source_weights_sha256, calibration)
 
 
 def main(argv: list[str] | None = None) -> int:
     """fer-export's command line: exit 0 once written; 1 (one line on stderr, nothing written) for an unreadable
-    model file or an export that does not match PyTorch; 2 for bad usage; 130 on Ctrl-C."""
+    model file or calibration data, or an export that does not match PyTorch; 2 for bad usage; 130 on Ctrl-C."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", type=Path, default=None,
@@ -91,20 +126,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime", choices=RUNTIMES, default=None,
                         help="serving runtime that checks the export against PyTorch "
                              "(default: $FER_RUNTIME or openvino)")
+    parser.add_argument("--calibrate", metavar="DATA", default=None,
+                        help="fit temperature scaling on the labelled faces in DATA (any dataset fer-eval reads, "
+                             "e.g. ../shared/datasets/fer2013/test) and bake it into the graph; "
+                             "default: uncalibrated (T = 1)")
+    parser.add_argument("--split", choices=["Training", "PublicTest", "PrivateTest"], default=None,
+                        help="which split of a --calibrate root that holds several")
     add_version_argument(parser)
     args = parser.parse_args(argv)
     model_path = args.model or default_model_path()
     out = args.out or model_path.with_suffix(".onnx")
     try:
-        result = export(load_model(model_path), out, args.runtime or default_runtime())
-    except (OSError, ValueError, ImportError) as error:  # ExportMismatch included
+        classifier = load_model(model_path)
+        calibration = fit_calibration(classifier, args.calibrate, args.split) if args.calibrate else None
+        result = export(classifier, out, args.runtime or default_runtime(), calibration)
+    except (DatasetError, OSError, ValueError, ImportError) as error:  # ExportMismatch included
         print_error(PROG, str(error))
         return EXIT_FAILED
     except KeyboardInterrupt:
         print_error(PROG, "interrupted; nothing written")
         return EXIT_INTERRUPTED
     print(json.dumps({"onnx": str(result.onnx), "runtime": result.runtime, "max_difference": result.max_difference,
-                      "source_weights_sha256": result.source_weights_sha256}))
+                      "source_weights_sha256": result.source_weights_sha256,
+                      "calibration": result.calibration.to_dict() if result.calibration else None}))
     return EXIT_OK
 
 

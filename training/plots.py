@@ -1,4 +1,4 @@
-"""The PNGs people expect: training curves and the confusion matrix."""
+"""The PNGs people expect: training curves, the confusion matrix and reliability diagrams."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt
 import numpy as np
+
+from ferstream.model.calibration import ReliabilityBins
 
 
 def plot_curves(history: list[dict], target: Path) -> None:
@@ -42,6 +44,36 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], target: Path, tit
             axis.text(j, i, f"{matrix[i, j]}", ha="center", va="center",
                       color="white" if normalised[i, j] > 0.5 else "black", fontsize=8)
     figure.colorbar(image, ax=axis, fraction=0.046)
+    figure.tight_layout()
+    figure.savefig(target, dpi=100)
+    plt.close(figure)
+
+
+def plot_reliability(panels: list[tuple[str, ReliabilityBins]], target: Path) -> None:
+    """Write a PNG of reliability diagrams side by side, one per (title, bins) panel (Guo et al. 2017, fig. 1).
+
+    Each panel: accuracy per confidence bin as bars, the gap to the bin's mean confidence in red, the
+    diagonal of perfect calibration, the face count per bin below, and the ECE in the title.
+    """
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.8), squeeze=False)
+    for axis, (title, bins) in zip(axes[0], panels):
+        width = np.diff(bins.edges)
+        left, filled = bins.edges[:-1], bins.count > 0
+        accuracy = np.where(filled, bins.accuracy, 0.0)
+        confidence = np.where(filled, bins.confidence, 0.0)
+        axis.bar(left, accuracy, width, align="edge", color="tab:blue", edgecolor="black", label="accuracy")
+        low = np.minimum(accuracy, confidence)
+        axis.bar(left[filled], np.abs(confidence - accuracy)[filled], width[filled], bottom=low[filled],
+                 align="edge", fill=False, edgecolor="tab:red", hatch="//", label="gap to mean confidence")
+        axis.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+        for x, w, count in zip(left, width, bins.count):
+            if count:
+                axis.text(x + w / 2, 0.01, str(count), rotation=90, ha="center", va="bottom", fontsize=6,
+                          color="white")
+        axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability)", ylabel="accuracy",
+                 title=f"{title}\nECE {bins.ece:.3f} ({len(bins.count)} bins, {bins.n} faces)")
+        axis.set_aspect("equal")
+        axis.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
     figure.savefig(target, dpi=100)
     plt.close(figure)

@@ -1,0 +1,152 @@
+"""The one offline annotation path: read a file's frames, have a backend annotate them, draw, and write.
+
+    reader (media.read_frames) -> backend -> FrameRecord -> renderer (draw.render) -> annotated copy
+                                                        \\-> JSON lines (records.py)  \\-> timeline (timeline.py)
+
+Two backends answer frames with the same FrameRecords: `InProcessBackend` (the frame path and a
+FaceTracker in this process; fer-annotate) and the remote one in ferstream.client.headless (a fer-server
+in file mode; `fer-annotate --server`, `fer-client --headless`). Everything after the backend is the same
+code for both, so the JSON lines, the drawn copy and the timeline cannot differ in format.
+
+Plain Python, numpy and OpenCV: no gRPC here (the remote backend lives in the client package).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from ferstream.model.labels import EMOTIONS
+
+from .media import Frame, Media, MediaError, open_video_writer, write_image
+from .records import FaceRecord, FrameRecord, JsonLinesWriter, face_record_from_result, open_jsonl
+from .timeline import Timeline, timeline_paths
+from .tracking import DEFAULT_SMOOTHING_MS, FaceTracker
+
+if TYPE_CHECKING:  # the frame path loads the model runtime; only the types are needed here
+    from .draw import FaceAnnotation
+    from .framepath import DetectOptions, FramePath
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A backend's answer for one frame: its faces (highest detection score first) or, for a frame the
+    backend refused, no faces and the one-line reason."""
+
+    faces: list[FaceRecord]
+    error: str | None = None
+
+
+class Backend(Protocol):
+    """Annotates a file's frames, in order: one (frame, answer) per frame given, in the same order."""
+
+    def answers(self, frames: Iterable[Frame], still: bool) -> Iterator[tuple[Frame, Answer]]:
+        """still: the frames are one still image (no tracks); else a video's frames, each with time_ms."""
+        ...
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a run writes. annotated: the drawn copy (an image suffix for a still image, a VIDEO_CODECS
+    suffix for a video), None for none. jsonl: JSON lines, "-" for stdout, None for none. timeline: the
+    prefix of PREFIX.csv and PREFIX.png, written for videos only, None for none."""
+
+    annotated: Path | None = None
+    jsonl: Path | str | None = None
+    timeline: Path | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a run did: frames written, faces found, frames the backend refused, timeline tracks."""
+
+    frames: int
+    faces: int
+    errors: int = 0
+    tracks: int = 0
+
+
+class InProcessBackend:
+    """The frame path in this process (detect, align, crop, classify), and for a video a FaceTracker whose
+    probabilities are smoothed with time constant smoothing_ms (milliseconds of the video's time; 0 off).
+    Raises FrameError (bad or oversized input) from the frame path."""
+
+    def __init__(self, frame_path: FramePath, options: DetectOptions,
+                 smoothing_ms: float = DEFAULT_SMOOTHING_MS) -> None:
+        self.frame_path = frame_path
+        self.options = options
+        self.smoothing_ms = smoothing_ms
+
+    def answers(self, frames: Iterable[Frame], still: bool) -> Iterator[tuple[Frame, Answer]]:
+        """See Backend."""
+        tracker = None if still else FaceTracker()
+        for frame in frames:
+            annotated = self.frame_path.annotate(frame.image, self.options)
+            tracked = None
+            if tracker is not None:
+                tracked = tracker.track(annotated.faces, frame.time_ms or 0.0, self.smoothing_ms)
+            faces = [face_record_from_result(face, EMOTIONS, None if tracked is None else tracked[index])
+                     for index, face in enumerate(annotated.faces)]
+            yield frame, Answer(faces)
+
+
+def annotation_of(face: FaceRecord, number: int) -> FaceAnnotation:
+    """What the renderer draws for one face: a tracked face is numbered by its track id and labelled with
+    its track's smoothed emotion and probabilities (when smoothing is on); other faces with `number` (1, 2,
+    3... in answer order) and this frame's own."""
+    from .draw import FaceAnnotation
+
+    shown = face.track_probabilities or face.probabilities
+    emotion = max(shown, key=shown.__getitem__) if face.track_probabilities else face.emotion
+    probabilities = tuple(float(shown.get(name, 0.0)) for name in EMOTIONS)
+    return FaceAnnotation(face.box, emotion, probabilities, face.track_id or number)
+
+
+def annotate_media(media: Media, frames: Iterable[Frame], backend: Backend, outputs: Outputs) -> Result:
+    """Annotates every frame of media (read by `frames`, normally media.read_frames) through backend into
+    outputs.
+
+    Nothing is written before the first frame has been answered, so a file that cannot be decoded leaves no
+    empty outputs behind. A video is written at media.fps. Raises what the reader and the backend raise
+    (FrameError for bad input), MediaError when no frame could be read or the annotated copy cannot be
+    written, OSError when the JSON lines or the timeline cannot.
+    """
+    from .draw import render
+
+    timeline = Timeline() if outputs.timeline is not None and not media.still else None
+    frame_count = face_count = errors = 0
+    with ExitStack() as opened:
+        lines: JsonLinesWriter | None = None
+        writer = None
+        for frame, answer in backend.answers(frames, media.still):
+            height, width = frame.image.shape[:2]
+            record = FrameRecord(frame.index, width, height, answer.faces, frame.time_ms, answer.error)
+            if outputs.jsonl is not None:
+                if lines is None:
+                    lines = opened.enter_context(open_jsonl(outputs.jsonl))
+                lines.write(record)
+            if outputs.annotated is not None:
+                drawn = render(frame.image, [annotation_of(face, number)
+                                             for number, face in enumerate(answer.faces, start=1)]).image
+                if media.still:
+                    write_image(outputs.annotated, drawn)
+                else:
+                    if writer is None:
+                        writer = open_video_writer(outputs.annotated, (width, height), media.fps)
+                        opened.callback(writer.release)
+                    writer.write(drawn)
+            if timeline is not None:
+                timeline.add(record)
+            frame_count += 1
+            face_count += len(answer.faces)
+            errors += answer.error is not None
+    if frame_count == 0:
+        raise MediaError(f"{media.path}: no frame could be read")
+    if timeline is not None and outputs.timeline is not None:
+        table, plot = timeline_paths(outputs.timeline)
+        timeline.write_csv(table)
+        timeline.plot(plot, title=media.path.name)
+    return Result(frame_count, face_count, errors, len(timeline.track_ids) if timeline is not None else 0)
