@@ -2,6 +2,12 @@
 
 A detection is a true positive when it overlaps a hand-drawn box by IoU >= 0.5, each box matched
 at most once (best overlaps first). Every detector runs at its default threshold, as served.
+
+`python -m ferstream.bench.detectors` answers two more questions (Markdown tables):
+  --face-sizes   each network's recall per face height in the image it sees (the FaceSizes constants
+                 of pipeline/detectors.py come from this table)
+  --canvas WxH   speed and recall on the photos placed at their own resolution in WxH canvases, beside
+                 640x480 ones, at a min_face_px (what keeping small faces in large frames costs)
 """
 
 from __future__ import annotations
@@ -10,9 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ferstream.pipeline.detectors import Detection, DetectorKind, DetectorStatus, load_detectors
+import argparse
+import sys
 
-from .photos import Box, TestFrame
+import cv2
+import numpy as np
+
+from ferstream.pipeline.detectors import DEFAULT_MIN_FACE_PX, Detection, DetectorKind, DetectorStatus, load_detectors
+
+from .photos import Box, TestFrame, load_canvas_frames, read_boxes
 from .report import markdown_table
 from .timing import repeat_for
 
@@ -61,17 +73,19 @@ class DetectorScore:
     precision: float | None = None
 
 
-def score_detector(status: DetectorStatus, frames: Sequence[TestFrame], seconds: float) -> DetectorScore:
+def score_detector(status: DetectorStatus, frames: Sequence[TestFrame], seconds: float,
+                   min_face_px: int = DEFAULT_MIN_FACE_PX) -> DetectorScore:
+    """One detector timed over passes of all frames for about `seconds`, and scored on the first pass."""
     name = status.kind.name.lower()
     if not status.available:
         return DetectorScore(name, False, status.detail)
     detector = status.detector
     threshold = detector.default_threshold
-    detector.detect(frames[0].pixels, threshold)  # warm-up: first calls allocate and pick kernels
+    detector.detect(frames[0].pixels, threshold, min_face_px)  # warm-up: first calls allocate and pick kernels
     passes: list[list[list[Detection]]] = []
 
     def one_pass() -> None:
-        passes.append([detector.detect(frame.pixels, threshold) for frame in frames])
+        passes.append([detector.detect(frame.pixels, threshold, min_face_px) for frame in frames])
 
     measured = repeat_for(one_pass, seconds)
     found = passes[0]  # every pass finds the same boxes
@@ -132,3 +146,112 @@ def write_chart(scores: Sequence[DetectorScore], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def square(box: Box) -> tuple[float, float, float, float]:
+    """The square of the same area and centre: hand-drawn boxes are tight squares, detector boxes taller."""
+    left, top, width, height = box
+    side = (width * height) ** 0.5
+    return left + width / 2 - side / 2, top + height / 2 - side / 2, side, side
+
+
+FACE_HEIGHTS = (8, 12, 16, 18, 20, 24, 28, 32, 48, 64, 128, 192, 224, 256, 320, 400, 512)
+
+
+def face_size_recall(status: DetectorStatus, faces_dir: Path, heights: Sequence[int] = FACE_HEIGHTS,
+                     context: float = 2.5) -> list[tuple[int, int, int]]:
+    """(height, found, faces) per face height: each hand-boxed face of the shared photos scaled so its box is
+    `height` px tall, in a square window `context` times that (the photo's edge pixels carried out where it
+    ends), given to the detector's network as is (one level, no tiling); found when a detection's square
+    overlaps the box's square by IoU >= 0.5."""
+    faces = []
+    for name, boxes in sorted(read_boxes(faces_dir).items()):
+        photo = cv2.imread(str(faces_dir / name), cv2.IMREAD_COLOR)
+        faces.extend((photo, box) for box in boxes)
+    detector = status.detector
+    table = []
+    for height in heights:
+        found = 0
+        for photo, (x, y, width, box_height) in faces:
+            scale = height / box_height
+            side = int(round(context * height))
+            centre_x, centre_y = x + width / 2, y + box_height / 2
+            matrix = np.float32([[scale, 0, side / 2 - centre_x * scale], [0, scale, side / 2 - centre_y * scale]])
+            window = cv2.warpAffine(photo, matrix, (side, side), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE)
+            truth = square((side / 2 - width * scale / 2, side / 2 - height / 2, width * scale, height))
+            rows = detector.run(window, detector.default_threshold)
+            found += any(iou(truth, square((r[0], r[1], r[2] - r[0], r[3] - r[1]))) >= 0.5 for r in rows)
+        table.append((height, found, len(faces)))
+    return table
+
+
+def face_size_table(statuses: dict[DetectorKind, DetectorStatus], faces_dir: Path) -> str:
+    """Markdown: faces found per face height (px of the network's input), one column per detector."""
+    columns = {kind: face_size_recall(status, faces_dir) for kind, status in statuses.items() if status.available}
+    rows = [(height, *[f"{column[index][1]}/{column[index][2]}" for column in columns.values()])
+            for index, height in enumerate(FACE_HEIGHTS)]
+    return markdown_table(("face height px", *[kind.name.lower() for kind in columns]), rows)
+
+
+def canvas_table(statuses: dict[DetectorKind, DetectorStatus], faces_dir: Path, size: tuple[int, int],
+                 min_face_px: int, seconds: float) -> str:
+    """Markdown: ms per frame and faces found on 640x480 canvases and on `size` canvases of the same photos."""
+    rows = []
+    for frame_size in ((640, 480), size):
+        frames = load_canvas_frames(faces_dir, frame_size)
+        for kind, status in statuses.items():
+            score = score_detector(status, frames, seconds, min_face_px)
+            rows.append((f"{frame_size[0]}x{frame_size[1]}", score.detector, score.ms_per_frame,
+                         f"{score.matched}/{score.true_faces}") if score.available
+                        else (f"{frame_size[0]}x{frame_size[1]}", score.detector, None, "unavailable"))
+    return markdown_table(("canvas", "detector", "ms/frame", f"faces found (min_face_px {min_face_px})"), rows)
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """argparse type: WxH, both at least 640x480 (the photos must fit)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if width < 640 or height < 480:
+        raise argparse.ArgumentTypeError(f"the canvas must be at least 640x480, got {text}")
+    return width, height
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Prints the face-size and/or canvas tables; 0, or 1 with one line on stderr for missing data."""
+    from .paths import default_data_dir, default_models_dir, faces_dir
+
+    parser = argparse.ArgumentParser(prog="python -m ferstream.bench.detectors",
+                                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--face-sizes", action="store_true", help="recall per face height in the network's input")
+    parser.add_argument("--canvas", type=frame_size, default=None, metavar="WxH",
+                        help="time and score the detectors on WxH canvases beside 640x480 ones")
+    parser.add_argument("--min-face-px", type=int, default=DEFAULT_MIN_FACE_PX,
+                        help="min_face_px of the canvas runs (default: the server's, %(default)s)")
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="timing per detector and size (default: %(default)s)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="shared data folder (default: $FER_DATA_DIR)")
+    parser.add_argument("--models-dir", type=Path, default=None, help="detector weights (default: $FER_MODELS_DIR)")
+    args = parser.parse_args(argv)
+    if not args.face_sizes and args.canvas is None:
+        parser.error("give --face-sizes, --canvas WxH or both")
+    if args.min_face_px < 1:
+        parser.error("--min-face-px must be at least 1")
+    cv2.setNumThreads(1)
+    try:
+        statuses = load_detectors(args.models_dir or default_models_dir())
+        photos = faces_dir(args.data_dir or default_data_dir())
+        if args.face_sizes:
+            print(face_size_table(statuses, photos))
+        if args.canvas is not None:
+            print(canvas_table(statuses, photos, args.canvas, args.min_face_px, args.seconds))
+    except (OSError, ValueError) as error:
+        print(f"fer-bench detectors: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,7 @@
-"""The bench's test frames: every annotated photo in testdata/faces, resized to 640x480.
+"""The bench's test frames: every annotated photo in testdata/faces, resized to 640x480, or placed at its
+own resolution in a larger canvas (`load_canvas_frames`, for small faces in large frames).
 
-Each frame keeps its hand-drawn face boxes (scaled with it) and a JPEG copy, encoded once, which
+Each frame keeps its hand-drawn face boxes (scaled or moved with it) and a JPEG copy, encoded once, which
 is what the stream bench sends: clients pay for encoding once, not per frame.
 """
 
@@ -25,7 +26,7 @@ class TestFrame:
     __test__ = False  # not a pytest class, despite the name
 
     name: str
-    # 640x480 BGR.
+    # (H, W, 3) uint8 BGR: 640x480, or the canvas size.
     pixels: np.ndarray
     jpeg: bytes
     boxes: tuple[Box, ...]
@@ -63,4 +64,35 @@ def load_test_frames(faces_dir: Path) -> list[TestFrame]:
         if not ok:
             raise ValueError(f"{name}: cannot JPEG-encode")
         frames.append(TestFrame(name, pixels, jpeg.tobytes(), tuple(scale_box(box, scale_x, scale_y) for box in boxes)))
+    return frames
+
+
+def canvas(photo: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, int, int]:
+    """The photo at its own resolution in the middle of a width x height canvas whose surroundings are the
+    photo mirrored (content everywhere, as in a camera's frame; a flat fill skews Haar's histogram
+    equalisation), and the photo's (left, top) in it. ValueError when the photo is larger than the canvas."""
+    width, height = size
+    if photo.shape[1] > width or photo.shape[0] > height:
+        raise ValueError(f"a {photo.shape[1]}x{photo.shape[0]} photo does not fit a {width}x{height} canvas")
+    left, top = (width - photo.shape[1]) // 2, (height - photo.shape[0]) // 2
+    pixels = cv2.copyMakeBorder(photo, top, height - photo.shape[0] - top, left, width - photo.shape[1] - left,
+                                cv2.BORDER_REFLECT)
+    return pixels, left, top
+
+
+def load_canvas_frames(faces_dir: Path, size: tuple[int, int]) -> list[TestFrame]:
+    """The annotated photos that fit a width x height canvas, each at its own resolution in one (`canvas`),
+    boxes moved with it, in file name order; FileNotFoundError when missing."""
+    frames = []
+    for name, boxes in sorted(read_boxes(faces_dir).items()):
+        photo = cv2.imread(str(faces_dir / name), cv2.IMREAD_COLOR)
+        if photo is None:
+            raise FileNotFoundError(f"{faces_dir / name}: listed in the box files but not a readable image")
+        if photo.shape[1] > size[0] or photo.shape[0] > size[1]:
+            continue
+        pixels, left, top = canvas(photo, size)
+        ok, jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise ValueError(f"{name}: cannot JPEG-encode")
+        frames.append(TestFrame(name, pixels, jpeg.tobytes(), tuple((x + left, y + top, w, h) for x, y, w, h in boxes)))
     return frames

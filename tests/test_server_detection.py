@@ -1,4 +1,5 @@
-"""Detection quality and stream ordering against a real fer-server with the shared detector weights."""
+"""Detection quality, small faces in large frames, landmarks and stream ordering against a real fer-server with
+the shared detector weights."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import grpc
 import pytest
 
 from ferstream.bench.detectors import iou
+from ferstream.bench.photos import canvas
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
 
@@ -66,3 +68,62 @@ def test_every_frame_is_answered_in_order_or_listed_as_skipped(stub, faces_dir: 
         assert len(response.faces) >= 5  # six people in the photo
         # A frame listed as skipped is older than the next frame answered.
         assert all(i < response.frame_id or i not in answered for i in response.skipped_frame_ids)
+
+
+# Seven faces 37-55 px tall: found on a 640x480 canvas, and by no detector on 1920x1080 before detectors
+# kept a minimum face size (issue 17).
+SMALL_FACES_PHOTO = "2008_007676.jpg"
+
+
+def found_faces(stub, frame, boxes: list[Box], options: pb.AnnotateOptions) -> list[bool]:
+    """For each (left, top, width, height) box, whether a face of the server's answer matches it."""
+    import cv2
+
+    ok, png = cv2.imencode(".png", frame)
+    assert ok
+    response = stub.Annotate(pb.AnnotateRequest(image=pb.Image(encoded=png.tobytes()), options=options), timeout=60)
+    detected = [(f.box.x, f.box.y, f.box.width, f.box.height) for f in response.faces]
+    return [max((square_iou(box, other) for other in detected), default=0.0) >= 0.5 for box in boxes]
+
+
+@pytest.mark.parametrize("detector", [pb.DETECTOR_YUNET, pb.DETECTOR_SSD, pb.DETECTOR_HAAR])
+def test_a_1920x1080_canvas_finds_the_faces_a_640x480_one_does(stub, faces_dir: Path, face_boxes, detector) -> None:
+    import cv2
+
+    photo = cv2.imread(str(faces_dir / SMALL_FACES_PHOTO))
+    found = {}
+    for size in ((640, 480), (1920, 1080)):
+        frame, left, top = canvas(photo, size)
+        boxes = [(x + left, y + top, w, h) for x, y, w, h in face_boxes[SMALL_FACES_PHOTO]]
+        found[size] = found_faces(stub, frame, boxes, pb.AnnotateOptions(detector=detector))
+    small, large = found[(640, 480)], found[(1920, 1080)]
+    assert sum(small) >= 5, small  # the 640x480 canvas is where the photo's faces are found
+    assert all(large_found for small_found, large_found in zip(small, large) if small_found), (small, large)
+    if detector != pb.DETECTOR_HAAR:  # the cascade misses some of these faces at any size
+        assert all(small) and all(large)
+
+
+def test_min_face_px_of_a_request_sets_the_smallest_face_found(stub, faces_dir: Path, face_boxes) -> None:
+    import cv2
+
+    frame, left, top = canvas(cv2.imread(str(faces_dir / SMALL_FACES_PHOTO)), (1920, 1080))
+    boxes = [(x + left, y + top, w, h) for x, y, w, h in face_boxes[SMALL_FACES_PHOTO]]
+    assert all(found_faces(stub, frame, boxes, pb.AnnotateOptions()))  # the server's default: 40 px
+    # 37-53 px faces are below a 150 px minimum: the detector searches a copy too coarse to find them.
+    assert not any(found_faces(stub, frame, boxes, pb.AnnotateOptions(min_face_px=150)))
+
+
+def test_yunet_faces_carry_five_landmarks_and_the_others_none(stub, photo: bytes) -> None:
+    for detector, count in ((pb.DETECTOR_YUNET, 5), (pb.DETECTOR_SSD, 0), (pb.DETECTOR_HAAR, 0)):
+        response = stub.Annotate(pb.AnnotateRequest(image=pb.Image(encoded=photo),
+                                                    options=pb.AnnotateOptions(detector=detector)), timeout=60)
+        assert len(response.faces) == 3
+        for face in response.faces:
+            assert len(face.landmarks) == count
+            box = face.box
+            for point in face.landmarks:  # eyes, nose and mouth lie inside the face's box
+                assert box.x <= point.x <= box.x + box.width and box.y <= point.y <= box.y + box.height
+            if count:
+                right_eye, left_eye, nose, right_mouth, left_mouth = face.landmarks
+                assert right_eye.x < nose.x < left_eye.x and right_mouth.x < left_mouth.x  # the person's right on
+                assert max(right_eye.y, left_eye.y) < nose.y < min(right_mouth.y, left_mouth.y)  # the image's left

@@ -1,4 +1,5 @@
-"""Detector weights: the TensorFlow twin of the SSD, and checksum failures making a detector unavailable."""
+"""Detector weights (the TensorFlow twin of the SSD, checksum failures making a detector unavailable), and the
+levels and tiles that keep a minimum face size whatever the frame size."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
+import pytest
 
 from ferstream.pipeline.detectors import DetectorKind, default_detector, load_detectors, load_ssd
 
@@ -29,3 +32,60 @@ def test_tampered_weights_make_a_detector_unavailable(tmp_path: Path, fer_models
     assert not statuses[DetectorKind.YUNET].available
     assert "sha256 mismatch" in statuses[DetectorKind.YUNET].detail
     assert default_detector(statuses) == DetectorKind.SSD
+
+
+def test_levels_keep_the_minimum_face_size_at_any_frame_size() -> None:
+    from ferstream.pipeline.detectors import DEFAULT_MIN_FACE_PX, Level, YuNetDetector, fit_level, plan_levels
+
+    sizes = YuNetDetector.SIZES
+
+    def scales(width: int, height: int, min_face_px: int = DEFAULT_MIN_FACE_PX) -> list[float]:
+        whole = fit_level(width, height, YuNetDetector.WORK_SIDE)
+        return [round(level.scale_y, 4) for level in plan_levels(width, height, whole, sizes, min_face_px)]
+
+    assert scales(640, 480) == [0.5]  # the copy YuNet always searched: 640x480 costs what it did
+    assert scales(1920, 1080) == [0.5, round(320 / 1920, 4)]  # 40 px faces at 20 px, and the whole frame
+    assert scales(3840, 2160) == [0.5, 0.125]  # a 4x coarser level already holds faces as tall as the frame
+    assert scales(1920, 1080, 400) == [round(320 / 1920, 4)]  # large faces only: the whole-frame copy
+    assert scales(1920, 1080, 1)[0] == 1.0  # never upsampled
+    for width, height, min_face_px in ((1920, 1080, 40), (4096, 4096, 8), (640, 480, 25), (300, 7000, 30)):
+        levels = plan_levels(width, height, fit_level(width, height, 320), sizes, min_face_px)
+        assert levels[0].scale_y == min(1.0, max(sizes.smallest / min_face_px, levels[-1].scale_y))
+        for finer, coarser in zip(levels, levels[1:]):  # consecutive levels' face-size ranges touch
+            assert sizes.largest / finer.scale_y >= sizes.smallest / coarser.scale_y
+    with pytest.raises(ValueError):
+        plan_levels(640, 480, Level(0.5, 0.5), sizes, 0)
+
+
+@pytest.mark.parametrize("length,tile,overlap",
+                         [(1920, 1024, 88), (1025, 1024, 100), (5000, 1024, 408), (900, 1024, 88)])
+def test_tiles_cover_the_image_with_the_overlap(length: int, tile: int, overlap: int) -> None:
+    from ferstream.pipeline.detectors import tile_spans
+
+    spans = tile_spans(length, tile, overlap)
+    assert spans[0][0] == 0 and spans[-1][0] + spans[-1][1] == length
+    assert all(size <= tile for _, size in spans)
+    for (start, size), (next_start, _) in zip(spans, spans[1:]):
+        assert start + size - next_start >= overlap - 1  # rounding may take one pixel
+
+
+def test_tiled_detection_finds_each_face_once_as_one_large_image_does(fer_models_dir: Path, faces_dir: Path) -> None:
+    from ferstream.bench.detectors import count_matches
+    from ferstream.pipeline.detectors import Search, TILE_SIDE, detect_in_levels, plan_levels, fit_level
+
+    detector = load_detectors(fer_models_dir)[DetectorKind.YUNET].detector
+    photo = cv2.imread(str(faces_dir / "2008_007676.jpg"))  # seven faces, 37-53 px tall
+    frame = np.full((2160, 3840, 3), 120, np.uint8)
+    # Copies straddling the 3840x2160 frame's tile borders (tiles are at most TILE_SIDE px) and one inside.
+    corners = [(800, 300), (1700, 1500), (2900, 900), (200, 1600)]
+    for left, top in corners:
+        frame[top:top + photo.shape[0], left:left + photo.shape[1]] = photo
+    min_face_px = 20  # full resolution: the level is larger than a tile and is cut into several
+    levels = plan_levels(3840, 2160, fit_level(3840, 2160, detector.WORK_SIDE), detector.SIZES, min_face_px)
+    assert levels[0].scale_y == 1.0 and 3840 > TILE_SIDE
+    tiled = detector.detect(frame, detector.default_threshold, min_face_px)
+    untiled = Search(detector.run, cv2.INTER_AREA, tiled=False)
+    whole = detect_in_levels(frame, levels, untiled, detector.default_threshold)
+    boxes = [(d.x, d.y, d.width, d.height) for d in tiled]
+    assert len(whole) >= 4 * 6
+    assert count_matches(boxes, [(d.x, d.y, d.width, d.height) for d in whole]) == len(whole) == len(tiled)

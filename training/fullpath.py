@@ -1,0 +1,440 @@
+"""fer-eval-path: what the whole frame path (detect -> align -> crop -> classify) loses against direct crops.
+
+  fer-eval-path faces   FER2013 PublicTest faces placed into larger frames (upscaled, with surroundings,
+                        shifted; upright, rolled, or cut at a frame edge), run through the served frame
+                        path with alignment on and off, scored beside the classifier on the same 48x48
+                        crops and beside the share of faces the detector did not find.
+  fer-eval-path border  the shared photos cut 2 px beyond each detected face box on each side in turn:
+                        how often the face's top emotion stays what it was in the whole photo.
+
+Both run pipeline.framepath as the server does (its detectors, crops and served classifier); rows with
+alignment off or another fill re-cut the same detections with that one setting changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ferstream.model.labels import EMOTIONS
+from ferstream.pipeline.crops import FILL, Fill, face_crops
+from ferstream.pipeline.detectors import DEFAULT_MIN_FACE_PX, Detection, DetectorKind
+from ferstream.pipeline.framepath import DetectOptions, FramePath, load_frame_path, set_thread_counts
+from ferstream.pipeline.settings import MAX_FACES, MAX_PIXELS, default_models_dir
+
+from .data import DatasetError, load_dataset
+
+# Frame the faces are placed in, and the side of a placed 48x48 face: 3x upscaled, about the size of a
+# face a webcam sees at arm's length in 640x480.
+FRAME_SIZE = (640, 480)
+FACE_PX = 144
+# Largest roll of the rolled condition, degrees either way (issue 18: heads and cameras tilt about this much).
+ROLL_DEGREES = 20.0
+# Surroundings: the face's edge pixels carried out to the frame's edges and blurred this much (px): a soft
+# scene in the face's own tones with no second face in it; the face is blended in over FEATHER_PX.
+SURROUND_SIGMA = 24.0
+FEATHER_PX = 8
+# How far beyond the detected box the frame edge is put in the edge and border conditions (issue 18).
+CUT_PX = 2
+SIDES = ("left", "top", "right", "bottom")
+
+
+def feather_mask(side: int, feather: int) -> np.ndarray:
+    """(side, side) float32 weights: 1 inside, falling linearly to 0 over `feather` px at every edge."""
+    ramp = np.clip((np.arange(side, dtype=np.float32) + 0.5) / feather, 0.0, 1.0)
+    ramp = np.minimum(ramp, ramp[::-1])
+    return np.minimum.outer(ramp, ramp)
+
+
+def place_face(face: np.ndarray, centre: tuple[float, float], roll: float, frame_size: tuple[int, int] = FRAME_SIZE,
+               face_px: int = FACE_PX) -> np.ndarray:
+    """An (H, W, 3) uint8 BGR frame with a (48, 48) uint8 grey face upscaled to face_px, centred at `centre`
+    (px), turned by `roll` degrees counter-clockwise about its centre, in blurred surroundings grown from its
+    edges. The face must lie inside the frame (random_centre); ValueError otherwise."""
+    width, height = frame_size
+    if not (face_px / 2 <= centre[0] <= width - face_px / 2 and face_px / 2 <= centre[1] <= height - face_px / 2):
+        raise ValueError(f"a {face_px} px face centred at {centre} leaves the {width}x{height} frame")
+    big = cv2.resize(face, (face_px, face_px), interpolation=cv2.INTER_CUBIC)
+    left, top = int(round(centre[0] - face_px / 2)), int(round(centre[1] - face_px / 2))
+    scene = cv2.copyMakeBorder(big, top, height - top - face_px, left, width - left - face_px, cv2.BORDER_REPLICATE)
+    scene = cv2.GaussianBlur(scene.astype(np.float32), (0, 0), SURROUND_SIGMA)
+    big = big.astype(np.float32)
+    alpha = feather_mask(face_px, FEATHER_PX)
+    window = scene[top:top + face_px, left:left + face_px]
+    window[:] = alpha * big + (1.0 - alpha) * window
+    if roll:
+        turn = cv2.getRotationMatrix2D(centre, roll, 1.0)
+        scene = cv2.warpAffine(scene, turn, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return cv2.cvtColor(np.clip(scene + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
+def random_centre(rng: np.random.Generator, frame_size: tuple[int, int], face_px: int) -> tuple[float, float]:
+    """A uniformly random face centre keeping a face_px square inside the frame at any roll (0.71 face_px
+    from every edge)."""
+    reach = 0.71 * face_px
+    width, height = frame_size
+    if min(width, height) < 2 * reach:
+        raise ValueError(f"a {face_px} px face does not fit a {width}x{height} frame")
+    return float(rng.uniform(reach, width - reach)), float(rng.uniform(reach, height - reach))
+
+
+def nearest_face(detections: Sequence[Detection], centre: tuple[float, float], face_px: float) -> int | None:
+    """Index of the detection whose box centre is nearest `centre`, if within face_px / 2; else None."""
+    best, best_distance = None, face_px / 2.0
+    for index, box in enumerate(detections):
+        distance = float(np.hypot(box.x + box.width / 2.0 - centre[0], box.y + box.height / 2.0 - centre[1]))
+        if distance <= best_distance:
+            best, best_distance = index, distance
+    return best
+
+
+def cut_beyond(frame: np.ndarray, box: Detection, side: str, cut_px: int = CUT_PX) -> tuple[np.ndarray, int, int]:
+    """The frame cut cut_px beyond one side of the box (clamped to the frame), with the (x, y) offset of the
+    cut frame's origin in the original."""
+    height, width = frame.shape[:2]
+    left, top, right, bottom = 0, 0, width, height
+    if side == "left":
+        left = max(0, box.x - cut_px)
+    elif side == "top":
+        top = max(0, box.y - cut_px)
+    elif side == "right":
+        right = min(width, box.x + box.width + cut_px)
+    elif side == "bottom":
+        bottom = min(height, box.y + box.height + cut_px)
+    else:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+    return np.ascontiguousarray(frame[top:bottom, left:right]), left, top
+
+
+def moved(box: Detection, dx: float, dy: float) -> Detection:
+    """The detection shifted by (dx, dy) px, landmarks included (rounded box corners)."""
+    return replace(box, x=int(round(box.x + dx)), y=int(round(box.y + dy)),
+                   landmarks=tuple((x + dx, y + dy) for x, y in box.landmarks))
+
+
+@dataclass(frozen=True)
+class Found:
+    """One frame's face as the path found it: the frame, the matched detection and its default crop."""
+
+    frame: np.ndarray
+    box: Detection
+    crop: np.ndarray
+
+
+def find(path: FramePath, frame: np.ndarray, centre: tuple[float, float], face_px: float,
+         options: DetectOptions) -> Found | None:
+    """The path's detection nearest the placed face, with the crop the path itself cut; None when missed."""
+    detected = path.detect(frame, options)
+    index = nearest_face(detected.detections, centre, face_px)
+    if index is None:
+        return None
+    return Found(frame, detected.detections[index], detected.crops[index])
+
+
+def crop_of(found: Found, align: bool, fill: Fill) -> np.ndarray:
+    """The (48, 48) crop the path cut, or the same detection re-cut with align/fill changed."""
+    if align and fill is FILL:
+        return found.crop
+    return face_crops(found.frame, [found.box], align=align, fill=fill)[0]
+
+
+@dataclass(frozen=True)
+class PathRow:
+    """One condition with alignment on or off; accuracies are fractions 0-1 of `faces`."""
+
+    condition: str
+    alignment: bool
+    faces: int
+    not_found: float
+    # Not found counts as wrong.
+    path_accuracy: float
+    # Over the faces found only.
+    found_accuracy: float
+    # The classifier on the same faces' 48x48 crops: all of them, and those the path found.
+    direct_accuracy: float
+    direct_found_accuracy: float
+    # Edge condition only: share of found faces whose top emotion is what the uncut frame's was.
+    unchanged: float | None = None
+
+
+def predict(path: FramePath, found: Sequence[Found | None], align: bool, fill: Fill) -> np.ndarray:
+    """(N,) EMOTIONS index of each found face's top class, -1 where the face was not found."""
+    predicted = np.full(len(found), -1)
+    hits = [index for index, face in enumerate(found) if face is not None]
+    if hits:
+        predicted[hits] = path.classify(np.stack([crop_of(found[index], align, fill) for index in hits])).argmax(axis=1)
+    return predicted
+
+
+def score(condition: str, align: bool, labels: np.ndarray, direct: np.ndarray, predicted: np.ndarray,
+          reference: np.ndarray | None = None) -> PathRow:
+    """A PathRow from one condition's predictions (-1: not found) beside the direct-crop predictions; with a
+    reference (the uncut frames' predictions, -1 where missed), the share of faces found in both that kept
+    their top class."""
+    found = predicted >= 0
+    correct = predicted == labels
+    unchanged = None
+    if reference is not None:
+        both = found & (reference >= 0)
+        unchanged = float((predicted[both] == reference[both]).mean()) if both.any() else 0.0
+    direct_correct = direct == labels
+    return PathRow(condition, align, len(labels), float(1.0 - found.mean()), float(correct.mean()),
+                   float(correct[found].mean()) if found.any() else 0.0, float(direct_correct.mean()),
+                   float(direct_correct[found].mean()) if found.any() else 0.0, unchanged)
+
+
+@dataclass(frozen=True)
+class FacesReport:
+    """fer-eval-path faces: settings and rows."""
+
+    data: str
+    model: str
+    detector: str
+    fill: str
+    min_face_px: int
+    frame_size: tuple[int, int]
+    face_px: int
+    roll_degrees: float
+    seed: int
+    rows: list[PathRow]
+
+
+def evaluate_faces(path: FramePath, images: np.ndarray, labels: np.ndarray, options: DetectOptions, seed: int,
+                   roll: float, fill: Fill, frame_size: tuple[int, int] = FRAME_SIZE,
+                   face_px: int = FACE_PX) -> list[PathRow]:
+    """Rows for upright, rolled (uniform within +-roll degrees) and edge-cut placements, alignment on and off.
+
+    images: (N, 48, 48) uint8 grey; labels: (N,) EMOTIONS indices. The placement of images[i] (centre, roll,
+    edge) draws from numpy's default_rng((seed, i)), so a run is repeatable.
+    """
+    direct = path.classify(images).argmax(axis=1)
+    rolled_name = f"rolled ±{roll:g}°"
+    conditions: dict[str, list[Found | None]] = {"upright": [], rolled_name: [], "edge cut": []}
+    for index, face in enumerate(images):
+        rng = np.random.default_rng((seed, index))
+        centre = random_centre(rng, frame_size, face_px)
+        angle = float(rng.uniform(-roll, roll))
+        side = SIDES[int(rng.integers(len(SIDES)))]
+        upright = find(path, place_face(face, centre, 0.0, frame_size, face_px), centre, face_px, options)
+        conditions["upright"].append(upright)
+        rolled = place_face(face, centre, angle, frame_size, face_px)
+        conditions[rolled_name].append(find(path, rolled, centre, face_px, options))
+        edge = None
+        if upright is not None:
+            frame, dx, dy = cut_beyond(upright.frame, upright.box, side)
+            edge = find(path, frame, (centre[0] - dx, centre[1] - dy), face_px, options)
+        conditions["edge cut"].append(edge)
+    rows = []
+    for align in (True, False):
+        uncut = predict(path, conditions["upright"], align, fill)
+        for name, found in conditions.items():
+            predicted = uncut if name == "upright" else predict(path, found, align, fill)
+            rows.append(score(name, align, labels, direct, predicted, uncut if name == "edge cut" else None))
+    return rows
+
+
+@dataclass(frozen=True)
+class BorderReport:
+    """fer-eval-path border: per side and in all, how many cuts kept the top emotion.
+
+    same_box: the detection of the whole photo moved into the cut frame (the crop alone changes);
+    redetected: the cut frame through the whole path, matched to that detection by centre (lost: not found).
+    """
+
+    faces_dir: str
+    model: str
+    detector: str
+    fill: str
+    alignment: bool
+    cut_px: int
+    faces: int
+    cuts: int
+    same_box_unchanged: int
+    redetected_unchanged: int
+    redetected: int
+    lost: int
+
+    def to_text(self) -> str:
+        """A Markdown table of the counts and shares."""
+        same = self.same_box_unchanged / self.cuts if self.cuts else 0.0
+        again = self.redetected_unchanged / self.redetected if self.redetected else 0.0
+        return "\n".join([
+            "| faces | cuts | top emotion unchanged, same box | unchanged, detected again | not found again |",
+            "|---:|---:|---:|---:|---:|",
+            f"| {self.faces} | {self.cuts} | {self.same_box_unchanged} ({same:.1%}) | "
+            f"{self.redetected_unchanged}/{self.redetected} ({again:.1%}) | {self.lost} |",
+        ])
+
+
+def photo_paths(faces_dir: Path) -> list[Path]:
+    """Every JPEG or PNG in faces_dir, sorted; DatasetError when there is none."""
+    paths = sorted(path for path in faces_dir.iterdir() if path.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not paths:
+        raise DatasetError(f"{faces_dir}: no .jpg or .png photos")
+    return paths
+
+
+def evaluate_border(path: FramePath, faces_dir: Path, options: DetectOptions, align: bool, fill: Fill,
+                    cut_px: int = CUT_PX) -> BorderReport:
+    """Every face the path finds in every photo of faces_dir, cut cut_px beyond each side of its box in turn
+    (sides where the photo ends sooner are skipped); see BorderReport."""
+    faces = cuts = same_box = again = redetected = lost = 0
+    for photo_path in photo_paths(faces_dir):
+        photo = cv2.imread(str(photo_path), cv2.IMREAD_COLOR)
+        if photo is None:
+            raise DatasetError(f"{photo_path}: not a readable image")
+        height, width = photo.shape[:2]
+        boxes = path.detect(photo, options).detections
+        faces += len(boxes)
+        if not boxes:
+            continue
+        before = path.classify(face_crops(photo, boxes, align=align, fill=fill)).argmax(axis=1)
+        for box, top_class in zip(boxes, before):
+            for side in SIDES:
+                frame, dx, dy = cut_beyond(photo, box, side, cut_px)
+                if frame.shape[:2] == (height, width):
+                    continue
+                cuts += 1
+                shifted = moved(box, -dx, -dy)
+                crop = face_crops(frame, [shifted], align=align, fill=fill)
+                same_box += int(path.classify(crop).argmax() == top_class)
+                centre = (shifted.x + shifted.width / 2.0, shifted.y + shifted.height / 2.0)
+                found = find(path, frame, centre, max(box.width, box.height), options)
+                if found is None:
+                    lost += 1
+                    continue
+                redetected += 1
+                again += int(path.classify(crop_of(found, align, fill)[None]).argmax() == top_class)
+    return BorderReport(str(faces_dir), str(path.classifier.path), (options.detector or path.default_detector).name,
+                        fill.value, align, cut_px, faces, cuts, same_box, again, redetected, lost)
+
+
+def faces_table(report: FacesReport) -> str:
+    """A Markdown table of the rows, percentages with one decimal."""
+    lines = ["| condition | alignment | faces | not found | path accuracy | direct-crop accuracy | path accuracy, "
+             "found faces | direct-crop accuracy, found faces | top emotion as uncut |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in report.rows:
+        unchanged = "" if row.unchanged is None else f"{row.unchanged:.1%}"
+        lines.append(f"| {row.condition} | {'on' if row.alignment else 'off'} | {row.faces} | {row.not_found:.1%} | "
+                     f"{row.path_accuracy:.1%} | {row.direct_accuracy:.1%} | {row.found_accuracy:.1%} | "
+                     f"{row.direct_found_accuracy:.1%} | {unchanged} |")
+    return "\n".join(lines)
+
+
+def default_test_dir() -> Path:
+    """$FER_DATA_DIR/datasets/fer2013/test (PublicTest), FER_DATA_DIR defaulting to ../shared."""
+    return Path(os.environ.get("FER_DATA_DIR", "../shared")) / "datasets" / "fer2013" / "test"
+
+
+def default_faces_dir() -> Path:
+    """$FER_DATA_DIR/testdata/faces, FER_DATA_DIR defaulting to ../shared."""
+    return Path(os.environ.get("FER_DATA_DIR", "../shared")) / "testdata" / "faces"
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def roll_degrees(text: str) -> float:
+    """argparse type: degrees within 0-45."""
+    value = float(text)
+    if not 0.0 <= value <= 45.0:
+        raise argparse.ArgumentTypeError(f"must be within 0-45 degrees, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """fer-eval-path's options; argparse exits 2 on a bad one."""
+    parser = argparse.ArgumentParser(prog="fer-eval-path", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", type=Path, default=None,
+                        help="served .onnx or PyTorch model file (default: $FER_MODEL or the shipped model)")
+    common.add_argument("--models-dir", type=Path, default=None,
+                        help="detector weights (default: $FER_MODELS_DIR, else $FER_DATA_DIR/models)")
+    common.add_argument("--detector", choices=[kind.name.lower() for kind in DetectorKind], default=None,
+                        help="face detector (default: the server's default, the most accurate available)")
+    common.add_argument("--min-face-px", type=positive_int, default=None,
+                        help="smallest face to find, px of the frame (default: the server's default, "
+                             f"{DEFAULT_MIN_FACE_PX}); smaller searches finer copies of the frame")
+    common.add_argument("--fill", choices=[fill.value for fill in Fill], default=FILL.value,
+                        help="what fills a crop where it leaves the frame (default: %(default)s, as served)")
+    common.add_argument("--threads", type=positive_int, default=1,
+                        help="OpenCV and classifier threads (default: %(default)s)")
+    common.add_argument("--json", action="store_true", help="print one JSON object instead of a Markdown table")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    faces = commands.add_parser("faces", parents=[common], help="FER2013 faces placed into frames",
+                                description="FER2013 PublicTest faces upscaled into larger frames, upright, rolled "
+                                            "and cut at an edge, through the whole path; alignment on and off.")
+    faces.add_argument("data", nargs="?", type=Path, default=None,
+                       help=f"PublicTest faces (default: {default_test_dir()})")
+    faces.add_argument("--limit", type=positive_int, default=None,
+                       help="score this many faces, drawn at random with --seed (default: all)")
+    faces.add_argument("--seed", type=int, default=0, help="placement and sampling seed (default: %(default)s)")
+    faces.add_argument("--roll", type=roll_degrees, default=ROLL_DEGREES,
+                       help="largest roll of the rolled condition, degrees either way (default: %(default)s)")
+
+    border = commands.add_parser("border", parents=[common], help="photos cut 2 px beyond each face",
+                                 description="Each face the path finds in the shared photos, with the photo cut "
+                                             f"{CUT_PX} px beyond its box on each side in turn: is the top emotion "
+                                             "unchanged?")
+    border.add_argument("faces_dir", nargs="?", type=Path, default=None,
+                        help=f"folder of photos (default: {default_faces_dir()})")
+    border.add_argument("--no-align", action="store_true", help="crop without alignment")
+    return parser
+
+
+def run(args: argparse.Namespace) -> str:
+    """Runs the chosen command; the report as Markdown, or JSON with --json. Raises DatasetError,
+    FileNotFoundError or ValueError for bad input."""
+    set_thread_counts(args.threads)
+    path = load_frame_path(args.models_dir or default_models_dir(), args.model, tuple(range(len(EMOTIONS))),
+                           MAX_PIXELS, MAX_FACES)
+    detector = DetectorKind[args.detector.upper()] if args.detector else None
+    options = DetectOptions(detector=detector, min_face_px=args.min_face_px or 0)
+    fill = Fill(args.fill)
+    detector_name = (detector or path.default_detector).name
+    if args.command == "border":
+        report = evaluate_border(path, args.faces_dir or default_faces_dir(), options, not args.no_align, fill)
+        return json.dumps(asdict(report)) if args.json else report.to_text()
+    data = args.data or default_test_dir()
+    faces = load_dataset(data, "PublicTest")
+    chosen = np.arange(len(faces))
+    if args.limit is not None and args.limit < len(faces):
+        chosen = np.sort(np.random.default_rng(args.seed).choice(len(faces), args.limit, replace=False))
+    rows = evaluate_faces(path, faces.images[chosen], faces.labels[chosen], options, args.seed, args.roll, fill)
+    report = FacesReport(str(data), str(path.classifier.path), detector_name, fill.value,
+                         options.min_face_px or path.min_face_px, FRAME_SIZE, FACE_PX, args.roll, args.seed, rows)
+    return json.dumps(asdict(report)) if args.json else faces_table(report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """fer-eval-path's command line: 0 with the report, 2 for bad input (one line on stderr), 1 on Ctrl-C."""
+    args = build_parser().parse_args(argv)
+    try:
+        print(run(args))
+    except (DatasetError, FileNotFoundError, ValueError) as error:
+        print(f"fer-eval-path: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fer-eval-path: interrupted", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
