@@ -33,14 +33,15 @@ proto-check: proto
 # - runs/w025: a 40-epoch plan stopped by hand after 13 epochs and resumed with the cosine schedule
 #   re-planned to end at epoch 28 (first session); runs/w025-long: 54 more epochs from its best weights,
 #   a fresh schedule and lighter erasing (second session). Its best.pt is the first shipped model.
-# - runs/w050: that model grown to width 0.5 (Net2WiderNet) for a 36-epoch schedule, stopped by hand
-#   after W050_FIRST_EPOCHS epochs and resumed by the fer-train that equalises crops.
+# - runs/w050 (sixth session): that model grown to width 0.5 (Net2WiderNet) for a 36-epoch
+#   schedule, stopped by hand after 12 epochs; resumed with the schedule re-planned to end at epoch 20 and
+#   stopped after 2 more (the test suite and helpers shared the two cores, so epochs took 3-18 minutes);
+#   resumed for its last 6 epochs by the fer-train that equalises crops.
 # Commands run before fer-train equalised crops trained on the JPEGs' pixels as read; --no-equalize
 # makes today's fer-train do the same (the JPEGs are equalised already, so it changes little).
 # On a machine without runs/: `make train INIT=model/shipped/ferstream-emotion.pt` starts runs/w050 from
 # the committed model file instead of replaying the w025 stages.
 INIT ?=
-W050_FIRST_EPOCHS ?= 10
 FER2013 = $(FER_DATA_DIR)/datasets/fer2013
 train:
 ifeq ($(INIT),)
@@ -51,7 +52,8 @@ ifeq ($(INIT),)
 		--epochs 54 --erase-probability 0.25 --seed 1 --no-equalize
 endif
 	fer-train --data $(FER2013) --out runs/w050 --init $(or $(INIT),runs/w025-long/best.pt) --width 0.5 --dropout 0.1 \
-		--lr 0.02 --epochs 36 --erase-probability 0.25 --seed 5 --no-equalize --stop-after $(W050_FIRST_EPOCHS)
+		--lr 0.02 --epochs 36 --erase-probability 0.25 --seed 5 --no-equalize --stop-after 12
+	fer-train --out runs/w050 --resume --epochs 20 --stop-after 2
 	fer-train --out runs/w050 --resume --equalize
 
 # The GPU recipe (training/gpu_recipe.py): the full-width reference VGG as a teacher, bf16 on one CUDA GPU

@@ -51,24 +51,19 @@ def test_two_streams_share_one_classifier_call(batching_server, lockstep_stream,
         # First frames one after the other: both streams are open and their detectors warm.
         face_counts = [len(stream.send(stream_frame(1, photo)).faces) for stream, photo in zip(streams, photos)]
         assert face_counts == [3, 2]
-        before = scrape(url)
-        start = threading.Barrier(len(streams))
-        answers: dict[int, pb.StreamAnnotateResponse] = {}
-
-        def send(number: int) -> None:
-            start.wait()
-            answers[number] = streams[number].send(stream_frame(2, photos[number]))
-
-        threads = [threading.Thread(target=send, args=(number,)) for number in range(len(streams))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-        after = scrape(url)
+        # A batch waits only for frames already submitted, so the two frames must reach the server while
+        # the other is still being detected; on a loaded machine one round can miss that, so a few rounds
+        # are allowed and one of them must share its call.
+        for frame_id in range(2, 7):
+            before = scrape(url)
+            answers = send_together(streams, frame_id, photos)
+            after = scrape(url)
+            assert [len(answers[number].faces) for number in (0, 1)] == [3, 2]
+            if [answers[number].timing.batch_faces for number in (0, 1)] == [5, 5]:
+                break
         for stream in streams:
             assert stream.close() == []
 
-    assert [len(answers[number].faces) for number in (0, 1)] == [3, 2]
     # Each answer says its frame was classified in a call of 3 + 2 crops: the other stream's were in it.
     assert [answers[number].timing.batch_faces for number in (0, 1)] == [5, 5]
 
@@ -77,6 +72,23 @@ def test_two_streams_share_one_classifier_call(batching_server, lockstep_stream,
 
     assert grew("ferstream_batch_frames_count") == 1 and grew("ferstream_batch_frames_sum") == 2
     assert grew("ferstream_batch_faces_sum") == 5
+
+
+def send_together(streams: list, frame_id: int, photos: list[bytes]) -> dict[int, pb.StreamAnnotateResponse]:
+    """Each stream sends one frame at the same moment (threads behind a barrier); their answers by stream."""
+    start = threading.Barrier(len(streams))
+    answers: dict[int, pb.StreamAnnotateResponse] = {}
+
+    def send(number: int) -> None:
+        start.wait()
+        answers[number] = streams[number].send(stream_frame(frame_id, photos[number]))
+
+    threads = [threading.Thread(target=send, args=(number,)) for number in range(len(streams))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return answers
 
 
 def test_the_server_drops_a_job_whose_deadline_passed_before_any_work(fer_models_dir: Path) -> None:
