@@ -3,7 +3,7 @@ FER_DATA_DIR ?= ../shared
 export FER_DATA_DIR
 export FER_MODELS_DIR ?= $(FER_DATA_DIR)/models
 
-.PHONY: install test test-deps proto proto-check train train-gpu run-server run-client
+.PHONY: install test test-deps proto proto-check train train-w050 train-gpu run-server run-client
 
 # Development install: serving (no torch) + [train] + tests. torch first, alone, so pip takes the pinned CPU
 # wheel that pip's configured find-links/index offer here (offline); then ".[dev]" finds it satisfied.
@@ -28,19 +28,13 @@ proto:
 proto-check: proto
 	git diff --exit-code -- protos
 
-# Replays the chain of commands behind the model being trained for shipping (runs/w050), as its model
-# files record them (`python -m ferstream.training.provenance runs/w050/final.pt` prints the chain):
-# - runs/w025: a 40-epoch plan stopped by hand after 13 epochs and resumed with the cosine schedule
-#   re-planned to end at epoch 28 (first session); runs/w025-long: 54 more epochs from its best weights,
-#   a fresh schedule and lighter erasing (second session). Its best.pt is the first shipped model.
-# - runs/w050 (sixth session): that model grown to width 0.5 (Net2WiderNet) for a 36-epoch
-#   schedule, stopped by hand after 12 epochs; resumed with the schedule re-planned to end at epoch 20 and
-#   stopped after 2 more (the test suite and helpers shared the two cores, so epochs took 3-18 minutes);
-#   resumed for its last 6 epochs by the fer-train that equalises crops.
-# Commands run before fer-train equalised crops trained on the JPEGs' pixels as read; --no-equalize
-# makes today's fer-train do the same (the JPEGs are equalised already, so it changes little).
-# On a machine without runs/: `make train INIT=model/shipped/ferstream-emotion.pt` starts runs/w050 from
-# the committed model file instead of replaying the w025 stages.
+# Replays the chain of commands behind the shipped model (model/shipped/ferstream-emotion.pt; its meta
+# records the chain): a 40-epoch plan stopped by hand after 13 epochs and resumed with the cosine schedule
+# re-planned to end at epoch 28 (first session); then 54 more epochs from its best weights with a fresh
+# schedule and lighter erasing (second session). runs/w025-long/best.pt is the shipped model. Those runs
+# trained on the JPEGs' pixels as read; --no-equalize makes today's fer-train do the same.
+# On a machine without runs/: `make train INIT=model/shipped/ferstream-emotion.pt` continues the committed
+# model with the second stage's recipe instead (a fresh schedule from its weights).
 INIT ?=
 FER2013 = $(FER_DATA_DIR)/datasets/fer2013
 train:
@@ -50,7 +44,16 @@ ifeq ($(INIT),)
 	fer-train --out runs/w025 --resume --epochs 28
 	fer-train --data $(FER2013) --out runs/w025-long --init runs/w025/best.pt --width 0.25 --dropout 0.1 --lr 0.02 \
 		--epochs 54 --erase-probability 0.25 --seed 1 --no-equalize
+else
+	fer-train --data $(FER2013) --out runs/continued --init $(INIT) --width 0.25 --dropout 0.1 --lr 0.02 \
+		--epochs 54 --erase-probability 0.25 --seed 1 --no-equalize
 endif
+
+# The sixth session's experiment, not shipped (docs/model-card.md): the shipped model grown to width 0.5
+# (Net2WiderNet), a 36-epoch schedule stopped by hand after 12 epochs, re-planned to end at epoch 20 and
+# stopped after 2 more (helpers' tests shared the two cores, so epochs took 3-18 minutes), then its last 6
+# epochs by the fer-train that equalises crops. Needs runs/w025-long/best.pt (or INIT=the shipped model).
+train-w050:
 	fer-train --data $(FER2013) --out runs/w050 --init $(or $(INIT),runs/w025-long/best.pt) --width 0.5 --dropout 0.1 \
 		--lr 0.02 --epochs 36 --erase-probability 0.25 --seed 5 --no-equalize --stop-after 12
 	fer-train --out runs/w050 --resume --epochs 20 --stop-after 2

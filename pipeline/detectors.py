@@ -342,6 +342,8 @@ class YuNetDetector:
         _, faces = self.model.detect(image)
         if faces is None:
             return np.zeros((0, 15))
+        # Hostile images (the fuzz test's) can make YuNet emit NaN or infinite rows; they are no faces.
+        faces = faces[np.isfinite(faces).all(axis=1)]
         # YuNet's row: x, y, w, h, 5 landmark x, y pairs, score.
         x, y, w, h = faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 3]
         return np.column_stack([x, y, x + w, y + h, faces[:, 14], faces[:, 4:14]]).astype(np.float64)

@@ -136,3 +136,18 @@ def test_the_served_form_folds_batch_norm_and_keeps_the_outputs(small_test_folde
     crops = load_dataset(small_test_folder).images
     np.testing.assert_allclose(served(crops), trained(crops), atol=1e-5)
     assert (served(crops).argmax(1) == trained(crops).argmax(1)).all()
+
+
+# The shipped model's PublicTest accuracy as README and docs/model-card.md state it; a new model file, a
+# changed preprocessing or runtime, or a stale README makes this fail, so model and documents cannot drift apart.
+SHIPPED_PUBLIC_TEST_ACCURACY = 0.6609
+README_HEADLINE = "**66.1 %**"
+
+
+def test_the_shipped_model_scores_what_readme_says_on_public_test(shared: Path, capsys) -> None:
+    assert eval_main([str(shared / "datasets" / "fer2013" / "test"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 3589
+    assert round(report["accuracy"], 4) == SHIPPED_PUBLIC_TEST_ACCURACY
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert README_HEADLINE in readme
