@@ -278,3 +278,14 @@ def client_box_iou():
     from ferstream.bench.detectors import iou
 
     return iou
+
+
+@pytest.fixture(scope="session")
+def small_test_folder(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bare folder of class subfolders: the first 15 PublicTest images of each class."""
+    root = tmp_path_factory.mktemp("public-small")
+    for class_dir in sorted((shared / "datasets" / "fer2013" / "test").iterdir()):
+        (root / class_dir.name).mkdir()
+        for image in sorted(class_dir.iterdir())[:15]:
+            shutil.copy(image, root / class_dir.name / image.name)
+    return root

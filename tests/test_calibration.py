@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -87,17 +86,6 @@ def test_undoing_the_temperature_gives_the_plain_softmax() -> None:
     logits = np.random.default_rng(1).normal(0, 4, (50, 7))
     np.testing.assert_allclose(undo_temperature(softmax(logits, 1.7).astype(np.float32), 1.7), softmax(logits),
                                atol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def small_test_folder(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A bare folder of class subfolders: the first 15 PublicTest images of each class."""
-    root = tmp_path_factory.mktemp("public-small")
-    for class_dir in sorted((shared / "datasets" / "fer2013" / "test").iterdir()):
-        (root / class_dir.name).mkdir()
-        for image in sorted(class_dir.iterdir())[:15]:
-            shutil.copy(image, root / class_dir.name / image.name)
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +17,6 @@ from ferstream.training.evaluate import main as eval_main
 from ferstream.training.export import ExportMismatch, export
 from ferstream.model.labels import EMOTIONS
 from ferstream.training.tta import predict
-
-
-@pytest.fixture(scope="module")
-def small_test_folder(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A bare folder of class subfolders: the first 15 PublicTest images of each class."""
-    root = tmp_path_factory.mktemp("public-small")
-    for class_dir in sorted((shared / "datasets" / "fer2013" / "test").iterdir()):
-        (root / class_dir.name).mkdir()
-        for image in sorted(class_dir.iterdir())[:15]:
-            shutil.copy(image, root / class_dir.name / image.name)
-    return root
 
 
 def run_json(main, argv: list[str], capsys: pytest.CaptureFixture) -> dict:
