@@ -34,6 +34,8 @@ from ferstream.v1 import emotion_pb2
 DEFAULT_MAX_IN_FLIGHT = 2
 # How long a blocked step waits before looking at the stop flag again: bounds how long stop() takes.
 POLL_S = 0.1
+# A little over the 0.2 s period of gRPC Python's connectivity polling thread (grpc/_channel.py).
+GRPC_CONNECTIVITY_POLL_S = 0.25
 # The name-resolver schemes gRPC's core accepts in a target ("dns:///name:port", "unix:///path"...).
 GRPC_SCHEMES = frozenset({"dns", "ipv4", "ipv6", "unix", "unix-abstract", "vsock", "xds", "google-c2p"})
 _URL_SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -293,6 +295,10 @@ class StreamSession(threading.Thread):
             return False
         finally:
             channel.unsubscribe(watch)
+            if self._stop_requested.is_set():
+                # gRPC's connectivity polling thread only notices the unsubscribe at its next wake-up (every
+                # 0.2 s); a channel closed before then kills it with "Channel closed!" (grpc/grpc#18995).
+                time.sleep(GRPC_CONNECTIVITY_POLL_S)
 
     def _stream_once(self) -> None:
         with self._window:
