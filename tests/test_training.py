@@ -51,7 +51,7 @@ def smoke_args(data: Path, out: Path, *extra: str) -> list[str]:
 
 
 def test_smoke_training_learns_and_writes_its_files(small_fer2013: Path, tmp_path: Path) -> None:
-    assert train_main(smoke_args(small_fer2013, tmp_path)) == 0
+    assert train_main(smoke_args(small_fer2013, tmp_path, "--equalize")) == 0
     history = json.loads((tmp_path / "metrics.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
@@ -59,7 +59,7 @@ def test_smoke_training_learns_and_writes_its_files(small_fer2013: Path, tmp_pat
         assert (tmp_path / name).stat().st_size > 0
 
     # best.pt is the epoch with the best PublicTest score, and scoring it again gives the logged numbers
-    # through the preprocessing it records (equalised crops, the default), not through raw pixels.
+    # through the preprocessing it records (equalised crops, as asked), not through raw pixels.
     best = max(history, key=lambda r: (r["val_acc"], -r["val_loss"]))
     classifier = load_model(tmp_path / "best.pt")
     assert classifier.meta["metrics"]["epoch"] == best["epoch"]
@@ -81,7 +81,7 @@ def test_smoke_training_learns_and_writes_its_files(small_fer2013: Path, tmp_pat
 
     # The command as executed: argv verbatim, its times, the machine, the data's digest.
     [record] = final.meta["provenance"]
-    assert record["argv"] == smoke_args(small_fer2013, tmp_path)
+    assert record["argv"] == smoke_args(small_fer2013, tmp_path, "--equalize")
     assert final.meta["training_command"] == "fer-train " + shlex.join(record["argv"])
     assert record["started"] <= record["ended"] and record["epochs"] == [1, 3]
     assert record["machine"]["cores"] == os.cpu_count() and record["machine"]["torch"] == torch.__version__
