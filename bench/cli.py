@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from ferstream.client.library import DETECTORS
-from ferstream.pipeline.commandline import EXIT_INTERRUPTED, add_version_argument, print_error
+from ferstream.pipeline.commandline import EXIT_INTERRUPTED, add_version_argument, positive_int, print_error
+from ferstream.pipeline.settings import default_threads
 
 from .paths import default_data_dir, default_models_dir, faces_dir
 
@@ -38,13 +39,6 @@ def non_negative_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"cannot be negative, got {text}")
     return value
 
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
 
 
 def int_list(text: str) -> list[int]:
@@ -114,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "annotated photos, and a PNG bar chart.")
     detectors.add_argument("--chart", type=Path, default=Path("detectors.png"),
                            help="where the bar chart goes (default: %(default)s)")
-    detectors.add_argument("--threads", type=positive_int, default=max(1, min(4, os.cpu_count() or 1)),
+    detectors.add_argument("--threads", type=positive_int, default=default_threads(),
                            help="OpenCV threads (default: fer-server's default, %(default)s)")
 
     reference = commands.add_parser("reference", parents=[common], help="the reference pipeline vs. our server",

@@ -1,21 +1,12 @@
-"""Where the bench finds its inputs: the shared data folder (FER_DATA_DIR, default ../shared beside the
-repository) with testdata/faces; detector weights come from the frame path's one default."""
+"""Where the bench finds its inputs: the shared data folder with testdata/faces, and the detector weights,
+both from the frame path's one set of defaults (pipeline/settings.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from ferstream.pipeline.settings import default_models_dir  # noqa: F401  (re-exported for the bench CLI)
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def default_data_dir() -> Path:
-    """$FER_DATA_DIR, else the shared/ folder beside the repository (where CI and the tests find it)."""
-    return Path(os.environ.get("FER_DATA_DIR", REPO.parent / "shared"))
+from ferstream.pipeline.settings import default_data_dir, default_models_dir  # noqa: F401  (the bench CLI's defaults)
 
 
 def faces_dir(data_dir: Path) -> Path:
-    """The annotated test photos (testdata/faces, with hand-drawn boxes in testing.xml/training.xml)."""
     return data_dir / "testdata" / "faces"

@@ -38,6 +38,14 @@ def add_version_argument(parser: argparse.ArgumentParser) -> None:
                         help="print the version and exit")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def print_error(prog: str, message: str) -> None:
     """One line on stderr, "PROG: error: MESSAGE", the form argparse uses for usage errors."""
     print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)

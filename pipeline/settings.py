@@ -17,6 +17,11 @@ MAX_PIXELS = 4096 * 4096
 MAX_FACES = 32
 
 
+def default_data_dir() -> Path:
+    """The shared data folder (datasets/, models/, testdata/): FER_DATA_DIR, else ../shared."""
+    return Path(os.environ.get("FER_DATA_DIR", "../shared"))
+
+
 def default_models_dir() -> Path:
     """Detector weights: FER_MODELS_DIR, else FER_DATA_DIR/models, else where `fer-models download` puts
     them (~/.cache/ferstream/models)."""

@@ -11,11 +11,9 @@ import argparse
 import copy
 import json
 import math
-import os
 import sys
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +22,7 @@ from ferstream.model.labels import EMOTIONS
 from ferstream.model.modelfile import default_model_path, load_model
 from ferstream.model.preprocess import Preprocessing
 from ferstream.pipeline.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
+from ferstream.pipeline.settings import default_data_dir
 
 from .data import DatasetError, FaceSet, load_dataset
 from .loop import StepRecipe, lr_at, make_optimizer, seed_everything, train_epoch
@@ -38,7 +37,7 @@ WEIGHT_DECAY = 5e-4
 
 def default_data() -> str:
     """CK+48 under $FER_DATA_DIR (the shared data folder), else under ../shared."""
-    return str(Path(os.environ.get("FER_DATA_DIR", "../shared")) / "datasets" / "ckplus" / "CK+48")
+    return str(default_data_dir() / "datasets" / "ckplus" / "CK+48")
 
 
 def subject_folds(groups: np.ndarray, k: int) -> list[np.ndarray]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -28,7 +27,8 @@ from ferstream.model.labels import EMOTIONS
 from ferstream.pipeline.crops import FILL, Fill, face_crops
 from ferstream.pipeline.detectors import DEFAULT_MIN_FACE_PX, Detection, DetectorKind
 from ferstream.pipeline.framepath import DetectOptions, FramePath, load_frame_path, set_thread_counts
-from ferstream.pipeline.settings import MAX_FACES, MAX_PIXELS, default_models_dir
+from ferstream.pipeline.commandline import positive_int
+from ferstream.pipeline.settings import MAX_FACES, MAX_PIXELS, default_data_dir, default_models_dir
 
 from .data import DatasetError, load_dataset
 
@@ -332,20 +332,13 @@ def faces_table(report: FacesReport) -> str:
 
 def default_test_dir() -> Path:
     """$FER_DATA_DIR/datasets/fer2013/test (PublicTest), FER_DATA_DIR defaulting to ../shared."""
-    return Path(os.environ.get("FER_DATA_DIR", "../shared")) / "datasets" / "fer2013" / "test"
+    return default_data_dir() / "datasets" / "fer2013" / "test"
 
 
 def default_faces_dir() -> Path:
     """$FER_DATA_DIR/testdata/faces, FER_DATA_DIR defaulting to ../shared."""
-    return Path(os.environ.get("FER_DATA_DIR", "../shared")) / "testdata" / "faces"
+    return default_data_dir() / "testdata" / "faces"
 
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
 
 
 def roll_degrees(text: str) -> float:

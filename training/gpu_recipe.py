@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 from ferstream.model.modelfile import SHIPPED_MODEL
 from ferstream.pipeline.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
                                             add_version_argument, print_error)
+from ferstream.pipeline.settings import default_data_dir
 
 PROG = "python -m ferstream.training.gpu_recipe"
 STAGES = ("teacher", "student", "both")
@@ -51,7 +51,7 @@ SMOKE = ["--epochs", "1", "--limit", "256", "--val-limit", "64", "--batch-size",
 
 def default_data() -> str:
     """FER2013 under $FER_DATA_DIR (the shared data folder), else under ../shared."""
-    return str(Path(os.environ.get("FER_DATA_DIR", "../shared")) / "datasets" / "fer2013")
+    return str(default_data_dir() / "datasets" / "fer2013")
 
 
 def stage_argv(stage: str, data: str, out: Path, student_init: str, smoke: bool) -> list[str]:

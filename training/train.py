@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -29,6 +28,7 @@ from ferstream.model.architectures import REFERENCE_CHANNELS, ArchSpec, build_mo
 from ferstream.model.modelfile import load_model, save_model
 from ferstream.model.preprocess import Preprocessing
 from ferstream.pipeline.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
+from ferstream.pipeline.settings import default_data_dir
 
 from . import distributed
 from .augment import AugmentSpec
@@ -47,7 +47,7 @@ PROG = "fer-train"
 
 def default_data() -> str:
     """FER2013 under $FER_DATA_DIR (the shared data folder), else under ../shared."""
-    return str(Path(os.environ.get("FER_DATA_DIR", "../shared")) / "datasets" / "fer2013")
+    return str(default_data_dir() / "datasets" / "fer2013")
 
 
 def option(default, help: str):
