@@ -89,3 +89,31 @@ def test_tiled_detection_finds_each_face_once_as_one_large_image_does(fer_models
     boxes = [(d.x, d.y, d.width, d.height) for d in tiled]
     assert len(whole) >= 4 * 6
     assert count_matches(boxes, [(d.x, d.y, d.width, d.height) for d in whole]) == len(whole) == len(tiled)
+
+
+@pytest.mark.parametrize("side", [320, 640])
+def test_yunet_in_openvino_finds_what_opencvs_face_detector_finds(fer_models_dir: Path, faces_dir: Path,
+                                                                  side: int) -> None:
+    """The served YuNet (OpenVINO plus our decoding) against cv2.FaceDetectorYN on the same images: the same
+    faces, boxes, landmarks and scores."""
+    from ferstream.pipeline.detectors import MERGE_IOU, YuNetDetector
+    from ferstream.pipeline.weights import YUNET, locate, search_folders
+
+    weights = locate(YUNET, search_folders(fer_models_dir)).path
+    ours = YuNetDetector(weights)
+    opencv = cv2.FaceDetectorYN.create(str(weights), "", (320, 320), 0.6, MERGE_IOU, 5000)
+    found = 0
+    for path in sorted(faces_dir.glob("*.jpg")):
+        image = cv2.imread(str(path))
+        scale = side / max(image.shape[:2])
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        opencv.setInputSize((image.shape[1], image.shape[0]))
+        _, faces = opencv.detect(image)
+        faces = np.zeros((0, 15)) if faces is None else faces
+        expected = np.column_stack([faces[:, :2], faces[:, :2] + faces[:, 2:4], faces[:, 14], faces[:, 4:14]])
+        got = ours.run(image, 0.6)
+        assert len(got) == len(expected), path.name
+        order = lambda rows: rows[np.lexsort((rows[:, 1], rows[:, 0]))]  # noqa: E731
+        np.testing.assert_allclose(order(got), order(expected), atol=0.01, err_msg=path.name)
+        found += len(got)
+    assert found >= 40
