@@ -1,9 +1,10 @@
 """fer-bench classifier: faces/s of the emotion CNN alone, in the serving runtime and in PyTorch.
 
 One run times, each labelled "MODEL, RUNTIME":
-  shipped                  the served form: the shipped ONNX (or --model) in the default runtime, as
-                           the server runs it (the JSON's `shipped` entry)
-  shipped, RUNTIME         the same graph in the other installed runtime
+  shipped                  the served form: the shipped model (or --model) in the default runtime, as
+                           the server runs it (the JSON's `shipped` entry): on OpenVINO its int8 IR
+  shipped f32, RUNTIME     with an int8 IR served: the f32 ONNX it was quantized from, in each runtime
+  shipped, RUNTIME         otherwise: the served ONNX graph in the other installed runtime
   shipped, pytorch         the same weights in PyTorch eager, batch norm folded, channels-last (how the
                            server ran it before the runtime; --unfolded adds "shipped, unfolded")
   vgg ×0.25, RUNTIME       the first shipped model's architecture (random weights): the cost budget of
@@ -30,7 +31,8 @@ from ferstream.model.labels import EMOTIONS
 from ferstream.model.modelfile import EmotionClassifier, load_model, weights_sha256
 from ferstream.model.onnxexport import onnx_bytes
 from ferstream.model.preprocess import Preprocessing
-from ferstream.model.runtime import RUNTIMES, ServedClassifier, default_runtime, default_served_path, open_classifier
+from ferstream.model.runtime import (IR_SUFFIX, RUNTIMES, ServedClassifier, default_runtime, default_served_path,
+                                     int8_source, load_classifier, open_classifier)
 from ferstream.pipeline.crops import face_crops
 from ferstream.pipeline.detectors import Detection
 
@@ -142,8 +144,8 @@ def pytorch_candidate(label: str, classifier: EmotionClassifier) -> Candidate:
     return Candidate(describe(label, PYTORCH, classifier.path, classifier.spec, classifier.parameters), make)
 
 
-def runtime_candidate(label: str, model: bytes, served: ServedClassifier) -> Candidate:
-    """served's ONNX graph in served.runtime, compiled afresh for each thread count."""
+def runtime_candidate(label: str, model: bytes | Path, served: ServedClassifier) -> Candidate:
+    """served's graph (ONNX bytes, or an IR's path) in served.runtime, compiled afresh for each thread count."""
 
     def make(threads: int) -> Classify:
         return open_classifier(model, served.path, served.runtime, threads)
@@ -182,12 +184,19 @@ def candidates(model_path: Path | None, unfolded: bool) -> list[Candidate]:
     path = model_path or default_served_path()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
+    timed = []
+    if path.suffix == IR_SUFFIX:
+        timed.append(runtime_candidate("shipped", path, load_classifier(path)))
+        path = int8_source(path)
+        runtimes, f32_label = list(installed_runtimes()), "shipped f32, {}"
+    else:
+        runtimes, f32_label = list(installed_runtimes())[1:], "shipped, {}"
     model = path.read_bytes() if path.suffix == ".onnx" else onnx_bytes(load_model(path))
     served = open_classifier(model, str(path))
-    timed = [runtime_candidate("shipped", model, served)]
-    for runtime in list(installed_runtimes())[1:]:
-        other = open_classifier(model, served.path, runtime)
-        timed.append(runtime_candidate(f"shipped, {runtime}", model, other))
+    if not timed:
+        timed.append(runtime_candidate("shipped", model, served))
+    for runtime in runtimes:
+        timed.append(runtime_candidate(f32_label.format(runtime), model, open_classifier(model, served.path, runtime)))
     first = random_weights(FIRST_SHIPPED_SPEC, "the first shipped model's architecture")
     first_model = onnx_bytes(first)
     label = f"vgg ×{FIRST_SHIPPED_SPEC.width:g}"

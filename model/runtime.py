@@ -2,7 +2,9 @@
 
 The server, fer-annotate, fer-eval and fer-bench classify through `load_classifier`, which needs no
 PyTorch: the shipped model is committed as model/shipped/ferstream-emotion.onnx beside its PyTorch
-file, written by `fer-export` (see onnxexport.py for what the graph holds). Its ONNX metadata carries
+file, written by `fer-export` (see onnxexport.py for what the graph holds), and as its int8 form
+ferstream-emotion-int8.xml/.bin (quantize.py), which OpenVINO serves by default: about 2.8x less CPU
+per face for 0.1 points of PublicTest accuracy (README has both). ONNX Runtime serves the .onnx. Its ONNX metadata carries
 what serving needs besides the graph: class names, the declared preprocessing, the architecture, the
 parameter count, the PyTorch file's meta, the sha256 of the PyTorch weights it came from and, for an
 export with --calibrate, the temperature baked into the graph's softmax (calibration.py).
@@ -34,6 +36,8 @@ from .preprocess import Preprocessing
 
 ONNX_FORMAT = "ferstream-emotion-onnx-v1"
 SHIPPED_ONNX = Path(__file__).parent / "shipped" / "ferstream-emotion.onnx"
+# OpenVINO's IR of a model: the .xml graph with a .bin of the same stem beside it.
+IR_SUFFIX = ".xml"
 RUNTIMES = ("openvino", "onnxruntime")
 DEFAULT_RUNTIME = "openvino"
 INPUT_NAME = "input"
@@ -72,9 +76,23 @@ def resolve_runtime(runtime: str | None) -> str:
     return runtime
 
 
-def default_served_path() -> Path:
-    """$FER_MODEL when set (a .onnx, or a PyTorch model file when torch is installed), else the shipped ONNX."""
-    return Path(os.environ.get("FER_MODEL", SHIPPED_ONNX))
+def int8_path(onnx_path: Path) -> Path:
+    """Where fer-export --int8 writes the int8 IR of the ONNX file at onnx_path: STEM-int8.xml beside it."""
+    return onnx_path.with_name(onnx_path.stem + "-int8" + IR_SUFFIX)
+
+
+def int8_source(xml_path: Path) -> Path:
+    """The ONNX file whose int8 IR int8_path names xml_path (STEM.onnx beside STEM-int8.xml)."""
+    return xml_path.with_name(xml_path.stem.removesuffix("-int8") + ".onnx")
+
+
+def default_served_path(runtime: str | None = None) -> Path:
+    """$FER_MODEL when set (a .onnx, an OpenVINO .xml, or a PyTorch model file when torch is installed);
+    else the shipped model's int8 IR when runtime (default: default_runtime()) is OpenVINO, its ONNX file
+    otherwise."""
+    if "FER_MODEL" in os.environ:
+        return Path(os.environ["FER_MODEL"])
+    return int8_path(SHIPPED_ONNX) if resolve_runtime(runtime) == "openvino" else SHIPPED_ONNX
 
 
 @dataclass(frozen=True)
@@ -150,9 +168,9 @@ def last_line(error: BaseException) -> str:
 
 class OpenVinoSession:
     """OpenVINO on the CPU, f32, latency hint, unpinned; one infer request per calling thread (a request
-    is not thread-safe)."""
+    is not thread-safe). model: serialised ONNX, or the path of an IR .xml (its .bin beside it)."""
 
-    def __init__(self, model: bytes, threads: int) -> None:
+    def __init__(self, model: bytes | Path, threads: int) -> None:
         import openvino
 
         core = openvino.Core()
@@ -163,7 +181,7 @@ class OpenVinoSession:
                                   "ENABLE_CPU_PINNING": False}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        self.model = core.read_model(model)
+        self.model = core.read_model(str(model) if isinstance(model, Path) else model)
         self.compiled = core.compile_model(self.model, "CPU", config)
         self.local = threading.local()
 
@@ -273,22 +291,29 @@ def load_classifier(path: str | os.PathLike | None = None, runtime: str | None =
                     threads: int | None = None) -> ServedClassifier:
     """The served model at path (default: default_served_path()) in runtime (default: default_runtime()).
 
-    path: a ferstream .onnx file, or a PyTorch model file (exported in memory first; needs torch).
-    threads: runtime threads (default: inference_threads()).
+    path: a ferstream .onnx file, its int8 OpenVINO IR (.xml, OpenVINO only), or a PyTorch model file
+    (exported in memory first; needs torch). threads: runtime threads (default: inference_threads()).
     Loads completely or not at all: FileNotFoundError when the file is missing, ValueError (one line
     naming the file) when the runtime cannot read it or its metadata is missing or unknown.
     """
-    path = Path(path) if path is not None else default_served_path()
     runtime = resolve_runtime(runtime)
+    path = Path(path) if path is not None else default_served_path(runtime)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
+    if path.suffix == IR_SUFFIX:
+        if runtime != "openvino":
+            raise ValueError(f"{path}: an OpenVINO IR, which {runtime} cannot run; serve the .onnx file instead")
+        if not path.with_suffix(".bin").is_file():
+            raise FileNotFoundError(f"{path.with_suffix('.bin')}: no such file (the IR's weights)")
+        return open_classifier(path, str(path), runtime, threads)
     model = path.read_bytes() if path.suffix == ".onnx" else pytorch_to_onnx(path)
     return open_classifier(model, str(path), runtime, threads)
 
 
-def open_classifier(model: bytes, path: str, runtime: str | None = None,
+def open_classifier(model: bytes | Path, path: str, runtime: str | None = None,
                     threads: int | None = None) -> ServedClassifier:
-    """A ServedClassifier from serialised ONNX bytes; path only names the model in errors and reports.
+    """A ServedClassifier from serialised ONNX bytes (or an IR .xml's path, OpenVINO only); path names the
+    model in errors and reports.
 
     Same defaults and errors as load_classifier.
     """
@@ -298,7 +323,7 @@ def open_classifier(model: bytes, path: str, runtime: str | None = None,
     except ImportError as error:
         raise ValueError(f"{path}: runtime {runtime} is not installed ({error})") from None
     except Exception as error:  # each runtime has its own error types for a damaged graph
-        raise ValueError(f"{path}: {runtime} cannot load this ONNX model ({last_line(error)})") from None
+        raise ValueError(f"{path}: {runtime} cannot load this model ({last_line(error)})") from None
     metadata = OnnxMetadata.from_props(session.metadata(), path)
     classifier = ServedClassifier(session, metadata, path, runtime)
     check_runs(classifier)

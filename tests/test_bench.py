@@ -98,14 +98,15 @@ def test_classifier(data_options) -> None:
     result = bench_json("classifier", "--seconds", "0.1", "--batch-sizes", "1,8", "--threads", "1", "--unfolded",
                         *data_options)
     models = {model["label"]: model for model in result["models"]}
-    assert set(models) == {"shipped", "shipped, onnxruntime", "vgg ×0.25, openvino", "shipped, pytorch",
-                           "shipped, unfolded", "vgg ×0.25, pytorch", "reference"}
-    # `shipped` is the form the server runs: the committed ONNX in the default runtime.
-    assert models["shipped"]["runtime"] == "openvino" and models["shipped"]["source"].endswith("ferstream-emotion.onnx")
+    assert set(models) == {"shipped", "shipped f32, openvino", "shipped f32, onnxruntime", "vgg ×0.25, openvino",
+                           "shipped, pytorch", "shipped, unfolded", "vgg ×0.25, pytorch", "reference"}
+    # `shipped` is the form the server runs: the committed int8 IR in the default runtime.
+    assert models["shipped"]["runtime"] == "openvino" and models["shipped"]["source"].endswith("ferstream-emotion-int8.xml")
+    assert models["shipped f32, onnxruntime"]["source"].endswith("ferstream-emotion.onnx")
     assert models["shipped, pytorch"]["source"].endswith("ferstream-emotion.pt")
     assert {model["runtime"] for label, model in models.items() if label.endswith("pytorch")} == {"pytorch"}
     assert set(result["runtime_versions"]) == {"openvino", "onnxruntime"}
-    for label in ("shipped, onnxruntime", "shipped, pytorch", "shipped, unfolded"):
+    for label in ("shipped f32, openvino", "shipped f32, onnxruntime", "shipped, pytorch", "shipped, unfolded"):
         assert models[label]["parameters"] == models["shipped"]["parameters"]
         assert models[label]["multiply_adds"] == models["shipped"]["multiply_adds"]
     first = models["vgg ×0.25, pytorch"]

@@ -27,7 +27,7 @@ def run_json(main, argv: list[str], capsys: pytest.CaptureFixture) -> dict:
 def test_eval_json_matches_the_model_on_the_same_images(small_test_folder: Path, capsys) -> None:
     result = run_json(eval_main, [str(small_test_folder), "--json"], capsys)
     faces = load_dataset(small_test_folder)
-    predictions = load_model()(faces.images).argmax(axis=1)
+    predictions = load_classifier()(faces.images).argmax(axis=1)  # the served model, as fer-eval scores it
     assert result["n"] == len(faces) == 7 * 15
     assert result["accuracy"] == pytest.approx(float((predictions == faces.labels).mean()))
     assert set(result["per_class"]) == set(EMOTIONS)
@@ -43,7 +43,7 @@ def test_eval_class_subset_and_tta(small_test_folder: Path, tmp_path: Path, caps
     tencrop = run_json(eval_main, [str(small_test_folder), "--json", "--tta", "tencrop"], capsys)
     assert tencrop["tta"] == "tencrop" and tencrop["n"] == 7 * 15
     faces = load_dataset(small_test_folder)
-    assert tencrop["accuracy"] == pytest.approx(float((predict(load_model(), faces.images, "tencrop").argmax(1)
+    assert tencrop["accuracy"] == pytest.approx(float((predict(load_classifier(), faces.images, "tencrop").argmax(1)
                                                        == faces.labels).mean()))
 
 
@@ -128,8 +128,8 @@ def test_the_served_form_folds_batch_norm_and_keeps_the_outputs(small_test_folde
 
 # The shipped model's PublicTest accuracy as README and docs/model-card.md state it; a new model file, a
 # changed preprocessing or runtime, or a stale README makes this fail, so model and documents cannot drift apart.
-SHIPPED_PUBLIC_TEST_ACCURACY = 0.6609
-README_HEADLINE = "**66.1 %**"
+SHIPPED_PUBLIC_TEST_ACCURACY = 0.6578
+README_HEADLINE = "**65.8 %**"
 
 
 def test_the_shipped_model_scores_what_readme_says_on_public_test(shared: Path, capsys) -> None:

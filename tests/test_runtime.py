@@ -16,13 +16,15 @@ import numpy as np
 import pytest
 import torch
 
+from ferstream.model.calibration import softmax
 from ferstream.model.modelfile import (SHIPPED_MODEL, load_model, read_payload, read_training_state, save_model,
                                        to_input_tensor, weights_sha256)
 from ferstream.model.preprocess import Preprocessing
-from ferstream.model.runtime import RUNTIMES, SHIPPED_ONNX, load_classifier
+from ferstream.model.runtime import RUNTIMES, SHIPPED_ONNX, default_served_path, int8_path, load_classifier
 from ferstream.pipeline.decode import EncodedImage
 from ferstream.pipeline.framepath import DetectOptions, load_frame_path
 from ferstream.training.data import load_dataset
+from ferstream.training.export import INT8_AGREEMENT, export_int8, logits_of
 from ferstream.training.export import main as export_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,11 +61,16 @@ def edited_model_file(tmp_path: Path, name: str, **preprocessing) -> Path:
     return path
 
 
+def calibrated(pytorch, crops: np.ndarray, temperature: float) -> np.ndarray:
+    """PyTorch's probabilities at the temperature the served graph applies (the shipped model's is fitted)."""
+    return softmax(logits_of(pytorch, crops), temperature).astype(np.float32)
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_the_runtime_matches_pytorch_on_all_of_public_test(runtime: str, public_test, shipped_pytorch) -> None:
     served = load_classifier(SHIPPED_ONNX, runtime)
-    assert served.runtime == runtime
-    expected, got = shipped_pytorch(public_test.images), served(public_test.images)
+    assert served.runtime == runtime and served.temperature > 1.0
+    expected, got = calibrated(shipped_pytorch, public_test.images, served.temperature), served(public_test.images)
     assert got.shape == expected.shape == (3589, 7) and got.dtype == np.float32
     assert np.abs(got - expected).max() < PARITY
     assert (got.argmax(1) == expected.argmax(1)).all()
@@ -80,16 +87,69 @@ def test_the_shipped_onnx_is_the_export_of_the_shipped_pt(shipped_pytorch) -> No
     assert served.meta == json.loads(json.dumps(shipped_pytorch.meta))
 
 
-def test_the_first_model_file_format_loads_with_the_preprocessing_it_was_served_with(shipped_pytorch) -> None:
-    assert read_payload(SHIPPED_MODEL)["format"] == "ferstream-emotion-v1"
-    assert shipped_pytorch.preprocessing == Preprocessing(equalize=False, input_size=48, mean=0.5, std=0.25)
+def test_the_shipped_int8_ir_is_the_quantized_shipped_onnx(public_test) -> None:
+    """Fails when the .onnx changes without `fer-export --int8` being re-run, or when int8 costs more than
+    half a point of PublicTest accuracy."""
+    full, int8 = load_classifier(SHIPPED_ONNX, "openvino"), load_classifier(int8_path(SHIPPED_ONNX), "openvino")
+    assert int8.metadata == full.metadata, "re-run fer-export with --int8 after changing the shipped model"
+    expected, got = full(public_test.images), int8(public_test.images)
+    assert got.shape == (3589, 7) and got.dtype == np.float32
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+    assert (got.argmax(1) == expected.argmax(1)).mean() >= INT8_AGREEMENT
+    accuracy = {name: (p.argmax(1) == public_test.labels).mean() for name, p in (("f32", expected), ("int8", got))}
+    assert accuracy["int8"] >= accuracy["f32"] - 0.005, accuracy
+
+
+def test_openvino_serves_int8_by_default_and_onnx_runtime_the_onnx(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    monkeypatch.delenv("FER_MODEL", raising=False)
+    assert default_served_path("openvino") == int8_path(SHIPPED_ONNX)
+    assert default_served_path("onnxruntime") == SHIPPED_ONNX
+    assert load_classifier(None, "onnxruntime").path == str(SHIPPED_ONNX)
+    with pytest.raises(ValueError, match="OpenVINO IR.*onnxruntime cannot run") as error:
+        load_classifier(int8_path(SHIPPED_ONNX), "onnxruntime")
+    assert "\n" not in str(error.value)
+    lonely = tmp_path / "lonely.xml"
+    lonely.write_bytes(int8_path(SHIPPED_ONNX).read_bytes())
+    with pytest.raises(FileNotFoundError, match="lonely.bin"):
+        load_classifier(lonely, "openvino")
+
+
+def test_int8_export_is_checked_against_the_onnx_graph(tmp_path: Path, shared: Path, public_test) -> None:
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(SHIPPED_ONNX.read_bytes())
+    result = export_int8(onnx_path, str(shared / "datasets" / "fer2013" / "train"))
+    assert result.xml == tmp_path / "m-int8.xml" and result.agreement >= INT8_AGREEMENT
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["m-int8.bin", "m-int8.xml", "m.onnx"]
+    # Same recipe, same training faces: the shipped IR's answers come back (exactly on the machine that wrote
+    # it; another CPU's f32 statistics may move a quantization step).
+    crops = public_test.images[:300]
+    again, shipped = load_classifier(result.xml)(crops), load_classifier(int8_path(SHIPPED_ONNX))(crops)
+    assert np.abs(again - shipped).max() < 0.02
+    assert (again.argmax(1) == shipped.argmax(1)).mean() >= 0.99
+
+
+def test_a_first_format_model_file_loads_with_the_preprocessing_it_was_served_with(tmp_path: Path,
+                                                                                      shipped_pytorch) -> None:
+    """Version 1 files (the first shipped model) had no preprocessing field and were served without
+    equalisation, with the normalisation their meta recorded."""
+    payload = read_payload(SHIPPED_MODEL)
+    assert payload["format"] == "ferstream-emotion-v2"
+    payload["format"] = "ferstream-emotion-v1"
+    del payload["preprocessing"]
+    payload["meta"] = {**payload["meta"], "input_size": 48, "normalization": {"mean": 0.5, "std": 0.25}}
+    torch.save(payload, tmp_path / "v1.pt")
+    first = load_model(tmp_path / "v1.pt")
+    assert first.preprocessing == Preprocessing(equalize=False, input_size=48, mean=0.5, std=0.25)
+    crops = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    np.testing.assert_array_equal(first(crops), shipped_pytorch(crops))
 
 
 def test_a_changed_preprocessing_field_changes_what_the_frame_path_computes(
         tmp_path: Path, photo: bytes, fer_models_dir: Path, shipped_pytorch, capsys) -> None:
     equalizing = edited_model_file(tmp_path, "equalize.pt", equalize=True)
     exported(equalizing, tmp_path / "equalize.onnx", capsys)
-    shipped = load_frame_path(fer_models_dir, None, ALL_CLASSES, 4096 * 4096, 50)
+    shipped = load_frame_path(fer_models_dir, SHIPPED_ONNX, ALL_CLASSES, 4096 * 4096, 50)
     changed = load_frame_path(fer_models_dir, tmp_path / "equalize.onnx", ALL_CLASSES, 4096 * 4096, 50)
     assert changed.classifier.preprocessing.equalize and not shipped.classifier.preprocessing.equalize
 
@@ -101,7 +161,8 @@ def test_a_changed_preprocessing_field_changes_what_the_frame_path_computes(
     # What changed is exactly the declared step: the same weights on histogram-equalised crops.
     equalised = np.stack([cv2.equalizeHist(crop) for crop in detected.crops])
     np.testing.assert_allclose(after, shipped_pytorch(equalised), atol=PARITY)
-    np.testing.assert_allclose(before, shipped_pytorch(detected.crops), atol=PARITY)
+    np.testing.assert_allclose(before, calibrated(shipped_pytorch, detected.crops, shipped.classifier.temperature),
+                               atol=PARITY)
 
 
 def test_normalisation_fields_reach_the_network(tmp_path: Path, public_test, capsys) -> None:
@@ -191,7 +252,7 @@ def test_the_server_refuses_a_corrupt_model_before_serving(tmp_path: Path, fer_m
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if str(corrupt) in line]
-    assert len(lines) == 1 and "cannot load this ONNX model" in lines[0], result.stderr
+    assert len(lines) == 1 and "cannot load this model" in lines[0], result.stderr
     assert "serving on" not in result.stderr + result.stdout and "Traceback" not in result.stderr
 
 
@@ -238,7 +299,7 @@ def test_the_serving_path_runs_without_torch(tmp_path: Path, fer_models_dir: Pat
                             capture_output=True, text=True, timeout=120, cwd=REPO)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert answer["torch"] == [] and answer["model"] == str(SHIPPED_ONNX)
+    assert answer["torch"] == [] and answer["model"] == str(int8_path(SHIPPED_ONNX))
     with_torch = load_frame_path(fer_models_dir, None, ALL_CLASSES, 4096 * 4096, 50).annotate(EncodedImage(photo))
     assert len(answer["faces"]) == len(with_torch.faces) >= 3
     np.testing.assert_allclose(answer["faces"], [face.probabilities for face in with_torch.faces], atol=1e-6)

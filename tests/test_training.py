@@ -249,6 +249,14 @@ def test_channels_that_are_not_five_integers_are_a_clear_error(tmp_path: Path, c
         assert "channels" in capsys.readouterr().err
 
 
+def test_max_rotation_reaches_the_augmentation_and_is_range_checked(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    assert TrainConfig(max_rotation=15.0).step_recipe(torch.device("cpu")).augment.max_rotation_deg == 15.0
+    assert TrainConfig().step_recipe(torch.device("cpu")).augment.max_rotation_deg == 10.0
+    assert train_main(["--max-rotation", "200", "--out", str(tmp_path)]) == 2
+    assert "--max-rotation" in capsys.readouterr().err
+
+
 def test_distillation_loss_vanishes_only_where_the_student_matches_the_teacher() -> None:
     teacher = torch.randn(16, 7, generator=torch.Generator().manual_seed(0))
     student = teacher.clone().requires_grad_()

@@ -122,28 +122,24 @@ def moved(box: Detection, dx: float, dy: float) -> Detection:
 
 @dataclass(frozen=True)
 class Found:
-    """One frame's face as the path found it: the frame, the matched detection and its default crop."""
+    """One frame's face as the path found it: the matched detection and its crops with alignment on and off
+    (not the frame: a run over all of PublicTest would otherwise hold gigabytes of frames)."""
 
-    frame: np.ndarray
     box: Detection
-    crop: np.ndarray
+    crops: dict[bool, np.ndarray]
 
 
 def find(path: FramePath, frame: np.ndarray, centre: tuple[float, float], face_px: float,
-         options: DetectOptions) -> Found | None:
-    """The path's detection nearest the placed face, with the crop the path itself cut; None when missed."""
+         options: DetectOptions, fill: Fill = FILL) -> Found | None:
+    """The path's detection nearest the placed face, with its crops aligned (the path's own crop when fill is
+    the served one) and unaligned; None when missed."""
     detected = path.detect(frame, options)
     index = nearest_face(detected.detections, centre, face_px)
     if index is None:
         return None
-    return Found(frame, detected.detections[index], detected.crops[index])
-
-
-def crop_of(found: Found, align: bool, fill: Fill) -> np.ndarray:
-    """The (48, 48) crop the path cut, or the same detection re-cut with align/fill changed."""
-    if align and fill is FILL:
-        return found.crop
-    return face_crops(found.frame, [found.box], align=align, fill=fill)[0]
+    box = detected.detections[index]
+    aligned = detected.crops[index] if fill is FILL else face_crops(frame, [box], align=True, fill=fill)[0]
+    return Found(box, {True: aligned, False: face_crops(frame, [box], align=False, fill=fill)[0]})
 
 
 @dataclass(frozen=True)
@@ -165,12 +161,12 @@ class PathRow:
     unchanged: float | None = None
 
 
-def predict(path: FramePath, found: Sequence[Found | None], align: bool, fill: Fill) -> np.ndarray:
+def predict(path: FramePath, found: Sequence[Found | None], align: bool) -> np.ndarray:
     """(N,) EMOTIONS index of each found face's top class, -1 where the face was not found."""
     predicted = np.full(len(found), -1)
     hits = [index for index, face in enumerate(found) if face is not None]
     if hits:
-        predicted[hits] = path.classify(np.stack([crop_of(found[index], align, fill) for index in hits])).argmax(axis=1)
+        predicted[hits] = path.classify(np.stack([found[index].crops[align] for index in hits])).argmax(axis=1)
     return predicted
 
 
@@ -223,20 +219,21 @@ def evaluate_faces(path: FramePath, images: np.ndarray, labels: np.ndarray, opti
         centre = random_centre(rng, frame_size, face_px)
         angle = float(rng.uniform(-roll, roll))
         side = SIDES[int(rng.integers(len(SIDES)))]
-        upright = find(path, place_face(face, centre, 0.0, frame_size, face_px), centre, face_px, options)
+        placed = place_face(face, centre, 0.0, frame_size, face_px)
+        upright = find(path, placed, centre, face_px, options, fill)
         conditions["upright"].append(upright)
         rolled = place_face(face, centre, angle, frame_size, face_px)
-        conditions[rolled_name].append(find(path, rolled, centre, face_px, options))
+        conditions[rolled_name].append(find(path, rolled, centre, face_px, options, fill))
         edge = None
         if upright is not None:
-            frame, dx, dy = cut_beyond(upright.frame, upright.box, side)
-            edge = find(path, frame, (centre[0] - dx, centre[1] - dy), face_px, options)
+            frame, dx, dy = cut_beyond(placed, upright.box, side)
+            edge = find(path, frame, (centre[0] - dx, centre[1] - dy), face_px, options, fill)
         conditions["edge cut"].append(edge)
     rows = []
     for align in (True, False):
-        uncut = predict(path, conditions["upright"], align, fill)
+        uncut = predict(path, conditions["upright"], align)
         for name, found in conditions.items():
-            predicted = uncut if name == "upright" else predict(path, found, align, fill)
+            predicted = uncut if name == "upright" else predict(path, found, align)
             rows.append(score(name, align, labels, direct, predicted, uncut if name == "edge cut" else None))
     return rows
 
@@ -307,12 +304,12 @@ def evaluate_border(path: FramePath, faces_dir: Path, options: DetectOptions, al
                 crop = face_crops(frame, [shifted], align=align, fill=fill)
                 same_box += int(path.classify(crop).argmax() == top_class)
                 centre = (shifted.x + shifted.width / 2.0, shifted.y + shifted.height / 2.0)
-                found = find(path, frame, centre, max(box.width, box.height), options)
+                found = find(path, frame, centre, max(box.width, box.height), options, fill)
                 if found is None:
                     lost += 1
                     continue
                 redetected += 1
-                again += int(path.classify(crop_of(found, align, fill)[None]).argmax() == top_class)
+                again += int(path.classify(found.crops[align][None]).argmax() == top_class)
     return BorderReport(str(faces_dir), str(path.classifier.path), (options.detector or path.default_detector).name,
                         fill.value, align, cut_px, faces, cuts, same_box, again, redetected, lost)
 

@@ -94,6 +94,8 @@ class TrainConfig:
                            "narrower network grown wider); its command chain is continued; \"\": random")
     erase_probability: float = option(0.5, "probability of random erasing per image; lower it when the model "
                                            "underfits")
+    max_rotation: float = option(10.0, "largest random rotation of a training face, degrees either way; the "
+                                       "served path meets faces rolled beyond what alignment undoes")
     teacher: str = option("", "model file to distil from: the loss also matches its softened predictions; "
                               "\"\": none")
     distill_weight: float = option(0.5, "with --teacher: the distillation term's share of the loss")
@@ -112,6 +114,8 @@ class TrainConfig:
         for name in fractions:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"--{name.replace('_', '-')} must lie in 0..1, got {getattr(self, name)}")
+        if not 0 <= self.max_rotation <= 180:
+            raise ValueError(f"--max-rotation must lie in 0..180 degrees, got {self.max_rotation}")
         for name in ("lr", "weight_decay", "threads", "limit", "val_limit"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
@@ -132,7 +136,8 @@ class TrainConfig:
 
     def step_recipe(self, device: torch.device) -> StepRecipe:
         """The training step's settings; ValueError for a --precision this device cannot run."""
-        return StepRecipe(augment=AugmentSpec(erase_probability=self.erase_probability),
+        return StepRecipe(augment=AugmentSpec(erase_probability=self.erase_probability,
+                                                      max_rotation_deg=self.max_rotation),
                           label_smoothing=self.label_smoothing, vote_weight=self.vote_weight,
                           distill_weight=self.distill_weight, temperature=self.temperature,
                           autocast=autocast_dtype(self.precision, device))
