@@ -3,11 +3,12 @@
 The server, fer-annotate, fer-eval and fer-bench classify through `load_classifier`, which needs no
 PyTorch: the shipped model is committed as model/shipped/ferstream-emotion.onnx beside its PyTorch
 file, written by `fer-export` (see onnxexport.py for what the graph holds), and as its int8 form
-ferstream-emotion-int8.xml/.bin (quantize.py), which OpenVINO serves by default: about 2.8x less CPU
-per face for 0.1 points of PublicTest accuracy (README has both). ONNX Runtime serves the .onnx. Its ONNX metadata carries
-what serving needs besides the graph: class names, the declared preprocessing, the architecture, the
-parameter count, the PyTorch file's meta, the sha256 of the PyTorch weights it came from and, for an
-export with --calibrate, the temperature baked into the graph's softmax (calibration.py).
+ferstream-emotion-int8.xml/.bin (quantize.py), which OpenVINO serves by default: about a third of the
+CPU per face, the same PublicTest accuracy within 0.1 points (README has both); ONNX Runtime serves the
+.onnx. Its ONNX metadata (kept in the IR) carries what serving needs besides the graph: class names,
+the declared preprocessing, the architecture, the parameter count, the PyTorch file's meta, the sha256
+of the PyTorch weights it came from and, for an export with --calibrate, the temperature baked into the
+graph's softmax (calibration.py).
 
 Why OpenVINO by default: on the development machine, idle, 2 threads, the shipped network ran in
 0.40 / 0.24 ms per face at batch 1 / 32 against ONNX Runtime's 0.50 / 0.48 and PyTorch's 2.5 / 1.1
