@@ -8,7 +8,7 @@ Both follow Guo, Pleiss, Sun and Weinberger, "On Calibration of Modern Neural Ne
   its largest probability and B_m are M = 15 equal-width confidence bins ((m-1)/M, m/M] (the paper's M).
 
 fer-export --calibrate fits T and bakes softmax(logits / T) into the served ONNX graph, recording a
-Calibration in its metadata (runtime.OnnxMetadata); fer-eval reports ECE and draws reliability
+Calibration in its metadata (onnxmeta.OnnxMetadata); fer-eval reports ECE and draws reliability
 diagrams from reliability_bins. NumPy and SciPy only, so serving needs no PyTorch.
 """
 

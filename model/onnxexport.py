@@ -4,7 +4,7 @@ Graph: input "input", (batch, 1, S, S) float32, the output of the model's declar
 Preprocessing.apply (equalisation, if any, and normalisation happen before the graph, in NumPy and
 OpenCV, exactly as in training); output "probabilities", (batch, classes) float32 softmax(logits / T),
 T = 1 unless the export is calibrated (calibration.py: T fitted by fer-export --calibrate). The batch
-dimension is dynamic. Metadata (ONNX metadata_props): see runtime.OnnxMetadata. Needs the [train]
+dimension is dynamic. Metadata (ONNX metadata_props): see onnxmeta.OnnxMetadata. Needs the [train]
 extra (torch, onnx, onnxscript): written with PyTorch's torch.export-based exporter, the TorchScript
 one being deprecated.
 """
@@ -20,7 +20,7 @@ from torch import nn
 
 from .calibration import Calibration
 from .modelfile import EmotionClassifier
-from .runtime import INPUT_NAME, OUTPUT_NAME, OnnxMetadata
+from .onnxmeta import INPUT_NAME, OUTPUT_NAME, OnnxMetadata
 
 # Opset 18: supported by ONNX Runtime >= 1.14 and OpenVINO >= 2023.0, and PyTorch's exporter's default.
 OPSET = 18
