@@ -26,6 +26,7 @@ from ferstream.pipeline.commandline import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     add_version_argument,
+    number_type,
     print_error,
 )
 
@@ -123,34 +124,10 @@ def server_target(text: str) -> str:
     return text.strip()
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number between 0 and 1")
-    return value
-
-
-def _quality(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 10 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number between 10 and 100")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
+# argparse types of build_parser's options.
+_fraction = number_type(float, lambda value: 0.0 <= value <= 1.0, "a number between 0 and 1")
+_quality = number_type(int, lambda value: 10 <= value <= 100, "a whole number between 10 and 100")
+_seconds = number_type(float, lambda value: value > 0, "a positive number of seconds")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

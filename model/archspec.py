@@ -6,8 +6,10 @@ networks themselves are in architectures.py.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from .fields import known_fields
 
 # The reference VGG's blocks: 3x3 convolutions per block and channels per block at width 1.0.
 REFERENCE_BLOCKS = (2, 3, 4, 4, 4)
@@ -45,14 +47,8 @@ class ArchSpec:
     @classmethod
     def from_dict(cls, data: Any) -> ArchSpec:
         """The spec a model file records; ValueError naming an unknown field or a bad value."""
-        if not isinstance(data, dict):
-            raise ValueError(f"arch: expected a mapping of fields, got {type(data).__name__}")
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(map(str, data)) - known)
-        if unknown:
-            raise ValueError(f"arch: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
         try:
-            return cls(**data)
+            return cls(**known_fields(cls, data, "arch"))
         except (TypeError, ValueError) as error:
             raise ValueError(f"arch: {error}") from None
 

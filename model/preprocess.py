@@ -13,11 +13,13 @@ on held-back labelled photos (issue 16).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import cv2
 import numpy as np
+
+from .fields import known_fields
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,7 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, data: Any) -> Preprocessing:
         """The inverse of to_dict. ValueError naming the unknown key, the missing key or the bad value."""
-        if not isinstance(data, dict):
-            raise ValueError(f"preprocessing: expected a mapping of fields, got {type(data).__name__}")
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(map(str, data)) - known)
-        if unknown:
-            raise ValueError(f"preprocessing: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        known_fields(cls, data, "preprocessing")
         if "equalize" not in data:
             raise ValueError("preprocessing: the field 'equalize' is missing")
         return cls(**data)

@@ -10,12 +10,16 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from collections.abc import Callable
 from importlib import metadata
+from typing import TypeVar
 
 PACKAGE = "ferstream"
 # Exit codes of every command: 0 done, 1 the work failed (bad input file, server error), 2 bad usage
 # (argparse's own code), 130 interrupted by Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+Number = TypeVar("Number", int, float)
 
 
 def package_version() -> str:
@@ -44,6 +48,23 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
+
+
+def number_type(convert: Callable[[str], Number], accept: Callable[[Number], bool],
+                what: str) -> Callable[[str], Number]:
+    """An argparse type: the text as convert (int or float) reads it, when accept takes the value;
+    otherwise argparse.ArgumentTypeError "'TEXT' is not WHAT" (e.g. what="a number between 0 and 1")."""
+
+    def parse(text: str) -> Number:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
 
 
 def print_error(prog: str, message: str) -> None:
