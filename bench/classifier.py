@@ -184,19 +184,18 @@ def candidates(model_path: Path | None, unfolded: bool) -> list[Candidate]:
     path = model_path or default_served_path()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
-    timed = []
-    if path.suffix == IR_SUFFIX:
-        timed.append(runtime_candidate("shipped", path, load_classifier(path)))
-        path = int8_source(path)
-        runtimes, f32_label = list(installed_runtimes()), "shipped f32, {}"
+    int8 = path.suffix == IR_SUFFIX
+    graph = int8_source(path) if int8 else path
+    model = graph.read_bytes() if graph.suffix == ".onnx" else onnx_bytes(load_model(graph))
+    served = open_classifier(model, str(graph))
+    if int8:
+        timed = [runtime_candidate("shipped", path, load_classifier(path))]
+        others = [(f"shipped f32, {runtime}", runtime) for runtime in installed_runtimes()]
     else:
-        runtimes, f32_label = list(installed_runtimes())[1:], "shipped, {}"
-    model = path.read_bytes() if path.suffix == ".onnx" else onnx_bytes(load_model(path))
-    served = open_classifier(model, str(path))
-    if not timed:
-        timed.append(runtime_candidate("shipped", model, served))
-    for runtime in runtimes:
-        timed.append(runtime_candidate(f32_label.format(runtime), model, open_classifier(model, served.path, runtime)))
+        timed = [runtime_candidate("shipped", model, served)]
+        others = [(f"shipped, {runtime}", runtime) for runtime in list(installed_runtimes())[1:]]
+    for label, runtime in others:
+        timed.append(runtime_candidate(label, model, open_classifier(model, served.path, runtime)))
     first = random_weights(FIRST_SHIPPED_SPEC, "the first shipped model's architecture")
     first_model = onnx_bytes(first)
     label = f"vgg ×{FIRST_SHIPPED_SPEC.width:g}"

@@ -254,7 +254,8 @@ def measure_yardstick(frames: Sequence[bytes], models_dir: Path, seconds: float 
     """Decode + YuNet on each whole frame (no shrinking), OpenCV on one thread, times the cores.
 
     The yardstick is issue 17's: cv2.FaceDetectorYN, the way a plain OpenCV program runs YuNet, whatever
-    runtime the server's own YuNet uses (pipeline/yunet.py: OpenVINO). None when YuNet's weights are not in models_dir. Restores OpenCV's thread count afterwards.
+    runtime the server's own YuNet uses (pipeline/yunet.py: OpenVINO). None when YuNet's weights are not in
+    models_dir. Restores OpenCV's thread count afterwards.
     """
     found = weights.locate(weights.YUNET, weights.search_folders(models_dir))
     if not found.ok:

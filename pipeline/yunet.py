@@ -2,8 +2,8 @@
 
 Why not cv2.FaceDetectorYN: YuNet is the largest cost of a served frame (README's profile: 43 % of the
 server's CPU), and the same ONNX graph runs in OpenVINO, which the server already loads for the emotion
-model, in about 60 % of the time of OpenCV's DNN module: 3.3 against 5.5 ms for a 320x240 copy on one
-thread (the development machine, an AVX-512 Xeon). The decoding below is OpenCV's
+model, in about 55 % of the time of OpenCV's DNN module: 2.7 against 4.8 ms for a 320x240 copy on one
+thread, decoding included (the development machine, an AVX-512 Xeon). The decoding below is OpenCV's
 (modules/objdetect/src/face_detect.cpp, YuNet 2023mar and later): the image padded to multiples of 32 at
 its bottom and right, BGR as float without scaling; for each stride s of 8, 16 and 32 and each cell (row,
 col) of the s-pixel grid, score = sqrt(clip(cls) * clip(obj)), box centre ((col, row) + bbox[:2]) * s,
@@ -50,8 +50,8 @@ class YuNetNetwork:
 
     def run(self, image: np.ndarray, threshold: float) -> np.ndarray:
         """(N, 15) float64 rows, all finite, for the faces in one (H, W, 3) uint8 BGR image scored at least
-        threshold, in its pixels: x0, y0, x1, y1, score, then the five landmarks' x, y (right eye, left eye, nose tip,
-        right and left mouth corner)."""
+        threshold, in its pixels: x0, y0, x1, y1, score, then the five landmarks' x, y (right eye, left eye,
+        nose tip, right and left mouth corner)."""
         height, width = image.shape[:2]
         pad_w, pad_h = padded_size(width, height)
         padded = cv2.copyMakeBorder(image, 0, pad_h - height, 0, pad_w - width, cv2.BORDER_CONSTANT, value=0)
