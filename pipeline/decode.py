@@ -2,6 +2,12 @@
 
 The dimensions of an encoded image are read from its header (JPEG SOF, PNG IHDR, BMP info header,
 WebP VP8/VP8L/VP8X), so a small file that claims to be huge never reaches the decoder.
+
+JPEGs are decoded by simplejpeg (libjpeg-turbo's TurboJPEG API): the same pixels as cv2.imdecode, which
+links the same library, in 1.16 against 1.79 ms for the 640x480 bench frames on one thread (the
+development machine), about 6 % of a served frame's CPU. cv2.imdecode still decodes everything else: a
+JPEG with EXIF data (cv2.imdecode turns the image as its orientation tag says), and any JPEG simplejpeg
+refuses (CMYK, or damage OpenCV may read past).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import simplejpeg
 
 from .errors import TooLarge, invalid
 
@@ -52,11 +59,26 @@ ImageSource = EncodedImage | RawImage | np.ndarray
 JPEG_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 # Markers that stand alone, without a length field.
 JPEG_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})
+JPEG_SOI = b"\xff\xd8"
+JPEG_APP1 = 0xE1
+EXIF_SIGNATURE = b"Exif\x00\x00"
 
 
-def jpeg_dimensions(data: bytes) -> tuple[int, int]:
-    """(width, height) from the first start-of-frame marker; BadInput when none is found."""
+@dataclass(frozen=True)
+class JpegHeader:
+    """What a JPEG's markers before its frame header say: its size in pixels and whether it has EXIF data."""
+
+    width: int
+    height: int
+    # An APP1 "Exif" segment, which may carry an orientation tag.
+    exif: bool
+
+
+def jpeg_header(data: bytes) -> JpegHeader:
+    """The size from the first start-of-frame marker, and whether an EXIF segment precedes it; BadInput
+    when no frame header is found."""
     position = 2
+    exif = False
     while position + 4 <= len(data):
         if data[position] != 0xFF:
             raise invalid("damaged JPEG: expected a marker")
@@ -72,9 +94,10 @@ def jpeg_dimensions(data: bytes) -> tuple[int, int]:
             if position + 9 > len(data):
                 break
             height, width = struct.unpack(">HH", data[position + 5:position + 9])
-            return width, height
+            return JpegHeader(width, height, exif)
         if marker in (0xD9, 0xDA) or length < 2:  # end of image or scan data before any frame header
             break
+        exif = exif or (marker == JPEG_APP1 and data[position + 4:position + 10] == EXIF_SIGNATURE)
         position += 2 + length
     raise invalid("damaged JPEG: no frame header")
 
@@ -115,8 +138,9 @@ def webp_dimensions(data: bytes) -> tuple[int, int]:
 
 def encoded_dimensions(data: bytes) -> tuple[int, int]:
     """(width, height) from the header; FrameError for anything that is not JPEG, PNG, BMP or WebP."""
-    if data.startswith(b"\xff\xd8"):
-        return jpeg_dimensions(data)
+    if data.startswith(JPEG_SOI):
+        header = jpeg_header(data)
+        return header.width, header.height
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return png_dimensions(data)
     if data.startswith(b"BM"):
@@ -134,13 +158,26 @@ def check_size(width: int, height: int, max_pixels: int) -> None:
         raise TooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
 
 
+def decode_plain_jpeg(data: bytes) -> np.ndarray | None:
+    """(H, W, 3) uint8 BGR pixels of a JPEG without EXIF data, by simplejpeg; None for anything else
+    (not a JPEG, EXIF data, or a file simplejpeg refuses), which cv2.imdecode then decodes or refuses."""
+    if not data.startswith(JPEG_SOI) or jpeg_header(data).exif:
+        return None
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="BGR")
+    except ValueError:
+        return None
+
+
 def decode_encoded(image: EncodedImage, max_pixels: int) -> np.ndarray:
     """A BGR uint8 frame from a JPEG/PNG/BMP/WebP file, its size checked from the header first."""
     if not image.data:
         raise invalid("empty image")
     width, height = encoded_dimensions(image.data)
     check_size(width, height, max_pixels)
-    frame = cv2.imdecode(np.frombuffer(image.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    frame = decode_plain_jpeg(image.data)
+    if frame is None:
+        frame = cv2.imdecode(np.frombuffer(image.data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if frame is None:
         raise invalid(f"could not decode the {width}x{height} image")
     return frame

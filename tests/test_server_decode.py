@@ -37,6 +37,38 @@ def test_progressive_jpeg_header() -> None:
     assert encoded_dimensions(data.tobytes()) == (123, 45)
 
 
+def with_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """jpeg with an EXIF APP1 segment right after its SOI marker holding one tag, Orientation (0x0112)."""
+    entry = struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0)  # tag, SHORT, count 1, value, padding
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + entry + struct.pack("<I", 0)
+    payload = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", 2 + len(payload)) + payload + jpeg[2:]
+
+
+@pytest.mark.parametrize("params", [[], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1],
+                                    [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]],
+                         ids=["baseline 4:2:0", "progressive", "4:4:4"])
+def test_jpeg_pixels_are_opencvs(params: list[int], photo: bytes) -> None:
+    """The JPEG decoder the frame path uses gives exactly cv2.imdecode's pixels."""
+    frame = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
+    jpeg = cv2.imencode(".jpg", frame, params)[1].tobytes()
+    expected = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert np.array_equal(decode(EncodedImage(jpeg), 1 << 24), expected)
+    grey = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))[1].tobytes()
+    assert np.array_equal(decode(EncodedImage(grey), 1 << 24),
+                          cv2.imdecode(np.frombuffer(grey, np.uint8), cv2.IMREAD_COLOR))
+
+
+def test_jpeg_exif_orientation_is_applied() -> None:
+    """A phone photo stored sideways (EXIF orientation 6: turn 90 degrees clockwise) comes out upright."""
+    stored = noise(64, 32)
+    jpeg = cv2.imencode(".jpg", stored, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
+    plain = decode(EncodedImage(jpeg), 1 << 20)
+    turned = decode(EncodedImage(with_orientation(jpeg, 6)), 1 << 20)
+    assert plain.shape == (32, 64, 3) and turned.shape == (64, 32, 3)
+    assert np.array_equal(turned, cv2.rotate(plain, cv2.ROTATE_90_CLOCKWISE))
+
+
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG signature and IHDR claiming width x height, followed by junk instead of pixel data."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
