@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -220,20 +220,20 @@ def merge(rows: Rows) -> Rows:
     return rows[np.asarray(kept, dtype=int).reshape(-1)]
 
 
-def to_detection(row: np.ndarray, width: int, height: int) -> Detection | None:
-    """A Detection clamped to a width x height frame; None for degenerate or non-finite rows.
+def to_detection(row: Sequence[float], width: int, height: int) -> Detection | None:
+    """A Detection clamped to a width x height frame from one row as plain floats (rows.tolist(): cheaper
+    than numpy scalars, a row at a time); None for degenerate or non-finite rows.
 
-    A corrupted frame can make a network emit inf or NaN coordinates.
+    A corrupted frame can make a network emit inf or NaN coordinates (and so a sum that is not finite).
     """
-    if not np.isfinite(row).all():
+    if not math.isfinite(sum(row)):
         return None
     x0, y0, x1, y1, score = row[:5]
-    left, top = max(0, int(round(x0))), max(0, int(round(y0)))
-    right, bottom = min(width, int(round(x1))), min(height, int(round(y1)))
+    left, top = max(0, round(x0)), max(0, round(y0))
+    right, bottom = min(width, round(x1)), min(height, round(y1))
     if right - left < 2 or bottom - top < 2:
         return None
-    landmarks = tuple((float(x), float(y)) for x, y in row[5:].reshape(-1, 2))
-    return Detection(left, top, right - left, bottom - top, float(score), landmarks)
+    return Detection(left, top, right - left, bottom - top, score, tuple(zip(row[5::2], row[6::2])))
 
 
 def detect_in_levels(frame: np.ndarray, levels: list[Level], search: Search, threshold: float) -> list[Detection]:
@@ -242,7 +242,7 @@ def detect_in_levels(frame: np.ndarray, levels: list[Level], search: Search, thr
     height, width = frame.shape[:2]
     runs = [rows for level in levels for rows in search_level(frame, level, search, threshold)]
     rows = merge(np.concatenate(runs)) if len(runs) > 1 else runs[0]
-    found = (to_detection(row, width, height) for row in rows)
+    found = (to_detection(row, width, height) for row in rows.tolist())
     return [box for box in found if box is not None]
 
 
