@@ -23,7 +23,7 @@ from .detectors import DetectorKind
 from .errors import FrameError
 from .media import MediaError, check_input, default_output, probe, quiet_opencv_logs, read_frames
 from .records import STDOUT
-from .settings import add_common_arguments, default_models_dir, parse_classes
+from .settings import add_common_arguments, default_models_dir, default_threads, parse_classes
 from .timeline import default_prefix
 from .tracking import DEFAULT_SMOOTHING_MS, check_smoothing_ms
 
@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_argument("--jpeg-quality", type=quality, default=DEFAULT_JPEG_QUALITY, metavar="10..100",
                         help="with --server, JPEG quality of the frames sent (default: %(default)s)")
     add_common_arguments(parser)
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="OpenCV and classifier threads: frames are decoded, detected and classified in "
+                             "turn on one thread, each step using this many (default: %(default)s, the cores "
+                             "up to 4)")
     add_version_argument(parser)
     return parser
 

@@ -49,7 +49,8 @@ def parse_classes(text: str | None) -> tuple[int, ...]:
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by fer-server and fer-annotate: where the weights are and what is served."""
+    """Options shared by fer-server and fer-annotate: where the weights are and what is served (each adds
+    its own --threads: the two use their threads differently)."""
     parser.add_argument("--models-dir", type=Path, default=None,
                         help="folder with detector weights (default: $FER_MODELS_DIR or ~/.cache/ferstream/models)")
     parser.add_argument("--model", type=Path, default=None,
@@ -61,5 +62,3 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest image accepted, in pixels, checked from the header (default: %(default)s)")
     parser.add_argument("--max-faces", type=int, default=MAX_FACES,
                         help="most faces annotated per frame (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=default_threads(),
-                        help="inference and OpenCV threads of the worker (default: %(default)s)")
