@@ -1,41 +1,30 @@
-"""YuNet's network run by OpenVINO, decoded as cv2.FaceDetectorYN decodes it.
+"""YuNet's network run by ONNX Runtime, decoded as cv2.FaceDetectorYN decodes it.
 
-Why not cv2.FaceDetectorYN: YuNet is the largest cost of a served frame (README's profile: 43 % of the
-server's CPU), and the same ONNX graph runs in OpenVINO, which the server already loads for the emotion
-model, in about 55 % of the time of OpenCV's DNN module: 2.7 against 4.8 ms for a 320x240 copy on one
-thread, decoding included (the development machine, an AVX-512 Xeon). The decoding below is OpenCV's
-(modules/objdetect/src/face_detect.cpp, YuNet 2023mar and later): the image padded to multiples of 32 at
-its bottom and right, BGR as float without scaling; for each stride s of 8, 16 and 32 and each cell (row,
-col) of the s-pixel grid, score = sqrt(clip(cls) * clip(obj)), box centre ((col, row) + bbox[:2]) * s,
-size exp(bbox[2:]) * s, landmarks ((col, row) + kps) * s; then non-maximum suppression. A test checks the
-rows against cv2.FaceDetectorYN on the shared photos.
+Why not cv2.FaceDetectorYN: YuNet is the largest cost of a served frame (README's profile), and the same
+ONNX graph runs faster in a real runtime. On a 320x240 copy, one thread, decoding and suppression included
+(the development machine, an AVX-512 Xeon): OpenCV's DNN module 4.8 ms, OpenVINO 2.3 ms (1.9 compiled for
+that one size), ONNX Runtime 2.0 ms with any size; two threads side by side, 1.08 against OpenVINO's 1.21 ms
+a frame. The decoding below is OpenCV's (modules/objdetect/src/face_detect.cpp, YuNet 2023mar and later):
+the image padded to multiples of 32 at its bottom and right, BGR as float without scaling; for each stride
+s of 8, 16 and 32 and each cell (row, col) of the s-pixel grid, score = sqrt(clip(cls) * clip(obj)), box
+centre ((col, row) + bbox[:2]) * s, size exp(bbox[2:]) * s, landmarks ((col, row) + kps) * s; then
+non-maximum suppression. A test checks the rows against cv2.FaceDetectorYN on the shared photos.
 """
 
 from __future__ import annotations
 
-import collections
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-
-if TYPE_CHECKING:
-    from openvino import InferRequest, Model
 
 STRIDES = (8, 16, 32)
 # The network's input sides must be multiples of its coarsest stride.
 DIVISOR = 32
 # cv2.FaceDetectorYN's default cap on faces kept by non-maximum suppression.
 TOP_K = 5000
-# The network compiled for one input size runs faster than the one compiled for any size (1.92 against
-# 2.20 ms for 320x256 on one thread, the development machine), but each compilation takes about 100 ms: a
-# size gets its own network once this many images of it have come, so one-off sizes never pay for it.
-FIXED_AFTER = 8
-# Sizes with a network of their own, the most recently used kept.
-FIXED_SIZES = 8
-# Sizes counted towards FIXED_AFTER before the count starts over, so odd sizes cannot fill memory.
-COUNTED_SIZES = 256
+# The outputs the decoding reads, per stride: cls_8, obj_8, bbox_8, kps_8, cls_16, ...
+OUTPUT_NAMES = tuple(f"{kind}_{stride}" for stride in STRIDES for kind in ("cls", "obj", "bbox", "kps"))
 
 
 def padded_size(width: int, height: int) -> tuple[int, int]:
@@ -44,55 +33,25 @@ def padded_size(width: int, height: int) -> tuple[int, int]:
 
 
 class YuNetNetwork:
-    """YuNet's ONNX file compiled by OpenVINO on the CPU: once for any input size, and once more for each
-    size that keeps coming (FIXED_AFTER); not thread-safe (one infer request per compiled network).
+    """YuNet's ONNX file in ONNX Runtime on the CPU, for any input size. threads: ONNX Runtime's threads
+    (0: its default, every core); they sleep between calls instead of spinning. Not thread-safe by
+    contract (each detection thread loads its own detectors), though ONNX Runtime would allow it.
 
-    The uint8 BGR image goes in as it is (N, H, W, 3): OpenVINO converts it to the float planes the network
-    takes inside the graph. threads: OpenVINO's threads (0: its default, every core).
+    ONNX Runtime keeps the memory of the largest image it has searched for the next one: about 0.14 GB
+    after a 1024x1024 tile, the largest a detector searches (detectors.TILE_SIDE).
     """
 
     def __init__(self, model_path: Path, threads: int, nms_iou: float) -> None:
-        import openvino
-        from openvino.preprocess import PrePostProcessor
+        import onnxruntime
 
-        self.core = openvino.Core()
-        self.config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "ENABLE_CPU_PINNING": False}
-        if threads:
-            self.config["INFERENCE_NUM_THREADS"] = threads
-        steps = PrePostProcessor(self.core.read_model(str(model_path)))
-        steps.input().tensor().set_element_type(openvino.Type.u8).set_layout(openvino.Layout("NHWC"))
-        steps.input().model().set_layout(openvino.Layout("NCHW"))
-        self.model = steps.build()
-        # An output can carry several tensor names ("291" and "cls_8"): keep the decoding's names.
-        self.output_names = [name for output in self.model.outputs for name in output.get_names()
-                             if name.split("_")[0] in ("cls", "obj", "bbox", "kps")]
-        self.any_size = self.compile(self.model)
-        self.fixed: collections.OrderedDict[tuple[int, int], InferRequest] = collections.OrderedDict()
-        self.seen: collections.Counter[tuple[int, int]] = collections.Counter()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Spinning would take CPU from the other detection threads and the classifier between calls.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
         self.nms_iou = nms_iou
-
-    def compile(self, model: Model) -> InferRequest:
-        """One infer request of model compiled on the CPU with this network's settings."""
-        return self.core.compile_model(model, "CPU", self.config).create_infer_request()
-
-    def request_for(self, width: int, height: int) -> InferRequest:
-        """The infer request for padded images of width x height: the size's own network once it has come
-        FIXED_AFTER times (compiled then, about 100 ms), else the one for any size."""
-        size = (width, height)
-        if size in self.fixed:
-            self.fixed.move_to_end(size)
-            return self.fixed[size]
-        if len(self.seen) >= COUNTED_SIZES:
-            self.seen.clear()
-        self.seen[size] += 1
-        if self.seen[size] < FIXED_AFTER:
-            return self.any_size
-        model = self.model.clone()
-        model.reshape([1, height, width, 3])
-        self.fixed[size] = self.compile(model)
-        if len(self.fixed) > FIXED_SIZES:
-            self.fixed.popitem(last=False)
-        return self.fixed[size]
 
     def run(self, image: np.ndarray, threshold: float) -> np.ndarray:
         """(N, 15) float64 rows, all finite, for the faces in one (H, W, 3) uint8 BGR image scored at least
@@ -101,9 +60,8 @@ class YuNetNetwork:
         height, width = image.shape[:2]
         pad_w, pad_h = padded_size(width, height)
         padded = cv2.copyMakeBorder(image, 0, pad_h - height, 0, pad_w - width, cv2.BORDER_CONSTANT, value=0)
-        request = self.request_for(pad_w, pad_h)
-        request.infer({0: padded[None]})
-        outputs = {name: request.get_tensor(name).data for name in self.output_names}
+        planes = np.ascontiguousarray(padded.transpose(2, 0, 1), dtype=np.float32)[None]
+        outputs = dict(zip(OUTPUT_NAMES, self.session.run(OUTPUT_NAMES, {self.input_name: planes})))
         found = np.concatenate([decode(outputs, stride, pad_w // stride, threshold) for stride in STRIDES])
         # Hostile images (the fuzz test's) can make the network emit NaN or infinite values; they are no faces.
         found = found[np.isfinite(found).all(axis=1)]

@@ -118,18 +118,3 @@ def test_yunet_in_openvino_finds_what_opencvs_face_detector_finds(fer_models_dir
         found += len(got)
     assert found >= 40
 
-
-def test_yunet_network_compiled_for_a_size_gives_the_same_rows(fer_models_dir: Path, faces_dir: Path) -> None:
-    """A size that keeps coming gets a network compiled for it alone: the same rows as the any-size one."""
-    from ferstream.pipeline.weights import YUNET, locate, search_folders
-    from ferstream.pipeline.yunet import FIXED_AFTER, YuNetNetwork
-
-    network = YuNetNetwork(locate(YUNET, search_folders(fer_models_dir)).path, 1, 0.3)
-    image = cv2.resize(cv2.imread(str(sorted(faces_dir.glob("*.jpg"))[0])), (320, 240), interpolation=cv2.INTER_AREA)
-    rows = [network.run(image, 0.6) for _ in range(FIXED_AFTER + 1)]
-    assert list(network.fixed) == [(320, 256)] and len(rows[0]) >= 1
-    for later in rows[1:]:
-        np.testing.assert_allclose(later, rows[0], atol=1e-4)
-    other = cv2.resize(image, (200, 150))
-    network.run(other, 0.6)
-    assert list(network.fixed) == [(320, 256)]  # a one-off size uses the network for any size
