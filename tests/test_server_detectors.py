@@ -92,10 +92,10 @@ def test_tiled_detection_finds_each_face_once_as_one_large_image_does(fer_models
 
 
 @pytest.mark.parametrize("side", [320, 640])
-def test_yunet_in_openvino_finds_what_opencvs_face_detector_finds(fer_models_dir: Path, faces_dir: Path,
-                                                                  side: int) -> None:
-    """The served YuNet (OpenVINO plus our decoding) against cv2.FaceDetectorYN on the same images: the same
-    faces, boxes, landmarks and scores."""
+def test_served_yunet_finds_what_opencvs_face_detector_finds(fer_models_dir: Path, faces_dir: Path,
+                                                             side: int) -> None:
+    """The served YuNet (ONNX Runtime plus our decoding) against cv2.FaceDetectorYN on the same images: the
+    same faces, boxes, landmarks and scores."""
     from ferstream.pipeline.detectors import MERGE_IOU, YuNetDetector
     from ferstream.pipeline.weights import YUNET, locate, search_folders
 
@@ -117,4 +117,3 @@ def test_yunet_in_openvino_finds_what_opencvs_face_detector_finds(fer_models_dir
         np.testing.assert_allclose(order(got), order(expected), atol=0.01, err_msg=path.name)
         found += len(got)
     assert found >= 40
-
