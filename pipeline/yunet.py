@@ -13,6 +13,7 @@ non-maximum suppression. A test checks the rows against cv2.FaceDetectorYN on th
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import cv2
@@ -62,7 +63,7 @@ class YuNetNetwork:
         padded = cv2.copyMakeBorder(image, 0, pad_h - height, 0, pad_w - width, cv2.BORDER_CONSTANT, value=0)
         planes = np.ascontiguousarray(padded.transpose(2, 0, 1), dtype=np.float32)[None]
         outputs = dict(zip(OUTPUT_NAMES, self.session.run(OUTPUT_NAMES, {self.input_name: planes})))
-        found = np.concatenate([decode(outputs, stride, pad_w // stride, threshold) for stride in STRIDES])
+        found = decode(outputs, pad_w, pad_h, threshold)
         # Hostile images (the fuzz test's) can make the network emit NaN or infinite values; they are no faces.
         found = found[np.isfinite(found).all(axis=1)]
         if len(found) < 2:
@@ -72,23 +73,38 @@ class YuNetNetwork:
         return found[np.asarray(kept, dtype=int).reshape(-1)]
 
 
-def decode(outputs: dict[str, np.ndarray], stride: int, columns: int, threshold: float) -> np.ndarray:
-    """(N, 15) rows (as YuNetNetwork.run) of one stride's grid cells scoring at least threshold."""
-    cls = np.minimum(np.maximum(outputs[f"cls_{stride}"].reshape(-1), 0.0), 1.0)
-    obj = np.minimum(np.maximum(outputs[f"obj_{stride}"].reshape(-1), 0.0), 1.0)
+@functools.lru_cache(maxsize=16)
+def cell_grid(width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(column, row, stride) of every output cell of a width x height padded input, strides in STRIDES
+    order and each stride's cells row by row (the order of the concatenated outputs), as (N, 1) float64."""
+    columns, rows, strides = [], [], []
+    for stride in STRIDES:
+        row, column = np.divmod(np.arange((width // stride) * (height // stride)), width // stride)
+        columns.append(column)
+        rows.append(row)
+        strides.append(np.full(len(row), stride))
+    return tuple(np.concatenate(parts).astype(np.float64)[:, None] for parts in (columns, rows, strides))
+
+
+def decode(outputs: dict[str, np.ndarray], width: int, height: int, threshold: float) -> np.ndarray:
+    """(N, 15) rows (as YuNetNetwork.run) of the grid cells of every stride scoring at least threshold, for
+    a width x height padded input: one pass over the cells of all strides together."""
+    def joined(kind: str, size: int) -> np.ndarray:
+        return np.concatenate([outputs[f"{kind}_{stride}"].reshape(-1, size) for stride in STRIDES])
+
+    cls = np.minimum(np.maximum(joined("cls", 1)[:, 0], 0.0), 1.0)
+    obj = np.minimum(np.maximum(joined("obj", 1)[:, 0], 0.0), 1.0)
     score = np.sqrt(cls * obj)
     cells = np.flatnonzero(score >= threshold)
+    column, row, stride = (axis[cells] for axis in cell_grid(width, height))
+    bbox = joined("bbox", 4)[cells].astype(np.float64)
+    kps = joined("kps", 10)[cells].astype(np.float64)
+    centre = (np.hstack([column, row]) + bbox[:, :2]) * stride
+    half = np.exp(bbox[:, 2:]) * stride / 2.0
     rows = np.empty((len(cells), 15))
-    if not len(cells):
-        return rows
-    bbox = outputs[f"bbox_{stride}"].reshape(-1, 4)[cells].astype(np.float64)
-    kps = outputs[f"kps_{stride}"].reshape(-1, 10)[cells].astype(np.float64)
-    col, row = (cells % columns)[:, None], (cells // columns)[:, None]
-    centre = (np.hstack([col, row]) + bbox[:, :2]) * stride
-    half = np.exp(bbox[:, 2:]) * (stride / 2.0)
     rows[:, 0:2] = centre - half
     rows[:, 2:4] = centre + half
     rows[:, 4] = score[cells]
-    rows[:, 5::2] = (kps[:, 0::2] + col) * stride
+    rows[:, 5::2] = (kps[:, 0::2] + column) * stride
     rows[:, 6::2] = (kps[:, 1::2] + row) * stride
     return rows
