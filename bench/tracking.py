@@ -3,7 +3,7 @@
 Two parts, each timed on its own over the same frames:
   tracker       Stream.track's work: FaceTracker.track on the frame path's faces (Hungarian assignment,
                 smoothing), as the server runs it once per answered frame
-  track fields  the Face messages' track_id and track_scores: face_messages with tracks minus without
+  track fields  the Face messages' track_id and track_scores: add_faces with tracks minus without
 Each is the fastest of ROUNDS rounds (the two message timings taking turns), so that other load on the
 machine does not count.
 Frames hold N faces (4 by default: the issue's budget is 0.5 ms per frame with four) that drift along
@@ -23,7 +23,8 @@ from ferstream.model.labels import EMOTIONS
 from ferstream.pipeline.detectors import Detection
 from ferstream.pipeline.framepath import AnnotatedFrame, FaceResult
 from ferstream.pipeline.tracking import DEFAULT_SMOOTHING_MS, FaceTracker
-from ferstream.server.protoconv import face_messages
+from ferstream.server.protoconv import add_faces
+from ferstream.v1 import emotion_pb2 as pb
 
 from .report import markdown_table
 from .timing import repeat_for
@@ -91,8 +92,10 @@ def run_tracking_bench(faces: int, seconds: float, smoothing_ms: float = DEFAULT
     plain = itertools.cycle(frames)
     with_tracks, without = [], []
     for _ in range(ROUNDS):
-        with_tracks.append(repeat_for(lambda: face_messages(*next(pairs)), seconds / 3 / ROUNDS, PATH_FRAMES))
-        without.append(repeat_for(lambda: face_messages(next(plain)), seconds / 3 / ROUNDS, PATH_FRAMES))
+        with_tracks.append(repeat_for(lambda: add_faces(pb.StreamAnnotateResponse().faces, *next(pairs)),
+                                      seconds / 3 / ROUNDS, PATH_FRAMES))
+        without.append(repeat_for(lambda: add_faces(pb.StreamAnnotateResponse().faces, next(plain)),
+                                  seconds / 3 / ROUNDS, PATH_FRAMES))
     fields_ms = max(0.0, min(m.ms_per_call for m in with_tracks) - min(m.ms_per_call for m in without))
     return TrackingBench(faces, sum(m.calls for m in tracker_times), smoothing_ms, tracker_ms, fields_ms,
                          tracker_ms + fields_ms)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ferstream.pipeline.decode import EncodedImage, ImageSource, PixelFormat, RawImage
 from ferstream.pipeline.detectors import DetectorKind
@@ -12,6 +13,9 @@ from ferstream.pipeline.tracking import TrackedFace
 from ferstream.v1 import emotion_pb2 as pb
 
 from .status import status_code
+
+if TYPE_CHECKING:  # the type of a repeated message field, for annotations only
+    from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 # EMOTIONS index i is the proto Emotion value i + 1 (same order).
 EMOTION_OFFSET = 1
@@ -57,30 +61,35 @@ def fill_timing(message: pb.Timing, timing: Timing) -> None:
     message.batch_faces = timing.batch_faces
 
 
-def face_messages(frame: AnnotatedFrame, tracks: Sequence[TrackedFace] | None = None) -> list[pb.Face]:
-    """The frame's faces as Face messages (box, score, emotion, scores, landmarks when the detector gave them),
-    in the frame's order. tracks (a stream's; one per face, in the same order) add each face's track_id and,
-    when smoothing is on, its track_scores; without them both stay unset."""
-    faces = []
-    for face in frame.faces:
+def add_faces(faces: RepeatedCompositeFieldContainer[pb.Face], frame: AnnotatedFrame,
+              tracks: Sequence[TrackedFace] | None = None) -> None:
+    """Appends the frame's faces (box, score, emotion, scores, landmarks when the detector gave them), in the
+    frame's order, to a message's repeated Face field. tracks (a stream's; one per face, in the same order) add
+    each face's track_id and, when smoothing is on, its track_scores; without them both stay unset.
+
+    Built where they belong: adding finished Face messages to a response would copy each one.
+    """
+    for index, face in enumerate(frame.faces):
         box = face.box
-        scores = [pb.EmotionScore(emotion=index + EMOTION_OFFSET, probability=float(probability))
-                  for index, probability in zip(face.classes, face.probabilities)]
-        landmarks = [pb.Point(x=x, y=y) for x, y in box.landmarks]
-        faces.append(pb.Face(box=pb.Box(x=box.x, y=box.y, width=box.width, height=box.height),
-                             detection_score=box.score, emotion=face.top_class + EMOTION_OFFSET, scores=scores,
-                             landmarks=landmarks))
-    for message, face, track in zip(faces, frame.faces, tracks or ()):
-        message.track_id = track.track_id
-        if track.smoothed is not None:
-            for index, probability in zip(face.classes, track.smoothed):
-                message.track_scores.add(emotion=index + EMOTION_OFFSET, probability=float(probability))
-    return faces
+        message = faces.add(detection_score=box.score, emotion=face.top_class + EMOTION_OFFSET)
+        message.box.x, message.box.y, message.box.width, message.box.height = box.x, box.y, box.width, box.height
+        emotions = [emotion + EMOTION_OFFSET for emotion in face.classes]
+        for emotion, probability in zip(emotions, face.probabilities.tolist()):
+            message.scores.add(emotion=emotion, probability=probability)
+        for x, y in box.landmarks:
+            message.landmarks.add(x=x, y=y)
+        if tracks:
+            track = tracks[index]
+            message.track_id = track.track_id
+            if track.smoothed is not None:
+                for emotion, probability in zip(emotions, track.smoothed.tolist()):
+                    message.track_scores.add(emotion=emotion, probability=probability)
 
 
 def annotate_response(frame: AnnotatedFrame) -> pb.AnnotateResponse:
     """The unary answer for an annotated frame."""
-    response = pb.AnnotateResponse(faces=face_messages(frame))
+    response = pb.AnnotateResponse()
+    add_faces(response.faces, frame)
     fill_timing(response.timing, frame.timing)
     return response
 
@@ -96,7 +105,7 @@ def stream_response(frame_id: int, outcome: AnnotatedFrame | FrameError, skipped
         response.error.message = outcome.message
         response.timing.total_ms = milliseconds_since(arrived)
     else:
-        response.faces.extend(face_messages(outcome, tracks))
+        add_faces(response.faces, outcome, tracks)
         fill_timing(response.timing, outcome.timing)
     return response
 
