@@ -4,10 +4,10 @@ The dimensions of an encoded image are read from its header (JPEG SOF, PNG IHDR,
 WebP VP8/VP8L/VP8X), so a small file that claims to be huge never reaches the decoder.
 
 JPEGs are decoded by simplejpeg (libjpeg-turbo's TurboJPEG API): the same pixels as cv2.imdecode, which
-links the same library, in 1.16 against 1.79 ms for the 640x480 bench frames on one thread (the
-development machine): 0.6 ms less of the 7 ms of server CPU a served frame costs. cv2.imdecode still
-decodes everything else: a JPEG with EXIF data (cv2.imdecode turns the image as its orientation tag says),
-and any JPEG simplejpeg refuses (CMYK, or damage OpenCV may read past).
+links the same library, in 1.16 against 1.79 ms for the 640x480 bench frames on one thread (a timing loop
+on the development machine): 0.6 ms less of the 7 ms of server CPU a served frame costs. cv2.imdecode
+still decodes everything else: a JPEG with EXIF data (cv2.imdecode turns the image as its orientation tag
+says), and any JPEG simplejpeg refuses (CMYK, or damage OpenCV may read past).
 """
 
 from __future__ import annotations
@@ -158,11 +158,9 @@ def check_size(width: int, height: int, max_pixels: int) -> None:
         raise TooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
 
 
-def decode_plain_jpeg(data: bytes) -> np.ndarray | None:
-    """(H, W, 3) uint8 BGR pixels of a JPEG without EXIF data, by simplejpeg; None for anything else
-    (not a JPEG, EXIF data, or a file simplejpeg refuses), which cv2.imdecode then decodes or refuses."""
-    if not data.startswith(JPEG_SOI) or jpeg_header(data).exif:
-        return None
+def decode_turbo_jpeg(data: bytes) -> np.ndarray | None:
+    """(H, W, 3) uint8 BGR pixels of a JPEG by simplejpeg, which ignores EXIF orientation; None for a file
+    it refuses (CMYK, damage), which cv2.imdecode then decodes or refuses."""
     try:
         return simplejpeg.decode_jpeg(data, colorspace="BGR")
     except ValueError:
@@ -173,9 +171,11 @@ def decode_encoded(image: EncodedImage, max_pixels: int) -> np.ndarray:
     """A BGR uint8 frame from a JPEG/PNG/BMP/WebP file, its size checked from the header first."""
     if not image.data:
         raise invalid("empty image")
-    width, height = encoded_dimensions(image.data)
+    jpeg = jpeg_header(image.data) if image.data.startswith(JPEG_SOI) else None
+    width, height = (jpeg.width, jpeg.height) if jpeg else encoded_dimensions(image.data)
     check_size(width, height, max_pixels)
-    frame = decode_plain_jpeg(image.data)
+    # With EXIF data the orientation tag may turn the image, which only cv2.imdecode applies.
+    frame = decode_turbo_jpeg(image.data) if jpeg and not jpeg.exif else None
     if frame is None:
         frame = cv2.imdecode(np.frombuffer(image.data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if frame is None:

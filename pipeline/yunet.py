@@ -2,13 +2,14 @@
 
 Why not cv2.FaceDetectorYN: YuNet is the largest cost of a served frame (README's profile), and the same
 ONNX graph runs faster in a real runtime. On a 320x240 copy, one thread, decoding and suppression included
-(the development machine, an AVX-512 Xeon): OpenCV's DNN module 4.8 ms, OpenVINO 2.6 ms (2.3 compiled for
-that one size), ONNX Runtime 2.0 ms with any size; two threads side by side, 1.08 against OpenVINO's 1.21 ms
-a frame. The decoding below is OpenCV's (modules/objdetect/src/face_detect.cpp, YuNet 2023mar and later):
-the image padded to multiples of 32 at its bottom and right, BGR as float without scaling; for each stride
-s of 8, 16 and 32 and each cell (row, col) of the s-pixel grid, score = sqrt(clip(cls) * clip(obj)), box
-centre ((col, row) + bbox[:2]) * s, size exp(bbox[2:]) * s, landmarks ((col, row) + kps) * s; then
-non-maximum suppression. A test checks the rows against cv2.FaceDetectorYN on the shared photos.
+(timing loops on the development machine, an AVX-512 Xeon): OpenCV's DNN module 4.8 ms, OpenVINO 2.6 ms
+(2.3 compiled for that one size), ONNX Runtime 2.0 ms with any size; two threads side by side, 1.08
+against OpenVINO's 1.21 ms a frame. The decoding below is OpenCV's (modules/objdetect/src/face_detect.cpp,
+YuNet 2023mar and later): the image padded to multiples of 32 at its bottom and right, BGR as float
+without scaling; for each stride s of 8, 16 and 32 and each cell (row, col) of the s-pixel grid, score =
+sqrt(clip(cls) * clip(obj)), box centre ((col, row) + bbox[:2]) * s, size exp(bbox[2:]) * s, landmarks
+((col, row) + kps) * s; then non-maximum suppression. A test checks the rows against cv2.FaceDetectorYN on
+the shared photos.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ferstream.pipeline.decode import (EncodedImage, PixelFormat, RawImage, decode, decode_plain_jpeg,
+from ferstream.pipeline.decode import (EncodedImage, PixelFormat, RawImage, decode, decode_turbo_jpeg,
                                       encoded_dimensions)
 from ferstream.pipeline.errors import BadInput, FrameError, TooLarge
 
@@ -54,10 +54,10 @@ def test_jpeg_pixels_are_opencvs(params: list[int], photo: bytes) -> None:
     frame = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
     jpeg = cv2.imencode(".jpg", frame, params)[1].tobytes()
     expected = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    assert decode_plain_jpeg(jpeg) is not None, "simplejpeg, not the cv2.imdecode fallback, decodes it"
+    assert decode_turbo_jpeg(jpeg) is not None, "simplejpeg, not the cv2.imdecode fallback, decodes it"
     assert np.array_equal(decode(EncodedImage(jpeg), 1 << 24), expected)
     grey = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))[1].tobytes()
-    assert decode_plain_jpeg(grey) is not None
+    assert decode_turbo_jpeg(grey) is not None
     assert np.array_equal(decode(EncodedImage(grey), 1 << 24),
                           cv2.imdecode(np.frombuffer(grey, np.uint8), cv2.IMREAD_COLOR))
 
