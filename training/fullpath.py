@@ -6,6 +6,9 @@
                         crops and beside the share of faces the detector did not find.
   fer-eval-path border  the shared photos cut 2 px beyond each detected face box on each side in turn:
                         how often the face's top emotion stays what it was in the whole photo.
+  fer-eval-path light   the shared photos darkened, flattened, blurred or JPEG-compressed whole
+                        (training/photometric.py ALTERATIONS): how many faces are found again and keep
+                        the top emotion they have in the unaltered photo.
 
 Both run pipeline.framepath as the server does (its detectors, crops and served classifier); rows with
 alignment off or another fill re-cut the same detections with that one setting changed.
@@ -29,8 +32,10 @@ from ferstream.pipeline.detectors import DEFAULT_MIN_FACE_PX, Detection, Detecto
 from ferstream.pipeline.framepath import DetectOptions, FramePath, load_frame_path, set_thread_counts
 from ferstream.pipeline.commandline import positive_int
 from ferstream.pipeline.settings import MAX_FACES, MAX_PIXELS, default_data_dir, default_models_dir
+from ferstream.pipeline.tracking import match
 
 from .data import DatasetError, load_dataset
+from .photometric import ALTERATIONS
 
 # Frame the faces are placed in, and the side of a placed 48x48 face: 3x upscaled, about the size of a
 # face a webcam sees at arm's length in 640x480.
@@ -285,9 +290,7 @@ def evaluate_border(path: FramePath, faces_dir: Path, options: DetectOptions, al
     (sides where the photo ends sooner are skipped); see BorderReport."""
     faces = cuts = same_box = again = redetected = lost = 0
     for photo_path in photo_paths(faces_dir):
-        photo = cv2.imread(str(photo_path), cv2.IMREAD_COLOR)
-        if photo is None:
-            raise DatasetError(f"{photo_path}: not a readable image")
+        photo = read_photo(photo_path)
         height, width = photo.shape[:2]
         boxes = path.detect(photo, options).detections
         faces += len(boxes)
@@ -312,6 +315,75 @@ def evaluate_border(path: FramePath, faces_dir: Path, options: DetectOptions, al
                 again += int(path.classify(found.crops[align][None]).argmax() == top_class)
     return BorderReport(str(faces_dir), str(path.classifier.path), (options.detector or path.default_detector).name,
                         fill.value, align, cut_px, faces, cuts, same_box, again, redetected, lost)
+
+
+@dataclass(frozen=True)
+class LightRow:
+    """One alteration of every photo: faces of the unaltered photos, how many the path found again (paired
+    by box overlap: the tracker's assignment, pipeline/tracking.match) and how many of those kept their
+    top emotion."""
+
+    alteration: str
+    faces: int
+    found: int
+    kept: int
+
+    @property
+    def kept_share(self) -> float:
+        """Faces that kept their top emotion, of all faces of the unaltered photos (a face lost counts as changed)."""
+        return self.kept / self.faces if self.faces else 0.0
+
+
+@dataclass(frozen=True)
+class LightReport:
+    """fer-eval-path light: one LightRow per alteration of the photos in faces_dir."""
+
+    faces_dir: str
+    model: str
+    detector: str
+    rows: list[LightRow]
+
+    def to_text(self) -> str:
+        """A Markdown table: alteration, faces, found again, top emotion kept (count and share of all faces)."""
+        lines = ["| alteration of the same photo | faces | found again | top emotion kept |", "|---|---:|---:|---:|"]
+        lines += [f"| {row.alteration} | {row.faces} | {row.found} | {row.kept} ({row.kept_share:.2f}) |"
+                  for row in self.rows]
+        return "\n".join(lines)
+
+
+def read_photo(photo_path: Path) -> np.ndarray:
+    """A BGR photo; DatasetError when it cannot be decoded."""
+    photo = cv2.imread(str(photo_path), cv2.IMREAD_COLOR)
+    if photo is None:
+        raise DatasetError(f"{photo_path}: not a readable image")
+    return photo
+
+
+def evaluate_light(path: FramePath, faces_dir: Path, options: DetectOptions,
+                   alterations: Sequence[str] = tuple(ALTERATIONS)) -> LightReport:
+    """Every photo of faces_dir altered whole by each named alteration and sent through the whole path,
+    its faces paired with the unaltered photo's; see LightRow. ValueError for an unknown alteration."""
+    unknown = [name for name in alterations if name not in ALTERATIONS]
+    if unknown:
+        raise ValueError(f"unknown alteration {unknown[0]!r}; known: {', '.join(ALTERATIONS)}")
+    counts = {name: [0, 0, 0] for name in alterations}
+    for photo_path in photo_paths(faces_dir):
+        photo = read_photo(photo_path)
+        before = path.annotate(photo, options).faces
+        for name in alterations:
+            after = path.annotate(ALTERATIONS[name](photo), options).faces
+            pairs = match([boxed(face.box) for face in before], [boxed(face.box) for face in after])
+            counts[name][0] += len(before)
+            counts[name][1] += len(pairs)
+            counts[name][2] += sum(before[i].top_class == after[j].top_class for i, j in pairs)
+    rows = [LightRow(name, *counts[name]) for name in alterations]
+    return LightReport(str(faces_dir), str(path.classifier.path), (options.detector or path.default_detector).name,
+                       rows)
+
+
+def boxed(box: Detection) -> tuple[int, int, int, int]:
+    """A detection's (x, y, width, height)."""
+    return box.x, box.y, box.width, box.height
 
 
 def faces_table(report: FacesReport) -> str:
@@ -385,6 +457,14 @@ def build_parser() -> argparse.ArgumentParser:
     border.add_argument("faces_dir", nargs="?", type=Path, default=None,
                         help=f"folder of photos (default: {default_faces_dir()})")
     border.add_argument("--no-align", action="store_true", help="crop without alignment")
+
+    light = commands.add_parser("light", parents=[common], help="photos darkened, flattened, blurred, compressed",
+                                description="The shared photos altered whole as rooms, lenses and networks alter "
+                                            "them: how many faces are found again and keep their top emotion?")
+    light.add_argument("faces_dir", nargs="?", type=Path, default=None,
+                       help=f"folder of photos (default: {default_faces_dir()})")
+    light.add_argument("--alteration", action="append", choices=list(ALTERATIONS), default=None,
+                       help="score only this alteration; repeat for several (default: all)")
     return parser
 
 
@@ -398,6 +478,10 @@ def run(args: argparse.Namespace) -> str:
     options = DetectOptions(detector=detector, min_face_px=args.min_face_px or 0)
     fill = Fill(args.fill)
     detector_name = (detector or path.default_detector).name
+    if args.command == "light":
+        report = evaluate_light(path, args.faces_dir or default_faces_dir(), options,
+                                args.alteration or tuple(ALTERATIONS))
+        return json.dumps(asdict(report)) if args.json else report.to_text()
     if args.command == "border":
         report = evaluate_border(path, args.faces_dir or default_faces_dir(), options, not args.no_align, fill)
         return json.dumps(asdict(report)) if args.json else report.to_text()

@@ -1,7 +1,7 @@
 """One training epoch and its schedule: what fer-train runs each epoch and fer-ckplus runs per fold.
 
-A step: the learning rate of the schedule, a batch of crops through the model's preprocessing, the
-batched augmentation, targets (one-hot, FER+ votes, label smoothing), the loss (cross-entropy, plus
+A step: the learning rate of the schedule, a batch of crops altered as rooms and cameras alter faces
+(photometric.py), through the model's preprocessing, the batched geometric augmentation, targets (one-hot, FER+ votes, label smoothing), the loss (cross-entropy, plus
 distillation when a teacher is given), SGD, then the EMA of the weights.
 """
 
@@ -24,6 +24,7 @@ from ferstream.model.preprocess import Preprocessing
 from .augment import AugmentSpec, augment_batch
 from .data import FaceSet
 from .losses import distillation_loss, soft_cross_entropy
+from .photometric import PhotometricSpec, perturb_crops
 
 MOMENTUM = 0.9  # SGD with Nesterov momentum, as the reference VGG was trained
 
@@ -32,6 +33,9 @@ MOMENTUM = 0.9  # SGD with Nesterov momentum, as the reference VGG was trained
 class StepRecipe:
     """What a training step does besides the forward pass.
 
+    augment: the geometric warp, flip and erasing on the network's input.
+    photometric: light, blur, noise and JPEG alterations of the uint8 crops, before the preprocessing
+        (off unless given: fer-train's defaults turn it on).
     label_smoothing: share of each target spread evenly over the classes (Szegedy et al. 2016).
     vote_weight: where a face has FER+ votes, their share of its target; the rest is the one-hot label.
     distill_weight, temperature: with a teacher, the distillation term's share of the loss and the
@@ -40,6 +44,7 @@ class StepRecipe:
     """
 
     augment: AugmentSpec = field(default_factory=AugmentSpec)
+    photometric: PhotometricSpec = field(default_factory=lambda: PhotometricSpec(probability=0.0))
     label_smoothing: float = 0.1
     vote_weight: float = 0.5
     distill_weight: float = 0.5
@@ -94,7 +99,9 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces:
         for group in optimizer.param_groups:
             group["lr"] = schedule(first_step + step)
         index = order[step * batch_size:(step + 1) * batch_size]
-        x = augment_batch(to_input_tensor(faces.images[index], preprocessing).to(device), recipe.augment)
+        # Seeded from NumPy's global generator, which checkpoints capture, so a resumed run draws the same.
+        crops = perturb_crops(faces.images[index], recipe.photometric, np.random.default_rng(np.random.randint(2**31)))
+        x = augment_batch(to_input_tensor(crops, preprocessing).to(device), recipe.augment)
         x = x.contiguous(memory_format=torch.channels_last)
         target = targets_for(faces, index, recipe.label_smoothing, recipe.vote_weight).to(device)
         with torch.autocast(device.type, dtype=recipe.autocast or torch.bfloat16, enabled=recipe.autocast is not None):

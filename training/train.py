@@ -37,6 +37,7 @@ from .data import DatasetError
 from .data.splits import training_splits
 from .loop import StepRecipe, lr_at, make_optimizer, seed_everything, train_epoch
 from .machine import PRECISIONS, autocast_dtype, describe_machine
+from .photometric import PhotometricSpec
 from .plots import plot_curves
 from .provenance import chain_of, chain_text, close_record, data_sha256, file_sha256, start_record
 from .validation import evaluate, selection_key
@@ -86,8 +87,23 @@ class TrainConfig:
                                     "img/s), and a CPU without AVX512-BF16/AMX refuses bf16")
     equalize: bool = option(False, "histogram-equalise every crop before the network, in training and in "
                                    "the model file for serving (the FER2013 JPEGs already are); off by default: "
-                                   "for the shipped model equalising lost 2.6 points on FER+ Valid's raw PNGs "
-                                   "and 0.8 on PublicTest (docs/model-card.md)")
+                                   "equalising lost 2.6 points on FER+ Valid's raw PNGs and 0.8 on PublicTest "
+                                   "(docs/model-card.md)")
+    standardize: bool = option(True, "give every crop the mean and spread of an equalised one before the network, "
+                                     "in training and in the model file for serving, so a dim or flat face reaches "
+                                     "the network as a lit one (model/preprocess.py)")
+    photometric_probability: float = option(0.25, "probability of each photometric alteration below per training "
+                                                  "image (0: none); applied before the preprocessing")
+    brightness_min: float = option(0.15, "darkest brightness factor: factors are drawn log-uniformly up to 1.5 "
+                                         "(0: no brightness changes)")
+    contrast_min: float = option(0.2, "flattest contrast factor around the crop's mean: up to 1.5 (0: none)")
+    gamma_max: float = option(2.5, "gamma exponents are drawn log-uniformly in 1/GAMMA_MAX..GAMMA_MAX (1: none)")
+    blur_max: float = option(1.5, "largest Gaussian blur sigma, px of the 48 px crop (0: none)")
+    motion_blur_max: int = option(7, "longest motion blur, px, at a random angle (below 2: none)")
+    jpeg_min: int = option(10, "lowest JPEG quality of a re-encoded crop, up to 90 (0: none)")
+    noise_max: float = option(8.0, "largest Gaussian noise std, grey levels (0: none)")
+    shadow_max: float = option(0.7, "deepest shadow across part of the face, a fraction of the light removed "
+                                    "(0: none)")
     limit: int = option(0, "train on N random training images only (smoke runs); 0: all")
     val_limit: int = option(0, "score N random PublicTest images only (smoke runs); 0: all")
     init: str = option("", "start from this model file's weights (a longer schedule, a fine-tune, or a "
@@ -106,8 +122,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """ValueError naming the first setting outside its range."""
-        positive = ("width", "epochs", "batch_size", "temperature")
-        fractions = ("dropout", "label_smoothing", "ema_decay", "erase_probability", "distill_weight", "vote_weight")
+        positive = ("width", "epochs", "batch_size", "temperature", "gamma_max")
+        fractions = ("dropout", "label_smoothing", "ema_decay", "erase_probability", "distill_weight", "vote_weight",
+                     "photometric_probability", "brightness_min", "contrast_min", "shadow_max")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -116,7 +133,9 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must lie in 0..1, got {getattr(self, name)}")
         if not 0 <= self.max_rotation <= 180:
             raise ValueError(f"--max-rotation must lie in 0..180 degrees, got {self.max_rotation}")
-        for name in ("lr", "weight_decay", "threads", "limit", "val_limit"):
+        if not 0 <= self.jpeg_min <= 90:
+            raise ValueError(f"--jpeg-min must lie in 0..90, got {self.jpeg_min}")
+        for name in ("lr", "weight_decay", "threads", "limit", "val_limit", "blur_max", "motion_blur_max", "noise_max"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
 
@@ -132,12 +151,21 @@ class TrainConfig:
     @property
     def preprocessing(self) -> Preprocessing:
         """What each crop goes through before the network, here and wherever the model is used."""
-        return Preprocessing(equalize=self.equalize)
+        return Preprocessing(equalize=self.equalize, standardize=self.standardize)
+
+    @property
+    def photometric(self) -> PhotometricSpec:
+        """The photometric alterations of training crops."""
+        return PhotometricSpec(probability=self.photometric_probability, brightness_min=self.brightness_min,
+                               contrast_min=self.contrast_min, gamma_max=self.gamma_max, blur_max=self.blur_max,
+                               motion_blur_max=self.motion_blur_max, jpeg_min=self.jpeg_min,
+                               noise_max=self.noise_max, shadow_max=self.shadow_max)
 
     def step_recipe(self, device: torch.device) -> StepRecipe:
         """The training step's settings; ValueError for a --precision this device cannot run."""
         return StepRecipe(augment=AugmentSpec(erase_probability=self.erase_probability,
                                                       max_rotation_deg=self.max_rotation),
+                          photometric=self.photometric,
                           label_smoothing=self.label_smoothing, vote_weight=self.vote_weight,
                           distill_weight=self.distill_weight, temperature=self.temperature,
                           autocast=autocast_dtype(self.precision, device))
@@ -152,8 +180,12 @@ class TrainConfig:
         unknown = sorted(set(stored) - known)
         if unknown:
             raise ValueError(f"last.pt has settings this fer-train does not know: {', '.join(unknown)}")
-        return cls(**stored)
+        return cls(**{**BEFORE_SETTINGS_EXISTED, **stored})
 
+
+# What a run started before these settings existed did, so that resuming it goes on doing that: its
+# crops were neither standardised nor altered photometrically.
+BEFORE_SETTINGS_EXISTED = {"standardize": False, "photometric_probability": 0.0}
 
 # Options --resume accepts; the rest of the settings come from last.pt. --data may move (another machine):
 # its sha256 in the provenance shows whether it is still the same data. --equalize may be switched on
@@ -237,10 +269,12 @@ def load_teacher(path: str, preprocessing: Preprocessing, device: torch.device) 
     """The teacher's network, folded for inference (it only runs forward), on device.
 
     It sees the student's preprocessed crops, so ValueError unless its normalisation and input size
-    are the student's; equalisation may differ (the FER2013 JPEGs are equalised already).
+    are the student's; equalisation and standardisation may differ (the FER2013 JPEGs are equalised
+    already, so both change them little).
     """
     teacher = load_model(path)
-    if replace(teacher.preprocessing, equalize=preprocessing.equalize) != preprocessing:
+    if replace(teacher.preprocessing, equalize=preprocessing.equalize, standardize=preprocessing.standardize) \
+            != preprocessing:
         raise ValueError(f"{path}: the teacher expects {teacher.preprocessing.describe()}, "
                          f"the student {preprocessing.describe()}")
     return teacher.for_inference().network.to(device)
