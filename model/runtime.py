@@ -3,27 +3,29 @@
 The server, fer-annotate, fer-eval and fer-bench classify through `load_classifier`, which needs no
 PyTorch: the shipped model is committed as model/shipped/ferstream-emotion.onnx beside its PyTorch
 file, written by `fer-export` (see onnxexport.py for what the graph holds), and as its int8 form
-ferstream-emotion-int8.xml/.bin (quantize.py), which OpenVINO serves by default: about a third of the
-CPU per face, the same PublicTest accuracy within 0.1 points (README has both); ONNX Runtime serves the
-.onnx. Its ONNX metadata (kept in the IR) carries what serving needs besides the graph: class names,
+ferstream-emotion-int8.xml/.bin (quantize.py), which OpenVINO serves where it runs faster than the f32
+graph, as measured when the model is loaded (fastest_form): about a third of the CPU per face on a CPU
+with VNNI, the same PublicTest accuracy within 0.2 points; ONNX Runtime serves the .onnx. Its ONNX metadata (kept in the IR) carries what serving needs besides the graph: class names,
 the declared preprocessing, the architecture, the parameter count, the PyTorch file's meta, the sha256
 of the PyTorch weights it came from and, for an export with --calibrate, the temperature baked into the
 graph's softmax (calibration.py).
 
-Why OpenVINO by default: on the development machine, idle, 2 threads, the shipped network ran in
-0.40 / 0.24 ms per face at batch 1 / 32 against ONNX Runtime's 0.50 / 0.48 and PyTorch's 2.5 / 1.1
-(issue 16); `fer-bench classifier` with the CPU shared with training agrees at batch 32 (OpenVINO
-about 12 % less CPU per face than ONNX Runtime, 20-25 % less than PyTorch) and has ONNX Runtime about
-10 % cheaper at batch 1 (README has the table). Both reproduce PyTorch's probabilities within 1e-4 on
-all of PublicTest. ONNX Runtime stays selectable (the `onnxruntime` extra, then FER_RUNTIME=onnxruntime
+Why OpenVINO by default: on the development machine (Intel Xeon, AVX-512 VNNI), idle, 2 threads, the
+shipped network ran in 0.40 / 0.24 ms per face at batch 1 / 32 against ONNX Runtime's 0.50 / 0.48 and
+PyTorch's 2.5 / 1.1; `fer-bench classifier` with the CPU shared with training agrees at batch 32
+(OpenVINO about 12 % less CPU per face than ONNX Runtime, 20-25 % less than PyTorch) and has ONNX
+Runtime about 10 % cheaper at batch 1 (docs/performance.md has the table). Both reproduce PyTorch's
+probabilities within 1e-4 on all of PublicTest. ONNX Runtime stays selectable (FER_RUNTIME=onnxruntime
 or --runtime) because it is the reference ONNX implementation, which the tests check every export
-against, and a smaller install (78 MB against OpenVINO's 180 MB).
+against.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,6 +39,13 @@ SHIPPED_ONNX = Path(__file__).parent / "shipped" / "ferstream-emotion.onnx"
 IR_SUFFIX = ".xml"
 RUNTIMES = ("openvino", "onnxruntime")
 DEFAULT_RUNTIME = "openvino"
+
+log = logging.getLogger("ferstream.model")
+
+# Batch of the start-up comparison of the shipped model's forms: the batch the server's classifier
+# thread typically runs at with several streams open (fer-bench stream), and the one docs compare at.
+CHOICE_BATCH = 32
+CHOICE_RUNS = 5
 
 # Threads of the runtimes loaded from now on; 0 lets the runtime use every core (set_inference_threads).
 _threads = 0
@@ -182,6 +191,8 @@ class ServedClassifier:
         self.parameters = metadata.parameters
         self.meta = metadata.meta
         self.source_weights_sha256 = metadata.source_weights_sha256
+        # File name -> measured ms per face of each form compared when this one was chosen (fastest_form).
+        self.form_costs: dict[str, float] = {}
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -225,14 +236,18 @@ def pytorch_to_onnx(path: Path) -> bytes:
 
 def load_classifier(path: str | os.PathLike | None = None, runtime: str | None = None,
                     threads: int | None = None) -> ServedClassifier:
-    """The served model at path (default: default_served_path()) in runtime (default: default_runtime()).
+    """The served model at path in runtime (default: default_runtime()).
 
+    Without a path: $FER_MODEL when set; else in OpenVINO the shipped model's int8 IR or its f32 ONNX
+    file, whichever runs faster on this CPU (fastest_form); else the shipped ONNX file.
     path: a ferstream .onnx file, its int8 OpenVINO IR (.xml, OpenVINO only), or a PyTorch model file
     (exported in memory first; needs torch). threads: runtime threads (default: inference_threads()).
     Loads completely or not at all: FileNotFoundError when the file is missing, ValueError (one line
     naming the file) when the runtime cannot read it or its metadata is missing or unknown.
     """
     runtime = resolve_runtime(runtime)
+    if path is None and runtime == "openvino" and "FER_MODEL" not in os.environ:
+        return fastest_form([int8_path(SHIPPED_ONNX), SHIPPED_ONNX], threads)
     path = Path(path) if path is not None else default_served_path(runtime)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
@@ -244,6 +259,39 @@ def load_classifier(path: str | os.PathLike | None = None, runtime: str | None =
         return open_classifier(path, str(path), runtime, threads)
     model = path.read_bytes() if path.suffix == ".onnx" else pytorch_to_onnx(path)
     return open_classifier(model, str(path), runtime, threads)
+
+
+def ms_per_face(classifier: ServedClassifier, batch: int = CHOICE_BATCH, runs: int = CHOICE_RUNS) -> float:
+    """Median wall milliseconds per face of `runs` calls on a batch of blank crops, after one unmeasured call.
+    The graph's cost does not depend on the pixels."""
+    size = classifier.preprocessing.input_size
+    x = classifier.preprocessing.apply(np.zeros((batch, size, size), dtype=np.uint8))
+    classifier.run(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        classifier.run(x)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1000.0 / batch
+
+
+def fastest_form(paths: list[Path], threads: int | None = None) -> ServedClassifier:
+    """Of the forms of one model at paths (the int8 IR and the f32 ONNX file), the one that runs fastest on
+    this CPU in OpenVINO, measured at load (ms_per_face) and logged; forms whose files are missing are
+    skipped. Why measure: int8 pays only where the CPU multiplies int8 fast (AVX-512 VNNI, AVX-VNNI, AMX:
+    about 3x f32 on the development Xeon); one AVX2 machine was reported at 2.4 ms per face in int8 and 2.5
+    in f32, another ran int8 at half f32's cost (fer-bench classifier). FileNotFoundError when none exists.
+    """
+    found = [path for path in paths if path.is_file()]
+    if not found:
+        raise FileNotFoundError(f"{paths[0]}: no such model file")
+    timed = [(ms_per_face(classifier), classifier)
+             for classifier in (load_classifier(path, "openvino", threads) for path in found)]
+    cost, chosen = min(timed, key=lambda pair: pair[0])
+    log.info("serving %s: %s at batch %d on this CPU", Path(chosen.path).name,
+             ", ".join(f"{Path(c.path).name} {ms:.3f} ms/face" for ms, c in timed), CHOICE_BATCH)
+    chosen.form_costs = {Path(c.path).name: ms for ms, c in timed}
+    return chosen
 
 
 def open_classifier(model: bytes | Path, path: str, runtime: str | None = None,

@@ -100,12 +100,17 @@ def test_the_shipped_int8_ir_is_the_quantized_shipped_onnx(public_test) -> None:
     assert accuracy["int8"] >= accuracy["f32"] - 0.005, accuracy
 
 
-def test_openvino_serves_int8_by_default_and_onnx_runtime_the_onnx(monkeypatch: pytest.MonkeyPatch,
-                                                                   tmp_path: Path) -> None:
+def test_openvino_serves_the_faster_form_on_this_cpu_and_onnx_runtime_the_onnx(monkeypatch: pytest.MonkeyPatch,
+                                                                                tmp_path: Path) -> None:
     monkeypatch.delenv("FER_MODEL", raising=False)
     assert default_served_path("openvino") == int8_path(SHIPPED_ONNX)
     assert default_served_path("onnxruntime") == SHIPPED_ONNX
     assert load_classifier(None, "onnxruntime").path == str(SHIPPED_ONNX)
+    served = load_classifier(None, "openvino")
+    # Both forms were timed on this CPU and the cheaper one is served.
+    assert set(served.form_costs) == {int8_path(SHIPPED_ONNX).name, SHIPPED_ONNX.name}
+    assert Path(served.path).name == min(served.form_costs, key=served.form_costs.get)
+    assert all(0 < cost < 100 for cost in served.form_costs.values())
     with pytest.raises(ValueError, match="OpenVINO IR.*onnxruntime cannot run") as error:
         load_classifier(int8_path(SHIPPED_ONNX), "onnxruntime")
     assert "\n" not in str(error.value)
