@@ -30,11 +30,11 @@ proto-check: proto
 
 # Replays the chain of commands behind the shipped model (model/shipped/ferstream-emotion.pt; its meta
 # records the chain): a 40-epoch plan stopped by hand after 13 epochs and resumed with the cosine schedule
-# re-planned to end at epoch 28 (first session); then 54 more epochs from its best weights with a fresh
-# schedule and lighter erasing (second session; the model shipped until the seventh); then a 10-epoch
-# fine-tune without label smoothing and with rotations up to 15 degrees (seventh session), whose final
+# re-planned to end at epoch 28 (2026-11-27); then 54 more epochs from its best weights with a fresh
+# schedule and lighter erasing (2026-11-28; the model shipped until 2026-12-01); then a 10-epoch
+# fine-tune without label smoothing and with rotations up to 15 degrees (2026-12-01), whose final
 # epoch is the shipped model: calibratable by one temperature, steadier on rolled and edge-cut faces
-# (docs/model-card.md). Those runs trained on the JPEGs' pixels as read; --no-equalize makes today's
+# (docs/model-card.md, docs/history.md). Those runs trained on the JPEGs' pixels as read; --no-equalize makes today's
 # fer-train do the same. Then `make ship` installs it with its served forms.
 # On a machine without runs/: `make train INIT=model/shipped/ferstream-emotion.pt` continues the committed
 # model with the last stage's recipe instead (a fresh schedule from its weights).
@@ -63,9 +63,9 @@ ship:
 	fer-export model/shipped/ferstream-emotion.pt --out model/shipped/ferstream-emotion.onnx \
 		--calibrate $(FER2013)/test --int8 $(FER2013)/train
 
-# The sixth session's experiment, not shipped (docs/model-card.md): the shipped model grown to width 0.5
+# The width-0.5 experiment of 2026-11-30, not shipped (docs/history.md): the shipped model grown to width 0.5
 # (Net2WiderNet), a 36-epoch schedule stopped by hand after 12 epochs, re-planned to end at epoch 20 and
-# stopped after 2 more (helpers' tests shared the two cores, so epochs took 3-18 minutes), then its last 6
+# stopped after 2 more (test runs shared the two cores, so epochs took 3-18 minutes), then its last 6
 # epochs by the fer-train that equalises crops. Needs runs/w025-long/best.pt (or INIT=the shipped model).
 train-w050:
 	fer-train --data $(FER2013) --out runs/w050 --init $(or $(INIT),runs/w025-long/best.pt) --width 0.5 --dropout 0.1 \

@@ -7,8 +7,8 @@ One run times, each labelled "MODEL, RUNTIME":
   shipped, RUNTIME         otherwise: the served ONNX graph in the other installed runtime
   shipped, pytorch         the same weights in PyTorch eager, batch norm folded, channels-last (how the
                            server ran it before the runtime; --unfolded adds "shipped, unfolded")
-  vgg ×0.25, RUNTIME       the first shipped model's architecture (random weights): the cost budget of
-  vgg ×0.25, pytorch       issue 16 is "no slower than this in PyTorch"
+  vgg ×0.25, RUNTIME       the first shipped model's architecture (random weights): a served model's cost
+  vgg ×0.25, pytorch       budget is "no slower than this in PyTorch"
   reference                the reference demo's 13.1 M-parameter VGG in PyTorch (random weights)
 Random weights time the same as trained ones. Batches are tiled from the real face crops of the test
 frames (hand-drawn boxes, the server's own crop function), and each call is the full classifier call

@@ -5,6 +5,10 @@
   fer-bench detectors   Haar, SSD and YuNet: ms per frame, recall and precision, plus a bar chart
   fer-bench reference   the reference demo's pipeline in-process, against our served throughput
   fer-bench tracking    what face tracks and their smoothing add per stream frame
+
+With --markdown-out FILE every command also writes its report (command line, machine with its CPU
+features, table) into FILE as a section named by the command line: running the same command again
+replaces that section, and the rest of the file stays as it is. docs/performance.md is made this way.
 """
 
 from __future__ import annotations
@@ -82,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="detector weights (default: $FER_MODELS_DIR, else $FER_DATA_DIR/models, else ~/.cache/ferstream/models)")
     common.add_argument("--seconds", type=positive_float, default=DEFAULT_SECONDS,
                         help="how long each measurement runs (default: %(default)s)")
+    common.add_argument("--markdown-out", type=Path, default=None, metavar="FILE",
+                        help="also write the report into this Markdown file as the section of this command line "
+                             "(the same command run again replaces it; the rest of the file is kept)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to measure")
 
     stream = commands.add_parser("stream", parents=[common], help="concurrent streams against a server",
@@ -127,8 +134,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_command(args: argparse.Namespace, command_line: str) -> None:
-    """Runs the chosen measurement and prints its report (a Markdown table, or JSON with --json)."""
+def section_key(argv: list[str]) -> str:
+    """The name of a command's --markdown-out section: its command line without the --markdown-out option,
+    so the same measurement replaces its own section whichever file it is written to."""
+    kept: list[str] = []
+    skip_next = False
+    for argument in argv:
+        if skip_next:
+            skip_next = False
+        elif argument == "--markdown-out":
+            skip_next = True
+        elif not argument.startswith("--markdown-out="):
+            kept.append(argument)
+    return shlex.join(["fer-bench", *kept])
+
+
+def run_command(args: argparse.Namespace, command_line: str, key: str) -> None:
+    """Runs the chosen measurement and prints its report (a Markdown table, or JSON with --json); with
+    --markdown-out, also writes it as the section named key of that file."""
     import cv2
     import torch
 
@@ -143,18 +166,21 @@ def run_command(args: argparse.Namespace, command_line: str) -> None:
     cv2.setNumThreads(1)
     jpegs = [frame.jpeg for frame in frames]
 
+    def report(result: object, table: str) -> None:
+        print_report(command_line, result, table, args.json, args.markdown_out, key)
+
     if args.command == "stream":
         from .stream import StreamSettings, run_stream_bench, stream_table
 
         settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight)
         result = run_stream_bench(jpegs, settings, args.server, models_dir, args.server_threads)
-        print_report(command_line, result, stream_table(result), args.json)
+        report(result, stream_table(result))
     elif args.command == "classifier":
         from .classifier import classifier_table, run_classifier_bench
 
         result = run_classifier_bench(frames, args.model, args.batch_sizes, args.threads, args.seconds,
                                       args.unfolded)
-        print_report(command_line, result, classifier_table(result), args.json)
+        report(result, classifier_table(result))
     elif args.command == "detectors":
         from .detectors import IOU_MATCH, DetectorBench, detector_table, run_detector_bench, write_chart
         from .photos import FRAME_SIZE
@@ -163,19 +189,22 @@ def run_command(args: argparse.Namespace, command_line: str) -> None:
         scores = run_detector_bench(frames, models_dir, args.seconds)
         write_chart(scores, args.chart)
         result = DetectorBench(FRAME_SIZE, IOU_MATCH, scores, str(args.chart))
-        print_report(command_line, result, detector_table(result) + f"\n\nChart: {args.chart}", args.json)
+        chart = f"Chart: {args.chart}"
+        if args.markdown_out is not None:  # the chart itself, linked from where the Markdown file lies
+            chart = f"![detectors]({os.path.relpath(args.chart, args.markdown_out.parent)})"
+        report(result, detector_table(result) + f"\n\n{chart}")
     elif args.command == "reference":
         from .reference import reference_table, run_reference_bench
         from .stream import StreamSettings
 
         settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight)
         result = run_reference_bench(jpegs, models_dir, args.threads, settings, args.server, args.server_threads)
-        print_report(command_line, result, reference_table(result), args.json)
+        report(result, reference_table(result))
     elif args.command == "tracking":
         from .tracking import run_tracking_bench, tracking_table
 
         result = run_tracking_bench(args.faces, args.seconds)
-        print_report(command_line, result, tracking_table(result), args.json)
+        report(result, tracking_table(result))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     from .server_process import BenchError
 
     try:
-        run_command(args, shlex.join(["fer-bench", *argv]))
+        run_command(args, shlex.join(["fer-bench", *argv]), section_key(argv))
     except (BenchError, OSError, ValueError) as error:
         print_error("fer-bench", str(error))
         return 1

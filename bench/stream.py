@@ -253,8 +253,9 @@ def available_cores() -> int:
 def measure_yardstick(frames: Sequence[bytes], models_dir: Path, seconds: float = YARDSTICK_S) -> Yardstick | None:
     """Decode + YuNet on each whole frame (no shrinking), OpenCV on one thread, times the cores.
 
-    The yardstick is issue 17's: cv2.FaceDetectorYN, the way a plain OpenCV program runs YuNet, whatever
-    runtime the server's own YuNet uses (pipeline/yunet.py: OpenVINO). None when YuNet's weights are not in
+    The yardstick is the one the frame path's throughput targets are stated against: cv2.FaceDetectorYN,
+    the way a plain OpenCV program runs YuNet, whatever runtime the server's own YuNet uses
+    (pipeline/yunet.py: ONNX Runtime). None when YuNet's weights are not in
     models_dir. Restores OpenCV's thread count afterwards.
     """
     found = weights.locate(weights.YUNET, weights.search_folders(models_dir))

@@ -6,7 +6,7 @@ Two parts, each timed on its own over the same frames:
   track fields  the Face messages' track_id and track_scores: add_faces with tracks minus without
 Each is the fastest of ROUNDS rounds (the two message timings taking turns), so that other load on the
 machine does not count.
-Frames hold N faces (4 by default: the issue's budget is 0.5 ms per frame with four) that drift along
+Frames hold N faces (4 by default: tracking's budget is 0.5 ms per frame with four) that drift along
 smooth paths with up to 3 px of jitter, so every frame matches every track, with random probabilities
 (Dirichlet, seeded). Nothing else of the server runs: the numbers are the tracks' own cost.
 """
@@ -33,7 +33,7 @@ FRAME_SIZE = (640, 480)
 FRAME_MS = 1000 / 30
 # Distinct frames the paths go through before repeating (they close on themselves, so the tracks never jump).
 PATH_FRAMES = 300
-# The issue's budget for tracking and smoothing together, per frame with four faces.
+# The budget set for tracking and smoothing together, per frame with four faces.
 BUDGET_MS = 0.5
 # Rounds each timing is cut into (the message timings with and without tracks taking turns).
 ROUNDS = 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ferstream.bench.detectors import count_matches, iou
+from ferstream.bench.report import cpu_features
 
 TEST_FACES = 43  # hand-boxed faces in testing.xml + training.xml
 
@@ -85,7 +87,7 @@ def test_reference_against_a_spawned_server(data_options) -> None:
 
 
 def vgg_multiply_adds(channels) -> int:
-    """The issue's arithmetic: 3x3 convolutions in blocks of 2/3/4/4/4 at 48, 24, 12, 6, 3 px, then 7 outputs."""
+    """Multiply-adds counted from the layer sizes: 3x3 convolutions in blocks of 2/3/4/4/4 at 48, 24, 12, 6, 3 px, then 7 outputs."""
     total, previous = 0, 1
     for block, (depth, width) in enumerate(zip((2, 3, 4, 4, 4), channels)):
         pixels = (48 >> block) ** 2
@@ -152,3 +154,59 @@ def test_markdown_output_and_errors(tmp_path: Path, data_options) -> None:
 
     usage = bench("stream", "--streams", "0")
     assert usage.returncode == 2 and "--streams" in usage.stderr
+
+
+def sections(text: str, key: str) -> list[str]:
+    """The bodies of every section of key in a --markdown-out file."""
+    begin, end = f"<!-- fer-bench begin: {key} -->", f"<!-- fer-bench end: {key} -->"
+    return [part.split(end, 1)[0] for part in text.split(begin)[1:]]
+
+
+def test_markdown_out_replaces_the_commands_own_section(tmp_path: Path, data_options) -> None:
+    page = tmp_path / "docs" / "performance.md"
+    page.parent.mkdir()
+    page.write_text("# Performance\n\nWritten by hand, kept.\n", encoding="utf-8")
+    command = ("tracking", "--seconds", "0.2", "--faces", "3")
+    key = "fer-bench " + " ".join(command)
+
+    first = bench(*command, "--markdown-out", str(page), *data_options)
+    assert first.returncode == 0, first.stderr
+    after_first = page.read_text(encoding="utf-8")
+    [body] = sections(after_first, key + " " + " ".join(data_options))
+    assert after_first.startswith("# Performance\n\nWritten by hand, kept.\n")
+    # The command as typed (to run it again), the machine with its CPU features, the table, the time.
+    assert f"`{key} --markdown-out {page}" in body
+    features = ", ".join(cpu_features()) or "no AVX2"
+    assert f"{os.cpu_count()} logical cores ({features})" in body
+    assert "| faces | smoothing ms | tracker ms/frame |" in body and "\n| 3 | 300.0 |" in body
+    assert "Measured 20" in body
+
+    page.write_text(after_first + "\nA note under the section, kept.\n", encoding="utf-8")
+    other = bench("tracking", "--seconds", "0.2", "--faces", "2", f"--markdown-out={page}", *data_options)
+    again = bench(*command, "--markdown-out", str(page), *data_options)
+    assert other.returncode == 0 and again.returncode == 0, other.stderr + again.stderr
+    final = page.read_text(encoding="utf-8")
+    [replaced] = sections(final, key + " " + " ".join(data_options))  # replaced, not appended a second time
+    assert "\n| 3 | 300.0 |" in replaced
+    assert len(sections(final, "fer-bench tracking --seconds 0.2 --faces 2 " + " ".join(data_options))) == 1
+    assert final.startswith("# Performance\n\nWritten by hand, kept.\n")
+    assert final.count("A note under the section, kept.") == 1
+    assert final.index("--faces 3") < final.index("A note under") < final.index("--faces 2")
+
+
+def test_markdown_out_refuses_a_section_left_open(tmp_path: Path, data_options) -> None:
+    page = tmp_path / "performance.md"
+    opened = f"<!-- fer-bench begin: fer-bench tracking --seconds 0.1 {' '.join(data_options)} -->\n| old |\n"
+    page.write_text(opened, encoding="utf-8")
+    result = bench("tracking", "--seconds", "0.1", *data_options, "--markdown-out", str(page))
+    assert result.returncode == 1 and "has no closing line" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert page.read_text(encoding="utf-8") == opened  # nothing half written
+
+
+def test_cpu_features_from_cpuinfo_flags() -> None:
+    cpuinfo = ("processor\t: 0\nmodel name\t: Some CPU\n"
+               "flags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16 amx_tile\n\nprocessor\t: 1\nflags\t: fpu\n")
+    assert cpu_features(cpuinfo) == ["AVX2", "AVX-512", "AVX-512 VNNI", "AVX-512 BF16", "AMX"]
+    assert cpu_features("flags\t: fpu sse4_2 avx avx2 avx_vnni\n") == ["AVX2", "AVX-VNNI"]
+    assert cpu_features("model name\t: no flags line\n") == []
