@@ -9,6 +9,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -33,10 +34,11 @@ SCREENSHOT_ENV = "FER_WRITE_SCREENSHOTS"
 
 @dataclass
 class Gateway:
-    """A fer-web subprocess and its base URL."""
+    """A fer-web subprocess, its base URL and its log file."""
 
     process: subprocess.Popen
     url: str
+    log_path: Path
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -46,15 +48,21 @@ class Gateway:
 
 def launch_gateway(server_address: str, *args: str, timeout: float = 60.0) -> Gateway:
     """`fer-web --port 0 --server ADDRESS ARGS`; returns once it says where it serves."""
-    process = subprocess.Popen([*GATEWAY, "--port", "0", "--server", server_address, *args],
-                               stderr=subprocess.PIPE, text=True)
+    log_path = Path(tempfile.mkdtemp(prefix="fer-web-")) / "fer-web.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([*GATEWAY, "--port", "0", "--server", server_address, *args],
+                                   stdout=log, stderr=subprocess.STDOUT)
     give_up = time.monotonic() + timeout
-    line = process.stderr.readline()
-    if not line.startswith(SERVING):
-        process.kill()
-        pytest.fail(f"fer-web did not start: {line}{process.stderr.read()}")
-    assert time.monotonic() < give_up
-    return Gateway(process, line[len(SERVING):].split()[0].rstrip("/"))
+    while time.monotonic() < give_up:
+        text = log_path.read_text(errors="replace")
+        for line in text.splitlines():
+            if line.startswith(SERVING):
+                return Gateway(process, line[len(SERVING):].split()[0].rstrip("/"), log_path)
+        if process.poll() is not None:
+            pytest.fail(f"fer-web exited with {process.returncode}:\n{text}")
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"fer-web did not start within {timeout} s:\n{log_path.read_text(errors='replace')}")
 
 
 @pytest.fixture(scope="module")
@@ -132,10 +140,17 @@ def test_annotate_refuses_what_is_not_an_image_with_400(gateway, body):
     assert error["code"] == "INVALID_ARGUMENT" and error["error"] and "\n" not in error["error"]
 
 
-def test_annotate_refuses_a_bad_option_with_400(gateway, photo):
-    status, error = post(f"{gateway.url}/v1/annotate?detector=none-such", photo)
+@pytest.mark.parametrize("query, named", [("detector=none-such", "none-such"), ("max_faces=many", "many"),
+                                          ("min_detection_score=2", "min_detection_score")])
+def test_annotate_refuses_a_bad_option_with_400(gateway, photo, query, named):
+    status, error = post(f"{gateway.url}/v1/annotate?{query}", photo)
     assert (status, error["code"]) == (400, "INVALID_ARGUMENT")
-    assert "none-such" in error["error"]
+    assert named in error["error"]
+
+
+def test_annotate_passes_its_options_on(gateway, photo):
+    status, record = post(f"{gateway.url}/v1/annotate?max_faces=1&detector=yunet", photo)
+    assert status == 200 and len(record["faces"]) == 1
 
 
 def test_annotate_refuses_a_body_over_the_limit_with_413_before_forwarding(server, photo):
@@ -306,6 +321,20 @@ def test_other_host_without_tls_exits_2_with_one_line():
     assert len(result.stderr.strip().splitlines()) == 1 and "--certfile" in result.stderr
 
 
+def test_exit_codes_stopped_interrupted_and_port_taken(server):
+    import signal
+    import socket
+
+    for signum, code in ((signal.SIGTERM, 0), (signal.SIGINT, 130)):
+        running = launch_gateway(server.address)
+        running.process.send_signal(signum)
+        assert running.process.wait(timeout=60) == code, running.log_path.read_text()
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        result = subprocess.run([*GATEWAY, "--port", port], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and port in result.stderr and len(result.stderr.splitlines()) == 1
+
+
 def test_half_given_https_and_missing_files_exit_2():
     result = subprocess.run([*GATEWAY, "--certfile", "cert.pem"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
@@ -314,13 +343,29 @@ def test_half_given_https_and_missing_files_exit_2():
     assert result.returncode == 2 and "/no/cert.pem" in result.stderr and len(result.stderr.splitlines()) == 1
 
 
-def test_version_and_help():
+def test_version_and_help_describe_every_option():
+    import argparse
+
+    from ferstream.pipeline.commandline import package_version
+    from ferstream.web.cli import build_parser
+
     version = subprocess.run([*GATEWAY, "--version"], capture_output=True, text=True, timeout=60)
-    assert version.returncode == 0 and version.stdout.startswith("fer-web ")
+    assert version.returncode == 0 and version.stdout.startswith(f"fer-web {package_version()} (ferstream, ")
+    undescribed = [action.dest for action in build_parser()._actions
+                   if not action.help or action.help == argparse.SUPPRESS]
+    assert not undescribed
     help_text = subprocess.run([*GATEWAY, "--help"], capture_output=True, text=True, timeout=60).stdout
     for option in ("--host", "--port", "--server", "--certfile", "--keyfile", "--insecure", "--tls-ca",
                    "--tls-cert", "--tls-key", "--token", "--max-message-bytes", "--timeout"):
         assert option in help_text
+
+
+def test_bad_option_values_exit_2_with_one_line():
+    for args in (["--server", "http://127.0.0.1:50051"], ["--port", "70000"], ["--timeout", "0"],
+                 ["--max-message-bytes", "-1"], ["--tls-cert", "client.pem"]):
+        result = subprocess.run([*GATEWAY, *args], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, args
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("fer-web: error: ")
 
 
 # ----- the page in headless Chromium

@@ -144,10 +144,15 @@ def options_of(request: Request) -> emotion_pb2.AnnotateOptions:
     """AnnotateOptions from the query (?detector=yunet&min_detection_score=0.5&max_faces=4); ValueError for
     a value that is not one."""
     query = request.query_params
-    score = float(query.get("min_detection_score", 0.0))
+    score_text, max_faces_text = query.get("min_detection_score", "0"), query.get("max_faces", "0")
+    try:
+        score = float(score_text)
+        max_faces = int(max_faces_text)
+    except ValueError:
+        raise ValueError(f"min_detection_score={score_text!r}, max_faces={max_faces_text!r}: "
+                         "expected a number between 0 and 1 and a whole number of 0 or more") from None
     if not 0.0 <= score <= 1.0:
         raise ValueError(f"min_detection_score must be between 0 and 1, not {score}")
-    max_faces = int(query.get("max_faces", 0))
     if max_faces < 0:
         raise ValueError(f"max_faces must be 0 or more, not {max_faces}")
     return make_options(query.get("detector"), score, max_faces)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -119,12 +120,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         family=socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     except OSError as error:
         return _fail(f"cannot listen on {args.host}:{args.port} ({error.strerror or error})", EXIT_FAILED)
+    # uvicorn shuts down on SIGINT and SIGTERM, then raises the signal again for the handler it found: these
+    # make the exit code 130 for an interrupt and 0 for a stop, even where the shell started us ignoring SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         return _serve(args, listener, tls)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
+    except _Stopped:
+        return 0
     finally:
         listener.close()
+
+
+class _Stopped(Exception):
+    """SIGTERM came: the gateway has shut down."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stopped
 
 
 def _serve(args: argparse.Namespace, listener: socket.socket, tls: tuple[bytes | None, ...]) -> int:
