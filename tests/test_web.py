@@ -483,6 +483,27 @@ def test_page_annotates_the_camera_live(chromium, gateway, faces_dir, tmp_path):
         context.close()
 
 
+def test_page_says_why_the_stream_stopped_and_reconnects(chromium, fer_server_factory, faces_dir, tmp_path):
+    doomed = fer_server_factory()
+    gateway = launch_gateway(doomed.address)
+    photo = cv2.resize(cv2.imread(str(faces_dir / GROUP_PHOTO)), (640, 480), interpolation=cv2.INTER_AREA)
+    camera = fake_camera_file(tmp_path, photo)
+    context, page = open_page(chromium, tmp_path, gateway.url, f"--use-file-for-fake-video-capture={camera}")
+    try:
+        page.click("#camera")
+        page.wait_for_function("window.ferWeb.answered >= 1", timeout=PAGE_TIMEOUT_MS)
+        doomed.stop()
+        page.wait_for_function("window.ferWeb.status.includes('reconnecting')", timeout=PAGE_TIMEOUT_MS)
+        assert "UNAVAILABLE" in page.text_content("#state")
+        answered = page.evaluate("window.ferWeb.answered")
+        fer_server_factory("--port", doomed.address.rsplit(":", 1)[1])  # back on the same address
+        page.wait_for_function(f"window.ferWeb.answered > {answered} && window.ferWeb.status.startsWith('streaming')",
+                               timeout=PAGE_TIMEOUT_MS)
+    finally:
+        context.close()
+        gateway.stop()
+
+
 def test_page_layout_keeps_labels_and_charts_off_every_face_in_a_crowd(chromium, gateway, tmp_path):
     """The page's layout (draw.js) on 24 faces too close for labels between them: as pipeline.draw's, no
     label covers another face, no chart covers any, overlays never cover each other, and labels that fit
