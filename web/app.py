@@ -28,7 +28,7 @@ from ferstream.pipeline.records import FrameRecord
 from ferstream.server.limits import DEFAULT_MAX_MESSAGE_BYTES
 from ferstream.v1 import emotion_pb2
 
-from .httpstatus import PAYLOAD_TOO_LARGE, error_body, http_status, rpc_error_body
+from .httpstatus import PAYLOAD_TOO_LARGE, error_body, rpc_error_body
 from .live import LiveBridge, frame_size
 from .openapi import openapi_document
 

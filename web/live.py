@@ -24,7 +24,7 @@ from ferstream.pipeline.errors import BadInput
 from ferstream.pipeline.records import FrameRecord
 from ferstream.v1 import emotion_pb2
 
-from .httpstatus import error_body, http_status
+from .httpstatus import error_body, http_status, rpc_error_body
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,6 @@ class LiveBridge:
         with self._changed:
             return Counts(self._received, self._answered, self._dropped_waiting, self._skipped)
 
-    @property
-    def closed(self) -> bool:
-        """True once close() was called or the call failed."""
-        return self._closed
-
     def put(self, data: bytes) -> None:
         """Queues an encoded frame, replacing (dropping) one still waiting; starts the call at the first."""
         with self._changed:
@@ -121,17 +116,16 @@ class LiveBridge:
 
     def _receive(self) -> None:
         # A call the server ends without an error (it shut down gracefully) is as unavailable to the page.
-        code, details = grpc.StatusCode.UNAVAILABLE, "the server ended the stream"
+        unavailable = grpc.StatusCode.UNAVAILABLE
+        body, status = error_body("the server ended the stream", unavailable), http_status(unavailable)
         try:
             for response in self._stream:
                 self._deliver(self._answer(response))
         except grpc.RpcError as error:
-            code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
-            details = (error.details() if isinstance(error, grpc.Call) else None) or code.name
+            body, status = rpc_error_body(error)
         finally:
             if not self._closed:  # CANCELLED after our own close() is no news for the page
-                self._deliver({"type": "error", **error_body(details, code), "http_status": http_status(code),
-                               "ends_stream": True})
+                self._deliver({"type": "error", **body, "http_status": status, "ends_stream": True})
             with self._changed:
                 self._closed = True
                 self._changed.notify_all()
@@ -144,7 +138,7 @@ class LiveBridge:
             self._skipped += len(response.skipped_frame_ids)
             self._answered += 1
             self._changed.notify_all()
-            counts = Counts(self._received, self._answered, self._dropped_waiting, self._skipped)
+            counts = self.counts()  # the condition's lock is re-entrant
         error = response.error.message if response.HasField("error") else None
         record = FrameRecord(frame=response.frame_id - 1, width=width, height=height,
                              faces=[face_record(face) for face in response.faces], error=error)
