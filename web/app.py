@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import grpc
 import numpy as np
+from google.protobuf.message import Message
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -20,7 +21,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ferstream.client.library import DEFAULT_MAX_IN_FLIGHT, EmotionClient, face_record, make_options
-from ferstream.client.limits import FrameTooLarge, check_request_size
 from ferstream.model.labels import EMOTIONS
 from ferstream.pipeline.decode import JPEG_SOI, jpeg_header
 from ferstream.pipeline.draw import CHART_DIMMING, colour_of, text_colour_on
@@ -100,9 +100,18 @@ class BodyError(Exception):
         self.status = status
 
 
-def too_large(size: str, limit: int) -> BodyError:
-    return BodyError(f"the image is {size} bytes, more than the {limit} this gateway forwards "
-                     "(fer-web --max-message-bytes)", grpc.StatusCode.RESOURCE_EXHAUSTED, PAYLOAD_TOO_LARGE)
+def too_large(what: str, limit: int) -> BodyError:
+    """The 413 for `what` ("the body is N bytes") over limit bytes."""
+    return BodyError(f"{what}, more than the {limit} this gateway forwards (fer-web --max-message-bytes)",
+                     grpc.StatusCode.RESOURCE_EXHAUSTED, PAYLOAD_TOO_LARGE)
+
+
+def check_message_size(request: Message, limit: int) -> None:
+    """BodyError (413) when the request for the server would be over limit bytes (computed, not serialised):
+    gRPC would end the whole call for it."""
+    size = request.ByteSize()
+    if size > limit:
+        raise too_large(f"the image's request is {size} bytes", limit)
 
 
 async def read_bounded(request: Request, limit: int) -> bytes:
@@ -110,12 +119,12 @@ async def read_bounded(request: Request, limit: int) -> bytes:
     Content-Length says so, else while it streams in."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large(declared, limit)
+        raise too_large(f"the body is {declared} bytes", limit)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_large(f"over {limit}", limit)
+            raise too_large(f"the body is over {limit} bytes", limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -172,12 +181,9 @@ def build_app(client: EmotionClient, settings: GatewaySettings = GatewaySettings
             options = options_of(request)
             image = await image_of(request, settings)
             grpc_request = emotion_pb2.AnnotateRequest(image=emotion_pb2.Image(encoded=image), options=options)
-            check_request_size(grpc_request, settings.max_message_bytes)
+            check_message_size(grpc_request, settings.max_message_bytes)
         except BodyError as error:
             return JSONResponse(error_body(str(error), error.code), status_code=error.status)
-        except FrameTooLarge as error:
-            return JSONResponse(error_body(str(error), grpc.StatusCode.RESOURCE_EXHAUSTED),
-                                status_code=PAYLOAD_TOO_LARGE)
         except ValueError as error:
             return JSONResponse(error_body(str(error), grpc.StatusCode.INVALID_ARGUMENT), status_code=400)
         try:
@@ -224,10 +230,10 @@ def build_app(client: EmotionClient, settings: GatewaySettings = GatewaySettings
                     continue
                 frame = emotion_pb2.StreamAnnotateRequest(frame_id=1, image=emotion_pb2.Image(encoded=data))
                 try:
-                    check_request_size(frame, settings.max_message_bytes)
-                except FrameTooLarge as error:
-                    await outbox.put({"type": "error", **error_body(str(error), grpc.StatusCode.RESOURCE_EXHAUSTED),
-                                      "http_status": PAYLOAD_TOO_LARGE, "ends_stream": False})
+                    check_message_size(frame, settings.max_message_bytes)
+                except BodyError as error:
+                    await outbox.put({"type": "error", **error_body(str(error), error.code),
+                                      "http_status": error.status, "ends_stream": False})
                     continue
                 bridge.put(data)
         except WebSocketDisconnect:
