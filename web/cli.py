@@ -1,0 +1,175 @@
+"""fer-web: the browser page and REST endpoint of ferstream, served by a gateway to a fer-server.
+
+Exit codes: 0 stopped (SIGTERM), 1 cannot listen, 2 bad arguments or unreadable TLS files, 130 interrupted.
+Every error is one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import ssl
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from ferstream.pipeline.commandline import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    add_version_argument,
+    number_type,
+    print_error,
+)
+
+PROG = "fer-web"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+# Seconds each REST call may take at the server; the library's default for unary calls.
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (no usage block), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Prints "fer-web: error: MESSAGE (see --help)" and exits with EXIT_USAGE."""
+        print_error(self.prog, f"{message} (see --help)")
+        sys.exit(EXIT_USAGE)
+
+
+def _port(text: str) -> int:
+    return number_type(int, lambda value: 0 <= value <= 65535, "a port number, 0-65535")(text)
+
+
+_seconds = number_type(float, lambda value: value > 0, "a positive number of seconds")
+_bytes = number_type(int, lambda value: value > 0, "a positive number of bytes")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """fer-web's arguments; every option carries its help text."""
+    from ferstream.client.cli import server_target
+    from ferstream.client.library import default_target
+    from ferstream.server.limits import DEFAULT_MAX_MESSAGE_BYTES
+
+    parser = _OneLineErrors(
+        prog=PROG,
+        description="Serve ferstream to browsers: a page that annotates the webcam, a dropped video or photo "
+        "live, and POST /v1/annotate for one image, both forwarded to a fer-server over gRPC.",
+        epilog="Exit codes: 0 stopped, 1 cannot listen, 2 bad arguments or unreadable TLS files, 130 interrupted.",
+    )
+    add_version_argument(parser)
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help="address to listen on; any other than loopback needs --certfile/--keyfile or "
+                        "--insecure (default: %(default)s)")
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                        help="port to listen on; 0 picks a free one (default: %(default)s)")
+    parser.add_argument("--server", type=server_target, default=default_target(), metavar="TARGET",
+                        help="the fer-server to use: HOST:PORT, or several as ipv4:HOST:PORT,HOST:PORT or "
+                        "dns:///NAME:PORT (default: $FER_SERVER or %(default)s)")
+    parser.add_argument("--max-message-bytes", type=_bytes, default=DEFAULT_MAX_MESSAGE_BYTES, metavar="BYTES",
+                        help="largest image or frame forwarded; larger ones get 413 (default: fer-server's "
+                        "default --max-message-bytes, %(default)s)")
+    parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                        help="longest wait for the server's answer to a POST /v1/annotate; then 504 "
+                        "(default: %(default)s)")
+    gateway = parser.add_argument_group("the gateway's own HTTPS")
+    gateway.add_argument("--certfile", type=Path, metavar="PEM", help="serve HTTPS with this certificate chain")
+    gateway.add_argument("--keyfile", type=Path, metavar="PEM", help="private key of --certfile")
+    gateway.add_argument("--insecure", action="store_true",
+                         help="allow plain HTTP on a non-loopback --host (anyone on the network can watch the "
+                         "camera's frames and use the server)")
+    security = parser.add_argument_group("connecting to fer-server (as fer-client does)")
+    security.add_argument("--tls-ca", type=Path, metavar="PEM", help="connect with TLS, trusting these roots")
+    security.add_argument("--tls-cert", type=Path, metavar="PEM",
+                          help="mutual TLS: present this client certificate chain (with --tls-key)")
+    security.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert")
+    security.add_argument("--token", default=os.environ.get("FER_TOKEN"),
+                          help="bearer token sent to the server on every call (default: $FER_TOKEN)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs fer-web until stopped; returns its exit code (see the module docstring)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from ferstream.server.security import is_loopback
+
+    if (args.certfile is None) != (args.keyfile is None):
+        parser.error("--certfile and --keyfile go together")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.certfile is None and not args.insecure and not is_loopback(args.host):
+        parser.error(f"refusing plain HTTP on non-loopback host {args.host}: give --certfile and --keyfile, or "
+                     "--insecure to accept that anyone on the network can watch the frames and use the server")
+    try:
+        tls = tuple(path.read_bytes() if path else None for path in (args.tls_ca, args.tls_key, args.tls_cert))
+        if args.certfile is not None:
+            for path in (args.certfile, args.keyfile):
+                path.read_bytes()  # ssl's own error names no file
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(args.certfile, args.keyfile)
+    except OSError as error:
+        return _fail(f"{error.filename}: {error.strerror}", EXIT_USAGE)
+    except ssl.SSLError as error:
+        return _fail(f"--certfile/--keyfile: not a usable certificate and key ({error.reason})", EXIT_USAGE)
+    try:
+        listener = socket.create_server((args.host.strip("[]"), args.port),
+                                        family=socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    except OSError as error:
+        return _fail(f"cannot listen on {args.host}:{args.port} ({error.strerror or error})", EXIT_FAILED)
+    # uvicorn shuts down on SIGINT and SIGTERM, then raises the signal again for the handler it found: these
+    # make the exit code 130 for an interrupt and 0 for a stop, even where the shell started us ignoring SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        return _serve(args, listener, tls)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except _Stopped:
+        return 0
+    finally:
+        listener.close()
+
+
+class _Stopped(Exception):
+    """SIGTERM came: the gateway has shut down."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stopped
+
+
+def _serve(args: argparse.Namespace, listener: socket.socket, tls: tuple[bytes | None, ...]) -> int:
+    import uvicorn
+
+    from ferstream.client.library import EmotionClient
+
+    from .app import GatewaySettings, build_app
+
+    root_certificates, private_key, certificate_chain = tls
+    settings = GatewaySettings(max_message_bytes=args.max_message_bytes)
+    with EmotionClient(args.server, root_certificates=root_certificates, private_key=private_key,
+                       certificate_chain=certificate_chain, token=args.token, timeout=args.timeout) as client:
+        config = uvicorn.Config(
+            build_app(client, settings), log_level="warning", ws="websockets-sansio",
+            ws_max_size=settings.websocket_max_bytes,
+            ssl_certfile=args.certfile, ssl_keyfile=args.keyfile)
+        host, port = listener.getsockname()[:2]
+        scheme = "https" if args.certfile else "http"
+        shown = f"[{host}]" if ":" in host else host
+        print(f"{PROG}: serving {scheme}://{shown}:{port}/ "
+              f"(fer-server at {args.server})", file=sys.stderr, flush=True)
+        uvicorn.Server(config).run(sockets=[listener])
+    return 0
+
+
+def _fail(message: str, code: int) -> int:
+    print_error(PROG, message)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
