@@ -22,7 +22,7 @@ from ferstream.model.modelfile import load_model, read_training_state, weights_s
 from ferstream.model.preprocess import Preprocessing
 from ferstream.training.data import load_dataset
 from ferstream.training.data.votes import attach_votes
-from ferstream.training.losses import distillation_loss
+from ferstream.training.losses import TeacherEnsemble, distillation_loss
 from ferstream.training.loop import lr_at
 from ferstream.training.provenance import data_sha256
 from ferstream.training.train import TrainConfig, main as train_main
@@ -400,3 +400,15 @@ def test_ctrl_c_stops_with_one_line_and_exit_130(small_fer2013: Path, tmp_path: 
     lines = [line for line in stderr.splitlines() if not line.startswith("{\"epoch\"")]  # finished epochs' rows
     assert lines == ["fer-train: interrupted; continue from the last finished epoch with --out OUT --resume"]
     assert stdout == ""
+
+
+def test_several_teachers_are_distilled_as_the_mean_of_their_softened_predictions() -> None:
+    torch.manual_seed(0)
+    first, second = torch.nn.Linear(5, 7), torch.nn.Linear(5, 7)
+    x = torch.randn(16, 5)
+    ensemble = TeacherEnsemble([first, second], temperature=4.0)
+    expected = (torch.softmax(first(x) / 4.0, 1) + torch.softmax(second(x) / 4.0, 1)) / 2
+    torch.testing.assert_close(torch.softmax(ensemble(x) / 4.0, 1), expected)
+    # One teacher is that teacher: the same softened distribution.
+    alone = TeacherEnsemble([first], temperature=4.0)
+    torch.testing.assert_close(torch.softmax(alone(x) / 4.0, 1), torch.softmax(first(x) / 4.0, 1))

@@ -36,6 +36,7 @@ from .checkpoint import Checkpoint, capture_rng, read_checkpoint, restore_rng, w
 from .data import DatasetError
 from .data.splits import training_splits
 from .loop import StepRecipe, lr_at, make_optimizer, seed_everything, train_epoch
+from .losses import TeacherEnsemble
 from .machine import PRECISIONS, autocast_dtype, describe_machine
 from .photometric import PhotometricSpec
 from .plots import plot_curves
@@ -112,8 +113,8 @@ class TrainConfig:
                                            "underfits")
     max_rotation: float = option(10.0, "largest random rotation of a training face, degrees either way; the "
                                        "served path meets faces rolled beyond what alignment undoes")
-    teacher: str = option("", "model file to distil from: the loss also matches its softened predictions; "
-                              "\"\": none")
+    teacher: str = option("", "model file(s) to distil from, comma-separated: the loss also matches their "
+                              "softened predictions, averaged over the files; \"\": none")
     distill_weight: float = option(0.5, "with --teacher: the distillation term's share of the loss")
     temperature: float = option(4.0, "with --teacher: softens both distributions before they are compared")
     votes: str = option("", "a FER+ root: its annotators' vote distributions join the targets of the "
@@ -253,31 +254,40 @@ def pick_device(name: str) -> torch.device:
 
 
 def input_digests(config: TrainConfig, resuming: bool) -> dict:
-    """The sha256 of every input this command reads: data, votes, the --teacher model file, and the --init
+    """The sha256 of every input this command reads: data, votes, the --teacher model files, and the --init
     one unless resuming (only the command that started the run read it; it may be gone since)."""
     inputs = {"data": data_sha256(config.data)}
     if config.votes:
         inputs["votes"] = data_sha256(config.votes)
     if config.init and not resuming:
         inputs["init"] = file_sha256(config.init)
-    if config.teacher:
-        inputs["teacher"] = file_sha256(config.teacher)
+    for index, teacher in enumerate(teacher_paths(config.teacher)):
+        inputs["teacher" if index == 0 else f"teacher{index + 1}"] = file_sha256(teacher)
     return inputs
 
 
-def load_teacher(path: str, preprocessing: Preprocessing, device: torch.device) -> torch.nn.Module:
-    """The teacher's network, folded for inference (it only runs forward), on device.
+def teacher_paths(teacher: str) -> list[str]:
+    """--teacher's comma-separated model files ([] for "")."""
+    return [path.strip() for path in teacher.split(",") if path.strip()]
 
-    It sees the student's preprocessed crops, so ValueError unless its normalisation and input size
+
+def load_teacher(paths: str, preprocessing: Preprocessing, temperature: float,
+                 device: torch.device) -> torch.nn.Module:
+    """The teachers' networks, folded for inference (they only run forward), as one TeacherEnsemble on device.
+
+    They see the student's preprocessed crops, so ValueError unless their normalisation and input size
     are the student's; equalisation and standardisation may differ (the FER2013 JPEGs are equalised
     already, so both change them little).
     """
-    teacher = load_model(path)
-    if replace(teacher.preprocessing, equalize=preprocessing.equalize, standardize=preprocessing.standardize) \
-            != preprocessing:
-        raise ValueError(f"{path}: the teacher expects {teacher.preprocessing.describe()}, "
-                         f"the student {preprocessing.describe()}")
-    return teacher.for_inference().network.to(device)
+    networks = []
+    for path in teacher_paths(paths):
+        teacher = load_model(path)
+        if replace(teacher.preprocessing, equalize=preprocessing.equalize, standardize=preprocessing.standardize) \
+                != preprocessing:
+            raise ValueError(f"{path}: the teacher expects {teacher.preprocessing.describe()}, "
+                             f"the student {preprocessing.describe()}")
+        networks.append(teacher.for_inference().network)
+    return TeacherEnsemble(networks, temperature).to(device)
 
 
 def train(run: Invocation) -> dict:
@@ -308,7 +318,7 @@ def train(run: Invocation) -> dict:
         chain = chain_of(source.meta)
     else:
         model = build_model(spec)
-    teacher = load_teacher(config.teacher, preprocessing, device) if config.teacher else None
+    teacher = load_teacher(config.teacher, preprocessing, config.temperature, device) if config.teacher else None
     model = model.to(device).to(memory_format=torch.channels_last)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
