@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from . import weights
-from .commandline import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_version_argument, print_error
+from .commandline import EXIT_FAILED, CommandParser, EXIT_INTERRUPTED, EXIT_OK, add_version_argument, print_error
 from .settings import default_models_dir
 
 PROG = "fer-models"
@@ -97,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--models-dir", type=Path, default=None,
                         help="folder of the weights (default: $FER_MODELS_DIR, else $FER_DATA_DIR/models, "
                              "else ~/.cache/ferstream/models)")
-    parser = argparse.ArgumentParser(prog=PROG, description="Face-detector weights: list or download them.",
-                                     epilog="Exit codes: 0 done, 1 a download failed, 2 bad usage.")
+    parser = CommandParser(prog=PROG, description="Face-detector weights: list or download them.",
+                           epilog="Exit codes: 0 done, 1 a download failed, 2 bad usage.")
     add_version_argument(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
     listing = commands.add_parser("list", parents=[common],
