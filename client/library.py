@@ -570,6 +570,15 @@ def face_record(face: emotion_pb2.Face) -> FaceRecord:
                       face.track_id or None, by_name(face.track_scores) if face.track_scores else None)
 
 
+def omitted_note(response: emotion_pb2.AnnotateResponse | emotion_pb2.StreamAnnotateResponse) -> str:
+    """"32 of 43 faces shown (limit 32)" when the face limit (the request's max_faces, else the server's
+    --max-faces) left faces out of the response; "" when it kept them all. The faces kept are the limit."""
+    if not response.faces_omitted:
+        return ""
+    shown = len(response.faces)
+    return f"{shown} of {shown + response.faces_omitted} faces shown (limit {shown})"
+
+
 def face_to_dict(face: emotion_pb2.Face) -> dict[str, object]:
     """A JSON-ready view of one face: box, detection score, top emotion and its probabilities (the
     face's entry in fer-annotate's and fer-client --headless's JSON lines)."""

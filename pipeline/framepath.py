@@ -86,6 +86,8 @@ class AnnotatedFrame:
     # Highest detection score first.
     faces: list[FaceResult]
     timing: Timing = field(default_factory=Timing)
+    # Faces found but left out by the face limit (the lowest scored ones).
+    faces_omitted: int = 0
 
 
 @dataclass
@@ -99,6 +101,8 @@ class DetectedFrame:
     # (len(detections), 48, 48) uint8 grey crops, in the order of detections.
     crops: np.ndarray
     timing: Timing
+    # Faces found but left out by the face limit (the lowest scored ones).
+    faces_omitted: int = 0
 
 
 def milliseconds_since(start: float) -> float:
@@ -159,10 +163,11 @@ class FramePath:
         min_face_px = options.min_face_px or self.min_face_px
         detections = sorted(detector.detect(frame, threshold, min_face_px), key=lambda box: box.score, reverse=True)
         limit = min(options.max_faces or self.max_faces, self.max_faces)
+        omitted = max(0, len(detections) - limit)
         detections = detections[:limit]
         crops = face_crops(frame, detections)
         timing = Timing(decode_ms=(decoded - start) * 1000.0, detect_ms=milliseconds_since(decoded))
-        return DetectedFrame(frame.shape[:2], detections, crops, timing)
+        return DetectedFrame(frame.shape[:2], detections, crops, timing, omitted)
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """(N, len(classes)) float probabilities of the served classes for (N, 48, 48) uint8 crops,
@@ -192,7 +197,7 @@ class FramePath:
                      for index, box in enumerate(frame.detections)]
             offset += count
             height, width = frame.size
-            answers.append(AnnotatedFrame(width, height, faces, frame.timing))
+            answers.append(AnnotatedFrame(width, height, faces, frame.timing, frame.faces_omitted))
         return answers
 
     def annotate(self, source: ImageSource, options: DetectOptions = DetectOptions()) -> AnnotatedFrame:
