@@ -221,7 +221,7 @@ class _FrameRequests:
         self._frames = iter(frames)
         self._options = options
         self._jpeg_quality = jpeg_quality
-        self._ids = itertools.count(1)
+        self._ids = itertools.count()  # 0-based: the frame's index, as the JSON lines' `frame`
         self.error: Exception | None = None
         self.sender: threading.Thread | None = None  # gRPC's thread that sends the requests
 
@@ -513,7 +513,8 @@ class EmotionClient:
         of a stream in its workers, server/streams.py); a larger one may go faster, but frames the server
         replaces are sent again and so reach it out of order (its face tracks can jump there).
 
-        Frames that are arrays/bytes/paths get frame ids 1, 2, 3... and the given options; a
+        Frames that are arrays/bytes/paths get frame ids 0, 1, 2... (their index in `frames`, the `frame`
+        of fer-annotate's and fer-client --headless's JSON lines) and the given options; a
         StreamAnnotateRequest is sent as it is (its own id and options), which lets a caller change
         options mid-stream. A frame the server cannot use is answered with its `error` set, and the stream
         goes on. ValueError for an unknown mode, max_in_flight below 1 or an unknown detector.
