@@ -19,8 +19,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 COPY . .
 # The serving install: no PyTorch (the emotion model runs as ONNX in OpenVINO; training is the [train]
-# extra, not installed here). The model ships inside the package; the Haar and Caffe SSD detectors come
-# with their pip packages; YuNet is fetched here (sha256-checked), since the server never downloads anything.
+# extra, not installed here). The model and YuNet ship inside the package; the Haar and Caffe SSD detectors
+# come with their pip packages; the TensorFlow SSD is fetched here (sha256-checked), since the server never
+# downloads anything.
 RUN pip install . && fer-models download
 
 RUN useradd --create-home --uid 10001 fer

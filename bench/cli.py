@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ferstream.client.library import DETECTORS
 from ferstream.pipeline.commandline import EXIT_INTERRUPTED, add_version_argument, positive_int, print_error
+from ferstream.pipeline.commandline import CommandParser
 from ferstream.pipeline.settings import default_threads
 
 from .paths import default_data_dir, default_models_dir, faces_dir
@@ -74,9 +75,9 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """fer-bench's command line: one subcommand per measurement; every option is described in --help."""
-    parser = argparse.ArgumentParser(prog="fer-bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Exit codes: 0 done, 1 a measurement failed, 2 bad usage, 130 interrupted.")
+    parser = CommandParser(prog="fer-bench", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog="Exit codes: 0 done, 1 a measurement failed, 2 bad usage, 130 interrupted.")
     add_version_argument(parser)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document instead of a Markdown table")

@@ -10,6 +10,7 @@ from ferstream.client.library import (
     emotion_name,
     face_record,
     face_to_dict,
+    omitted_note,
     probabilities,
     video_frames,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "emotion_name",
     "face_record",
     "face_to_dict",
+    "omitted_note",
     "probabilities",
     "video_frames",
 ]

@@ -23,7 +23,7 @@ import numpy as np
 from tktooltip import ToolTip
 
 from ferstream.client.capture import CaptureThread, FrameSource, LatestFrame
-from ferstream.client.library import DETECTORS, EMOTIONS, EmotionClient
+from ferstream.client.library import DETECTORS, EMOTIONS, EmotionClient, detector_name, omitted_note
 from ferstream.client.render import annotations, render_reply
 from ferstream.client.session import (
     Annotated,
@@ -57,6 +57,9 @@ BADGE_COLOUR = "#ffffff"
 # Tooltips: black on pale yellow, 19.5:1.
 TOOLTIP_BACKGROUND = "#ffffe0"
 TOOLTIP_FOREGROUND = "#000000"
+# Tooltips wrap at this width and keep this far from the screen's edges.
+TOOLTIP_WIDTH_PX = 320
+TOOLTIP_MARGIN_PX = 4
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,13 @@ class SourceStopped:
     """The frame source ended or failed; message says why."""
 
     message: str
+
+
+@dataclass(frozen=True)
+class ServerDefaultDetector:
+    """The detector the server runs when a request names none, from its GetModelInfo ("yunet")."""
+
+    name: str
 
 
 @dataclass(frozen=True)
@@ -95,10 +105,31 @@ def elide(font: tkfont.Font, text: str, width: int) -> str:
     return text[:low].rstrip() + "…" if low or font.measure("…") <= width else ""
 
 
+class ScreenToolTip(ToolTip):
+    """A ToolTip that stays on the screen: it opens below-right of the pointer as usual, but to the left of
+    it (above it) where it would run past the screen's right (bottom) edge, as it did beside the controls
+    of a window near the right edge."""
+
+    def _update_tooltip_coords(self, event: tk.Event) -> None:
+        self.update_idletasks()  # the size the wrapped text needs
+        width, height = self.winfo_reqwidth(), self.winfo_reqheight()
+        right = self.winfo_screenwidth() - TOOLTIP_MARGIN_PX
+        bottom = self.winfo_screenheight() - TOOLTIP_MARGIN_PX
+        x = event.x_root + self.x_offset
+        if x + width > right:
+            x = max(TOOLTIP_MARGIN_PX, min(event.x_root - self.x_offset - width, right - width))
+        y = event.y_root + self.y_offset
+        if y + height > bottom:
+            y = max(TOOLTIP_MARGIN_PX, event.y_root - self.y_offset - height)
+        self.geometry(f"+{x}+{y}")
+
+
 def make_tooltip(widget: tk.Widget, text: str) -> ToolTip:
-    """A tooltip for widget that shows above every other window, also on a display without a window
-    manager (which would otherwise leave it stacked wherever X put it: often under the main window)."""
-    tip = ToolTip(widget, msg=text, delay=0.4, bg=TOOLTIP_BACKGROUND, fg=TOOLTIP_FOREGROUND)
+    """A tooltip for widget, wrapped at TOOLTIP_WIDTH_PX and kept on the screen, that shows above every
+    other window, also on a display without a window manager (which would otherwise leave it stacked
+    wherever X put it: often under the main window)."""
+    tip = ScreenToolTip(widget, msg=text, delay=0.4, bg=TOOLTIP_BACKGROUND, fg=TOOLTIP_FOREGROUND,
+                        width=TOOLTIP_WIDTH_PX)
     tip.bind("<Map>", lambda event: tip.lift(), add="+")
     return tip
 
@@ -168,7 +199,7 @@ class ClientApp:
         self._connect_client = connect
         self._options = options
         self._snapshot_dir = snapshot_dir
-        self._events: queue.Queue[tuple[object, Event | SourceStopped]] = queue.Queue()
+        self._events: queue.Queue[tuple[object, Event | SourceStopped | ServerDefaultDetector]] = queue.Queue()
         self._latest = LatestFrame()
         self._capture = CaptureThread(source, self._latest, on_error=self._source_stopped)
         self._session: StreamSession | None = None
@@ -181,6 +212,7 @@ class ClientApp:
         self._state_message = "disconnected"  # the lasting status; a flash replaces it for FLASH_MS
         self._flash_job: str | None = None
         self._listed: tuple[tuple[int, str, str], ...] = ()
+        self._default_detector_label = DEFAULT_DETECTOR_LABEL
         self.state = ConnectionState.DISCONNECTED
         self.status_message = self._state_message
         self.stats_text = ""
@@ -268,6 +300,8 @@ class ClientApp:
             colour = colour_of(emotion)
             self.face_list.tag_configure(emotion, background=hex_colour(colour),
                                          foreground=hex_colour(text_colour_on(colour)))
+        # "32 of 43 faces shown (limit 32)" when the face limit left faces out; empty otherwise.
+        self.faces_note = ttk.Label(controls, text="", anchor=tk.W)
         scrollbar = ttk.Scrollbar(faces, orient=tk.VERTICAL, command=self.face_list.yview)
         self.face_list.configure(yscrollcommand=scrollbar.set)
         self.face_list.pack(side=tk.LEFT, fill=tk.BOTH, expand=True)
@@ -287,11 +321,13 @@ class ClientApp:
             (self.charts_button,),
             (ttk.Label(controls, text="Faces"),),
             (faces,),
+            (self.faces_note,),
         ]
         for row, widgets in enumerate(rows):
             for column, widget in enumerate(widgets):
                 spans_row = len(widgets) == 1
-                heading = isinstance(widget, ttk.Label) and spans_row and row > 0
+                heading = (isinstance(widget, ttk.Label) and spans_row and row > 0
+                           and widget is not self.faces_note)
                 widget.grid(
                     row=row,
                     column=column,
@@ -300,7 +336,7 @@ class ClientApp:
                     else tk.W,
                     pady=(8 if heading else 2, 2),
                 )
-        controls.rowconfigure(len(rows) - 1, weight=1)  # the face list takes the height left
+        controls.rowconfigure(len(rows) - 2, weight=1)  # the face list takes the height left
         self._controls = controls
         self._show_control_values()
 
@@ -353,9 +389,12 @@ class ClientApp:
         def emit(event: Event) -> None:  # tagged, so that a stopped session's late events are ignored
             self._events.put((session, event))
 
-        session = StreamSession(self._connect_client(target), self._latest, emit=emit, options=self._options)
+        client = self._connect_client(target)
+        session = StreamSession(client, self._latest, emit=emit, options=self._options)
         self._session = session
         self._session.start()
+        threading.Thread(target=self._ask_default_detector, args=(client, emit), name="fer-model-info",
+                         daemon=True).start()
         self.connect_button.configure(text="Disconnect")
 
     def disconnect(self) -> None:
@@ -385,10 +424,31 @@ class ClientApp:
         self._set_options(paused=not self._options.paused)
         self.pause_button.configure(text="Resume" if self._options.paused else "Pause")
         self.badge_banner.show(PAUSED_BADGE if self._options.paused else "")
+        if self._options.paused:  # no frames go out: a frame rate would read as current
+            self.stats_text = ""
+            self._layout_status()
 
     def _detector_changed(self) -> None:
         chosen = self.detector_var.get()
-        self._set_options(detector=None if chosen == DEFAULT_DETECTOR_LABEL else chosen)
+        self._set_options(detector=None if chosen == self._default_detector_label else chosen)
+
+    @staticmethod
+    def _ask_default_detector(client: EmotionClient, emit: Callable[[ServerDefaultDetector], None]) -> None:
+        """On its own thread: the server's default detector, from GetModelInfo, as an event for _poll; nothing
+        when the server does not answer (the stream reports connection trouble itself)."""
+        try:
+            info = client.model_info()
+        except Exception:  # grpc.RpcError or a closed channel: the label just stays unnamed
+            return
+        emit(ServerDefaultDetector(detector_name(info.default_detector)))
+
+    def _name_default_detector(self, name: str) -> None:
+        """"server default (yunet)" in the detector list, and in the box while it is chosen."""
+        label = f"{DEFAULT_DETECTOR_LABEL} ({name})"
+        if self.detector_var.get() == self._default_detector_label:
+            self.detector_var.set(label)
+        self._default_detector_label = label
+        self.detector_box.configure(values=(label, *DETECTORS))
 
     def _min_score_changed(self, value: str) -> None:
         self._set_options(min_detection_score=round(float(value), 2))
@@ -480,12 +540,14 @@ class ClientApp:
                 continue  # a late word from a session already stopped
             elif isinstance(event, StateChanged):
                 self._set_state(event.state, event.message)
+            elif isinstance(event, ServerDefaultDetector):
+                self._name_default_detector(event.name)
             elif isinstance(event, Annotated):
                 newest = event
         if newest is not None and not self._options.paused:
             self.last_annotated = newest
             self.stats = newest.stats
-            self._show(newest.frame.image, newest.frame.seq, newest.response.faces)
+            self._show(newest.frame.image, newest.frame.seq, newest.response.faces, omitted_note(newest.response))
             self._show_stats()
         elif self.state is not ConnectionState.CONNECTED and not self._options.paused:
             self._show_raw_frame()
@@ -496,11 +558,13 @@ class ClientApp:
         if frame is not None and frame.seq != self._shown_seq:
             self._show(frame.image, frame.seq, ())
 
-    def _show(self, image: np.ndarray, seq: int, faces: Sequence[emotion_pb2.Face]) -> None:
+    def _show(self, image: np.ndarray, seq: int, faces: Sequence[emotion_pb2.Face], note: str = "") -> None:
+        """Shows a frame with its faces; note: what the face limit left out ('' for nothing)."""
         self._shown = (image, faces)
         self._shown_seq = seq
         self._redraw()
         self._list_faces(faces)
+        self.faces_note.configure(text=note)
 
     def _redraw(self) -> None:
         """Draws the shown frame at the canvas's size (after a new frame, a resize or the charts toggle)."""
@@ -520,9 +584,9 @@ class ClientApp:
         self.view = ViewTransform(scale, offset_x, offset_y)
 
     def _list_faces(self, faces: Sequence[emotion_pb2.Face]) -> None:
-        rows = tuple(
+        rows = tuple(sorted(  # by number, as the labels on the picture: track ids come in score order
             (face.number, face.emotion, f"{face.top_probability:.0%}") for face in annotations(faces)
-        )
+        ))
         if rows == self._listed:
             return
         self.face_list.delete(*self.face_list.get_children())
@@ -551,6 +615,7 @@ class ClientApp:
         if state is ConnectionState.DISCONNECTED:
             self.stats = Stats()
             self._list_faces(())
+            self.faces_note.configure(text="")
 
     def _flash(self, message: str) -> None:
         """Shows message in the status bar for FLASH_MS, then the connection state again."""

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple, NoReturn
+from typing import NamedTuple
 
 import cv2
 
@@ -25,6 +25,7 @@ from ferstream.pipeline.commandline import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    CommandParser,
     add_version_argument,
     number_type,
     print_error,
@@ -34,18 +35,9 @@ PROG = "fer-client"
 EXIT_SERVER = EXIT_FAILED
 
 
-class _OneLineErrors(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line on stderr (no usage block), exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        """Prints "fer-client: error: MESSAGE (see --help)" and exits with EXIT_USAGE."""
-        print_error(self.prog, f"{message} (see --help)")
-        sys.exit(EXIT_USAGE)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """fer-client's arguments; every option carries its help text."""
-    parser = _OneLineErrors(
+    parser = CommandParser(
         prog=PROG,
         description="Real-time facial emotion recognition client: a window showing the annotated video, "
         "or --headless annotation of every frame into a video and JSON lines.",

@@ -85,7 +85,7 @@ class RemoteBackend:
         sent: collections.deque[Frame] = collections.deque()  # sent, not yet answered, in order
 
         def requests() -> Iterator[emotion_pb2.StreamAnnotateRequest]:
-            for frame_id, frame in zip(itertools.count(1), frames):
+            for frame_id, frame in zip(itertools.count(), frames):
                 sent.append(frame)
                 request = emotion_pb2.StreamAnnotateRequest(frame_id=frame_id, options=self.options,
                                                             image=encode_image(frame.image, self.jpeg_quality))

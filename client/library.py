@@ -221,7 +221,7 @@ class _FrameRequests:
         self._frames = iter(frames)
         self._options = options
         self._jpeg_quality = jpeg_quality
-        self._ids = itertools.count(1)
+        self._ids = itertools.count()  # 0-based: the frame's index, as the JSON lines' `frame`
         self.error: Exception | None = None
         self.sender: threading.Thread | None = None  # gRPC's thread that sends the requests
 
@@ -513,7 +513,8 @@ class EmotionClient:
         of a stream in its workers, server/streams.py); a larger one may go faster, but frames the server
         replaces are sent again and so reach it out of order (its face tracks can jump there).
 
-        Frames that are arrays/bytes/paths get frame ids 1, 2, 3... and the given options; a
+        Frames that are arrays/bytes/paths get frame ids 0, 1, 2... (their index in `frames`, the `frame`
+        of fer-annotate's and fer-client --headless's JSON lines) and the given options; a
         StreamAnnotateRequest is sent as it is (its own id and options), which lets a caller change
         options mid-stream. A frame the server cannot use is answered with its `error` set, and the stream
         goes on. ValueError for an unknown mode, max_in_flight below 1 or an unknown detector.
@@ -568,6 +569,15 @@ def face_record(face: emotion_pb2.Face) -> FaceRecord:
 
     return FaceRecord(box_tuple(face), float(face.detection_score), emotion_name(face.emotion), by_name(face.scores),
                       face.track_id or None, by_name(face.track_scores) if face.track_scores else None)
+
+
+def omitted_note(response: emotion_pb2.AnnotateResponse | emotion_pb2.StreamAnnotateResponse) -> str:
+    """"32 of 43 faces shown (limit 32)" when the face limit (the request's max_faces, else the server's
+    --max-faces) left faces out of the response; "" when it kept them all. The faces kept are the limit."""
+    if not response.faces_omitted:
+        return ""
+    shown = len(response.faces)
+    return f"{shown} of {shown + response.faces_omitted} faces shown (limit {shown})"
 
 
 def face_to_dict(face: emotion_pb2.Face) -> dict[str, object]:

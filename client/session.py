@@ -213,7 +213,7 @@ class StreamSession(threading.Thread):
         self._stop_requested = threading.Event()
         self._window = threading.Condition()
         self._in_flight: dict[int, _Sent] = {}
-        self._frame_ids = itertools.count(1)
+        self._frame_ids = itertools.count()
         self._stats = _StatsWindow()
         self._call: grpc.Call | None = None
 

@@ -1,23 +1,29 @@
-"""Conventions every fer-* command shares: `--version`, and one line on stderr for an error.
+"""Conventions every fer-* command shares: `--version`, one line on stderr for an error, a quiet end when
+the reader of its output goes away.
 
 Every command adds `--version` with `add_version_argument(parser)`, so that they all print the same thing:
-`fer-annotate 0.1.0 (ferstream, Python 3.11.7)`. This module imports nothing heavy, so `--version` and
-`--help` answer before torch or OpenCV load.
+`fer-annotate 0.1.0 (ferstream, Python 3.11.7)`, and builds its parser as a `CommandParser`, whose usage
+errors are one line. Installed commands start through `run_command` (ferstream.commands), which answers
+`--version` before the command's module (and torch or OpenCV with it) is imported and ends quietly on a
+broken pipe (`fer-models list --json | head -1`). This module imports nothing heavy.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import platform
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 PACKAGE = "ferstream"
 # Exit codes of every command: 0 done, 1 the work failed (bad input file, server error), 2 bad usage
-# (argparse's own code), 130 interrupted by Ctrl-C (128 + SIGINT, as shells report it).
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# (argparse's own code), 130 interrupted by Ctrl-C (128 + SIGINT, as shells report it), 141 the reader of
+# stdout went away (128 + SIGPIPE, what a C tool killed by the signal reports).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
 Number = TypeVar("Number", int, float)
 
@@ -40,6 +46,49 @@ def add_version_argument(parser: argparse.ArgumentParser) -> None:
     """Adds `--version` to parser: prints version_string(parser.prog) on stdout and exits 0."""
     parser.add_argument("--version", action="version", version=version_string(parser.prog),
                         help="print the version and exit")
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr, "PROG: error: MESSAGE (see --help)",
+    and exit code EXIT_USAGE, instead of argparse's usage block. Sub-command parsers are CommandParsers too."""
+
+    def error(self, message: str) -> NoReturn:
+        """Prints the one line and exits with EXIT_USAGE."""
+        print_error(self.prog, f"{message} (see --help)")
+        sys.exit(EXIT_USAGE)
+
+
+def asks_for_version(argv: Sequence[str]) -> bool:
+    """Whether argv (without the program name) asks for the version: `--version` before any `--` (argparse
+    prints the version and exits as soon as it meets the flag)."""
+    for argument in argv:
+        if argument == "--":
+            return False
+        if argument == "--version":
+            return True
+    return False
+
+
+def run_command(prog: str, module: str, argv: Sequence[str] | None = None) -> int:
+    """Runs `module.main(argv)` as the command prog and returns its exit code.
+
+    `--version` is answered here, before module is imported (torch takes seconds to load). A broken pipe
+    on stdout (the reader quit, as `head` does) ends the command quietly with EXIT_BROKEN_PIPE instead of a
+    traceback; stdout then points at /dev/null so that Python's own flush at exit does not fail again.
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if asks_for_version(arguments):
+        print(version_string(prog))
+        return EXIT_OK
+    try:
+        try:
+            return importlib.import_module(module).main(arguments)
+        finally:  # also when argparse exits after --help: what is still buffered may meet the broken pipe
+            sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def positive_int(text: str) -> int:

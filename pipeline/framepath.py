@@ -24,6 +24,7 @@ from .crops import face_crops
 from .decode import ImageSource, decode
 from .detectors import DEFAULT_MIN_FACE_PX, Detection, DetectorKind, DetectorStatus, default_detector
 from .errors import DetectorUnavailable, invalid
+from .tracking import scene_thumbnail
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class FaceResult:
     probabilities: np.ndarray
     # Index into EMOTIONS of each entry of probabilities.
     classes: tuple[int, ...]
+    # The scene thumbnail of the frame it was found on (tracking.scene_thumbnail), shared by the frame's faces:
+    # face tracks end where it changes at a cut. None when the face came without its frame.
+    scene: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def top_class(self) -> int:
@@ -86,6 +90,8 @@ class AnnotatedFrame:
     # Highest detection score first.
     faces: list[FaceResult]
     timing: Timing = field(default_factory=Timing)
+    # Faces found but left out by the face limit (the lowest scored ones).
+    faces_omitted: int = 0
 
 
 @dataclass
@@ -99,6 +105,10 @@ class DetectedFrame:
     # (len(detections), 48, 48) uint8 grey crops, in the order of detections.
     crops: np.ndarray
     timing: Timing
+    # Faces found but left out by the face limit (the lowest scored ones).
+    faces_omitted: int = 0
+    # tracking.scene_thumbnail of the decoded frame: what face tracks compare to find cuts.
+    scene: np.ndarray | None = None
 
 
 def milliseconds_since(start: float) -> float:
@@ -159,10 +169,11 @@ class FramePath:
         min_face_px = options.min_face_px or self.min_face_px
         detections = sorted(detector.detect(frame, threshold, min_face_px), key=lambda box: box.score, reverse=True)
         limit = min(options.max_faces or self.max_faces, self.max_faces)
+        omitted = max(0, len(detections) - limit)
         detections = detections[:limit]
         crops = face_crops(frame, detections)
         timing = Timing(decode_ms=(decoded - start) * 1000.0, detect_ms=milliseconds_since(decoded))
-        return DetectedFrame(frame.shape[:2], detections, crops, timing)
+        return DetectedFrame(frame.shape[:2], detections, crops, timing, omitted, scene_thumbnail(frame))
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """(N, len(classes)) float probabilities of the served classes for (N, 48, 48) uint8 crops,
@@ -188,11 +199,11 @@ class FramePath:
         for frame, count in zip(frames, counts):
             frame.timing.classify_ms = classify_ms
             frame.timing.batch_faces = total
-            faces = [FaceResult(box, probabilities[offset + index], self.classes)
+            faces = [FaceResult(box, probabilities[offset + index], self.classes, frame.scene)
                      for index, box in enumerate(frame.detections)]
             offset += count
             height, width = frame.size
-            answers.append(AnnotatedFrame(width, height, faces, frame.timing))
+            answers.append(AnnotatedFrame(width, height, faces, frame.timing, frame.faces_omitted))
         return answers
 
     def annotate(self, source: ImageSource, options: DetectOptions = DetectOptions()) -> AnnotatedFrame:

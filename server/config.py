@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferstream.model.labels import EMOTIONS
-from ferstream.pipeline.commandline import add_version_argument
+from ferstream.pipeline.commandline import CommandParser, add_version_argument
 from ferstream.pipeline.detectors import DEFAULT_MIN_FACE_PX
 from ferstream.pipeline.settings import (MAX_FACES, MAX_PIXELS, add_common_arguments, default_models_dir,
                                          parse_classes)
@@ -94,7 +94,7 @@ def port_number(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """fer-server's argument parser; every option has its help and default."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="fer-server",
         description="Serve facial emotion recognition over gRPC (ferstream.v1.EmotionService).")
     add_version_argument(parser)

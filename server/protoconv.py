@@ -88,7 +88,7 @@ def add_faces(faces: RepeatedCompositeFieldContainer[pb.Face], frame: AnnotatedF
 
 def annotate_response(frame: AnnotatedFrame) -> pb.AnnotateResponse:
     """The unary answer for an annotated frame."""
-    response = pb.AnnotateResponse()
+    response = pb.AnnotateResponse(faces_omitted=frame.faces_omitted)
     add_faces(response.faces, frame)
     fill_timing(response.timing, frame.timing)
     return response
@@ -107,6 +107,7 @@ def stream_response(frame_id: int, outcome: AnnotatedFrame | FrameError, skipped
     else:
         add_faces(response.faces, outcome, tracks)
         fill_timing(response.timing, outcome.timing)
+        response.faces_omitted = outcome.faces_omitted
     return response
 
 

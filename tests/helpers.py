@@ -50,3 +50,28 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
         text = response.read().decode()
     return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
             for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def face_mosaic(faces_dir, face_boxes: dict, tile: int = 128, columns: int = 8):
+    """A crowd: every hand-boxed face of the shared photos (43), each cut out with its surroundings (a square
+    1.8 times the box's longer side, the photo's edge repeated where it runs out), scaled to tile x tile px
+    and laid out in rows of `columns`. Returns (BGR uint8 image, number of tiles)."""
+    import cv2
+    import numpy as np
+
+    tiles = []
+    for name in sorted(face_boxes):
+        photo = cv2.imread(str(faces_dir / name))
+        for x, y, width, height in face_boxes[name]:
+            side = int(1.8 * max(width, height))
+            padded = cv2.copyMakeBorder(photo, side, side, side, side, cv2.BORDER_REPLICATE)
+            left, top = x + width // 2 + side - side // 2, y + height // 2 + side - side // 2
+            crop = padded[top:top + side, left:left + side]
+            shrink = side > tile
+            tiles.append(cv2.resize(crop, (tile, tile), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC))
+    rows = -(-len(tiles) // columns)
+    mosaic = np.zeros((rows * tile, columns * tile, 3), np.uint8)
+    for index, face in enumerate(tiles):
+        row, column = divmod(index, columns)
+        mosaic[row * tile:(row + 1) * tile, column * tile:(column + 1) * tile] = face
+    return mosaic, len(tiles)

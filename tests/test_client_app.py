@@ -378,3 +378,76 @@ def test_waiting_on_a_closed_window_fails_instead_of_passing(server, make_app):
     app.close()
     with pytest.raises(pytest.fail.Exception, match="the window closed"):
         pump(app, lambda: app.last_annotated is not None, 5, "an annotated frame")
+
+
+def test_tooltips_stay_on_the_screen_beside_a_window_at_its_right_edge(server, make_app):
+    app = make_app(server.address)
+    screen_width = app.root.winfo_screenwidth()
+    app.root.geometry(f"960x720+{screen_width - 960}+0")
+    pump(app, lambda: app.detector_box.winfo_viewable() and app.root.winfo_rootx() == screen_width - 960,
+         10, "the window at the right edge")
+    # The pointer at the right end of the detector box: a tooltip opening right of it would run off.
+    x = app.detector_box.winfo_rootx() + app.detector_box.winfo_width() - 5
+    y = app.detector_box.winfo_rooty() + 5
+    subprocess.run(["xdotool", "mousemove", "0", "0", "sleep", "0.1", "mousemove", str(x), str(y)], check=True)
+    pump(app, lambda: any(tip.winfo_viewable() for tip in app.tooltips), 5, "the detector's tooltip")
+    app.root.update()
+    [tip] = [tip for tip in app.tooltips if tip.winfo_viewable()]
+    assert "detector" in tip.msg_var.get().lower()
+    assert 0 <= tip.winfo_rootx() and tip.winfo_rootx() + tip.winfo_width() <= screen_width
+    assert 0 <= tip.winfo_rooty() and tip.winfo_rooty() + tip.winfo_height() <= app.root.winfo_screenheight()
+
+
+def test_server_default_names_the_servers_detector(server, make_app):
+    app = make_app(server.address)
+    with EmotionClient(server.address) as client:
+        default = emotion_pb2.Detector.Name(client.model_info().default_detector).removeprefix("DETECTOR_").lower()
+    label = f"server default ({default})"
+    pump(app, lambda: app.detector_var.get() == label, 30, f"the label {label!r}")
+    assert tuple(app.detector_box.cget("values"))[0] == label
+    app.detector_box.set("haar")
+    app.detector_box.event_generate("<<ComboboxSelected>>")
+    app.detector_box.set(label)
+    app.detector_box.event_generate("<<ComboboxSelected>>")
+    assert app.options.detector is None  # the named default still asks for the server's choice
+
+
+def test_no_frame_rate_shows_while_paused(server, make_app):
+    app = make_app(server.address)
+    pump(app, lambda: "fps" in app.stats_text, 30, "a frame rate")
+    click(app.pause_button)
+    pump(app, lambda: app.options.paused, 5, "the Pause click")
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:  # frames answered before the pause still arrive
+        app.root.update()
+    assert "fps" not in app.stats_text and "fps" not in app.stats_label.cget("text")
+
+
+def test_the_face_list_is_in_number_order(server, make_app):
+    app = make_app(server.address)
+    faces = []
+    for track_id, emotion in ((3, emotion_pb2.EMOTION_HAPPY), (1, emotion_pb2.EMOTION_SAD),
+                              (2, emotion_pb2.EMOTION_ANGRY)):  # score order, as a stream answers
+        face = emotion_pb2.Face(emotion=emotion, track_id=track_id, detection_score=0.9)
+        face.scores.add(emotion=emotion, probability=1.0)
+        faces.append(face)
+    app._list_faces(faces)
+    numbers = [app.face_list.item(row, "values")[0] for row in app.face_list.get_children()]
+    assert numbers == ["#1", "#2", "#3"]
+
+
+def test_the_face_limit_says_what_it_left_out(server, make_app, faces_dir, face_boxes, tmp_path):
+    from helpers import face_mosaic
+
+    mosaic, _ = face_mosaic(faces_dir, face_boxes)
+    path = tmp_path / "crowd.jpg"
+    cv2.imwrite(str(path), mosaic, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    app = make_app(server.address, source=path)
+    pump(app, lambda: app.last_annotated is not None and app.last_annotated.response.faces_omitted > 0, 60,
+         "an answer with faces left out")
+    app.root.update()
+    response = app.last_annotated.response
+    total = len(response.faces) + response.faces_omitted
+    assert len(response.faces) == 32
+    assert app.faces_note.cget("text") == f"32 of {total} faces shown (limit 32)"
+    assert app.faces_note.winfo_viewable()

@@ -108,7 +108,7 @@ def test_annotate_photo_prints_each_face(example_folder: Path, server) -> None:
 def test_stream_file_answers_every_frame_in_order(example_folder: Path, server, client_faces_video) -> None:
     done = run_example("examples/stream_file.py", example_folder, server)
     lines = done.stdout.splitlines()
-    assert [int(line.split(" ", 1)[0]) for line in lines] == list(range(1, client_faces_video.frame_count + 1))
+    assert [int(line.split(" ", 1)[0]) for line in lines] == list(range(client_faces_video.frame_count))
     assert all(line.split(" ", 1)[1] != "[]" for line in lines), "every frame of the clip shows faces"
 
 
@@ -119,8 +119,8 @@ def test_stream_live_answers_the_newest_frames(example_folder: Path, server, cli
         frame_id, rest = line.split(" ", 1)
         answered.append(int(frame_id))
         skipped += [int(number) for number in re.findall(r"\d+", rest.split("skipped:", 1)[1])]
-    assert answered == sorted(answered) and answered[-1] == client_faces_video.frame_count
-    assert sorted(answered + skipped) == list(range(1, client_faces_video.frame_count + 1))
+    assert answered == sorted(answered) and answered[-1] == client_faces_video.frame_count - 1
+    assert sorted(answered + skipped) == list(range(client_faces_video.frame_count))
 
 
 def test_generated_stubs_print_the_faces(example_folder: Path, server) -> None:

@@ -54,12 +54,29 @@ def test_node_prints_the_faces_the_python_client_gets(node_example: Path, server
 
     assert len(printed) == len(expected) > 0
     for node_face, python_face in zip(printed, expected):
-        assert node_face["frame_id"] == 1
+        assert node_face["frame_id"] == 0
         assert node_face["box"] == python_face["box"]
         assert node_face["emotion"] == python_face["emotion"]
         assert node_face["detection_score"] == pytest.approx(python_face["detection_score"], abs=1e-3)
         assert node_face["probabilities"] == pytest.approx(python_face["probabilities"], abs=1e-3)
         assert node_face["track_id"] == python_face["track_id"] >= 1
+
+
+def test_the_readme_shows_what_the_client_prints(node_example: Path, server_address: str, faces_dir: Path) -> None:
+    """The sample output in examples/node/README.md is this client's for the photo it names (the shared
+    weights' default detector, YuNet), down to each face's emotion."""
+    readme = (node_example / "README.md").read_text()
+    assert f"testdata/faces/{PHOTO}" in readme
+    sample = readme.split("```json\n", 1)[1].split("```", 1)[0]
+    shown = [json.loads(line) for line in sample.splitlines()]
+    result = run_node(node_example, "--server", server_address, str(faces_dir / PHOTO))
+    assert result.returncode == 0, result.stderr
+    printed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(shown) == len(printed)
+    for documented, actual in zip(shown, printed):
+        assert {key: documented[key] for key in ("frame_id", "box", "emotion", "track_id")} == \
+            {key: actual[key] for key in ("frame_id", "box", "emotion", "track_id")}
+        assert documented["probabilities"] == pytest.approx(actual["probabilities"], abs=0.01)
 
 
 def test_node_reports_bad_arguments_with_exit_code_2(node_example: Path, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """The gRPC surface of fer-server: health, reflection, model info, bad input, limits, class subsets.
 
-The server runs without a models dir (Haar and the packaged SSD only), serves five classes and allows
-four streams, so unavailable detectors, --classes and --max-streams are all exercised on one server.
+The server's models dir holds a damaged YuNet (overriding the package's copy, so YuNet is unavailable: Haar
+and the packaged SSD only), it serves five classes and allows four streams, so unavailable detectors,
+--classes and --max-streams are all exercised on one server.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ from helpers import stream_frame
 SERVED = [pb.EMOTION_ANGRY, pb.EMOTION_HAPPY, pb.EMOTION_SAD, pb.EMOTION_SURPRISE, pb.EMOTION_NEUTRAL]
 GROUP_PHOTO = "2008_002470.jpg"  # six people
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+YUNET = "face_detection_yunet_2026may.onnx"
 
 
 @pytest.fixture(scope="module")
-def server(fer_server_factory, tmp_path_factory):
-    empty_models_dir = tmp_path_factory.mktemp("no-models")
-    return fer_server_factory("--models-dir", str(empty_models_dir), "--classes", "surprise,angry,happy,neutral,sad",
+def server(fer_server_factory, tmp_path_factory, fer_models_dir: Path):
+    damaged_models_dir = tmp_path_factory.mktemp("damaged-yunet")
+    damaged = bytearray((fer_models_dir / YUNET).read_bytes())
+    damaged[-1] ^= 0xFF
+    (damaged_models_dir / YUNET).write_bytes(bytes(damaged))
+    return fer_server_factory("--models-dir", str(damaged_models_dir), "--classes", "surprise,angry,happy,neutral,sad",
                               "--max-streams", "4", "--max-pixels", "4000000")
 
 
@@ -84,6 +89,7 @@ def test_model_info(stub) -> None:
     assert "caffemodel" in detectors[pb.DETECTOR_SSD].detail
     assert not detectors[pb.DETECTOR_YUNET].available
     assert "face_detection_yunet" in detectors[pb.DETECTOR_YUNET].detail
+    assert "sha256 mismatch" in detectors[pb.DETECTOR_YUNET].detail
     assert info.default_detector == pb.DETECTOR_SSD
     shipped = load_model()
     assert info.model.weights_sha256 == shipped.meta["weights_sha256"]

@@ -117,3 +117,52 @@ def test_served_yunet_finds_what_opencvs_face_detector_finds(fer_models_dir: Pat
         np.testing.assert_allclose(order(got), order(expected), atol=0.01, err_msg=path.name)
         found += len(got)
     assert found >= 40
+
+
+def test_a_server_with_an_empty_models_dir_serves_the_packaged_yunet(fer_server_factory, tmp_path: Path,
+                                                                     faces_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pip install . && fer-server` offline: YuNet comes with the package, nothing in FER_MODELS_DIR."""
+    import grpc
+
+    from ferstream.pipeline.weights import SHIPPED_DIR
+    from ferstream.v1 import emotion_pb2 as pb
+    from ferstream.v1 import emotion_pb2_grpc as pb_grpc
+
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    monkeypatch.setenv("FER_MODELS_DIR", str(empty))
+    monkeypatch.delenv("FER_DATA_DIR", raising=False)
+    server = fer_server_factory()
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.EmotionServiceStub(channel)
+        info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=30)
+        detectors = {status.detector: status for status in info.detectors}
+        assert info.default_detector == pb.DETECTOR_YUNET and detectors[pb.DETECTOR_YUNET].available
+        assert detectors[pb.DETECTOR_YUNET].detail == str(SHIPPED_DIR / "face_detection_yunet_2026may.onnx")
+        photo = (faces_dir / "2008_002506.jpg").read_bytes()
+        answer = stub.Annotate(pb.AnnotateRequest(image=pb.Image(encoded=photo),
+                                                  options=pb.AnnotateOptions(detector=pb.DETECTOR_YUNET)), timeout=60)
+        assert len(answer.faces) == 3
+
+
+def test_the_packaged_yunet_is_intact_licensed_and_in_the_wheel(tmp_path: Path) -> None:
+    """The file matches its pinned sha256, its MIT notice lies beside it, and both go into the wheel."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from ferstream.pipeline import weights
+
+    found = weights.locate(weights.YUNET, [weights.SHIPPED_DIR])
+    assert found.ok, found.describe()
+    notice = (weights.SHIPPED_DIR / "LICENSE-yunet.txt").read_text()
+    assert "MIT License" in notice and "opencv_zoo" in notice and weights.YUNET.sha256 in notice
+    repository = Path(__file__).resolve().parents[1]
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(repository), "-w",
+                            str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr
+    [wheel] = tmp_path.glob("ferstream-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"ferstream/__init__.py", "ferstream/pipeline/shipped/face_detection_yunet_2026may.onnx",
+            "ferstream/pipeline/shipped/LICENSE-yunet.txt"} <= names

@@ -150,4 +150,6 @@ def test_a_second_server_on_a_busy_port_exits_1(fer_server_factory, fer_models_d
                             capture_output=True, text=True, timeout=120)
     assert second.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
+    # Refused before the models load (seconds): one line, no detector or model lines before it.
+    assert len(second.stderr.strip().splitlines()) == 1, second.stderr
     assert first.process.poll() is None

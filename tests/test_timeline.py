@@ -81,7 +81,10 @@ def test_fer_annotate_writes_container_times_and_a_timeline(tmp_path: Path, face
     assert tuple(rows[0]) == CSV_COLUMNS
     # One row per track per frame with its face, at that frame's container time.
     expected = sorted((float(record["time_ms"]), face["track_id"]) for record in records for face in record["faces"])
-    assert sorted((float(row["time_ms"]), int(row["track_id"])) for row in rows) == pytest.approx(expected)
+    found = sorted((float(row["time_ms"]), int(row["track_id"])) for row in rows)
+    # pytest.approx takes flat sequences only (on a list of pairs it compared exactly): times and ids apart.
+    assert [time_ms for time_ms, _ in found] == pytest.approx([time_ms for time_ms, _ in expected])
+    assert [track for _, track in found] == [track for _, track in expected]
     assert {int(row["track_id"]) for row in rows} == {1, 2, 3}
     smoothed = {(record["time_ms"], face["track_id"]): face["track_probabilities"]
                 for record in records for face in record["faces"]}

@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 
 from ferstream.bench.tracking import PATH_FRAMES
-from ferstream.client.library import EmotionClient, face_record, probabilities
+from ferstream.client.library import EmotionClient, face_record, probabilities, video_frames
 from ferstream.client.render import render_reply
 from ferstream.model.labels import EMOTIONS
-from ferstream.pipeline.tracking import MAX_MISSED_FRAMES, FaceTracker, check_smoothing_ms
+from ferstream.pipeline.tracking import (MAX_MISSED_FRAMES, SCENE_CUT, FaceTracker, check_smoothing_ms,
+                                        scene_change, scene_thumbnail)
 from ferstream.server.config import ServerConfig
 from ferstream.v1 import emotion_pb2 as pb
 from inprocess_server import inprocess_server
@@ -84,6 +85,24 @@ def test_a_track_survives_max_missed_frames_and_no_more():
             assert tracker.update([], [], (k + 1) * FRAME_MS) == []
         [face] = tracker.update([box], rows, (missed + 1) * FRAME_MS)
         assert face.track_id == expected_id, f"after {missed} missed frames"
+
+
+def test_a_scene_cut_ends_every_track_and_motion_within_a_scene_does_not(faces_dir: Path):
+    """The same boxes before and after a cut between two shared photos get new ids and unsmoothed
+    probabilities; the photo panned by 24 + 12 px (a fast pan at 30 fps) keeps its tracks."""
+    first = cv2.resize(cv2.imread(str(faces_dir / "2008_002506.jpg")), (640, 480), interpolation=cv2.INTER_AREA)
+    other = cv2.resize(cv2.imread(str(faces_dir / "2008_001009.jpg")), (640, 480), interpolation=cv2.INTER_AREA)
+    panned = cv2.warpAffine(first, np.float32([[1, 0, 24], [0, 1, 12]]), (640, 480), borderMode=cv2.BORDER_REPLICATE)
+    boxes, happy, sad = [(100, 100, 80, 80), (300, 120, 80, 80)], np.eye(7)[[3, 3]], np.eye(7)[[4, 4]]
+    tracker = FaceTracker()
+    assert [face.track_id for face in tracker.update(boxes, happy, 0.0, scene=scene_thumbnail(first))] == [1, 2]
+    kept = tracker.update(boxes, happy, FRAME_MS, scene=scene_thumbnail(panned))
+    assert [face.track_id for face in kept] == [1, 2] and tracker.cuts == 0
+    after = tracker.update(boxes, sad, 2 * FRAME_MS, scene=scene_thumbnail(other))
+    assert [face.track_id for face in after] == [3, 4] and tracker.cuts == 1
+    assert all(np.array_equal(face.smoothed, sad[0]) for face in after)  # no fade from the person before
+    assert scene_change(scene_thumbnail(first), scene_thumbnail(panned)) < SCENE_CUT \
+        < scene_change(scene_thumbnail(panned), scene_thumbnail(other))
 
 
 def test_a_face_that_jumps_further_than_its_size_starts_a_new_track():
@@ -250,6 +269,36 @@ def test_track_scores_follow_the_time_constant_in_capture_time(client: EmotionCl
         smoothed = smoothed + weight * (own[k] - smoothed)
         served = [score.probability for score in faces[k].track_scores]
         assert served == pytest.approx(smoothed, abs=1e-5), f"frame {k + 1}, {gaps[k - 1]} ms after the last"
+
+
+def test_tracks_end_at_the_cuts_of_a_clip_of_photos_shown_in_turn(client: EmotionClient, faces_dir: Path,
+                                                                  tmp_path: Path):
+    """An MPEG-4 clip at 10 fps of four shared photos, one second each, streamed with its capture times: no
+    face keeps a track id across a cut, and the first answer after each cut shows each face's own
+    probabilities (no fade from the person before), while within each photo every face keeps its track."""
+    photos = ("2009_004587.jpg", "2008_002506.jpg", "Tom_Cruise_avp_2014_4.jpg", "2008_001322.jpg")
+    per_photo, fps = 10, 10.0
+    path = tmp_path / "cuts.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
+    for name in photos:
+        frame = cv2.resize(cv2.imread(str(faces_dir / name)), (640, 480), interpolation=cv2.INTER_AREA)
+        for _ in range(per_photo):
+            writer.write(frame)
+    writer.release()
+    frames = [request(k + 1, image, k * 1000.0 / fps) for k, image in enumerate(video_frames(path))]
+    assert len(frames) == per_photo * len(photos)
+    answers = list(client.stream(frames, mode="file"))
+
+    segments = [answers[k * per_photo:(k + 1) * per_photo] for k in range(len(photos))]
+    ids = [{face.track_id for answer in segment for face in answer.faces} for segment in segments]
+    assert all(ids), f"faces found in every photo: {ids}"
+    for before, after in zip(ids, ids[1:]):
+        assert not before & after, f"tracks carried across a cut: {ids}"
+    for segment in segments:
+        first, last = segment[0], segment[-1]
+        for face in first.faces:  # a new track starts at its face's own probabilities
+            assert [score.probability for score in face.track_scores] == pytest.approx(probabilities(face))
+        assert {face.track_id for face in last.faces} <= {face.track_id for face in first.faces}
 
 
 def test_the_smoothing_option_turns_off_and_a_bad_one_fails_only_its_frame(client: EmotionClient, photo: bytes):

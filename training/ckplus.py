@@ -22,6 +22,7 @@ from ferstream.model.labels import EMOTIONS
 from ferstream.model.modelfile import default_model_path, load_model
 from ferstream.model.preprocess import Preprocessing
 from ferstream.pipeline.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
+from ferstream.pipeline.commandline import CommandParser
 from ferstream.pipeline.settings import default_data_dir
 
 from .data import DatasetError, FaceSet, load_dataset
@@ -73,8 +74,8 @@ def fine_tune(base: torch.nn.Module, faces: FaceSet, preprocessing: Preprocessin
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """fer-ckplus's arguments; argparse exits 2 with one line for bad usage."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog=PROG, description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="?", default=default_data(),
                         help="the CK+48 folder: class subfolders, file names starting with the subject id "
                              "(default: $FER_DATA_DIR/datasets/ckplus/CK+48, else ../shared/...)")

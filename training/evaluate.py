@@ -27,6 +27,7 @@ from ferstream.model.labels import EMOTIONS, class_indices
 from ferstream.model.runtime import RUNTIMES, default_served_path, load_classifier
 from ferstream.pipeline.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument,
                                             print_error)
+from ferstream.pipeline.commandline import CommandParser
 
 from .data import DatasetError, load_dataset
 from .metrics import classification_report, restrict_to_classes
@@ -39,8 +40,8 @@ PROG = "fer-eval"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """fer-eval's options; argparse exits 2 on a bad one."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog=PROG, description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", help="dataset path")
     parser.add_argument("--model", type=Path, default=None,
                         help=f"served .onnx or PyTorch model file (default: {default_served_path()})")

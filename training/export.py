@@ -38,6 +38,7 @@ from ferstream.model.modelfile import EmotionClassifier, default_model_path, loa
 from ferstream.model.quantize import CALIBRATION_FACES, quantize_int8, save_ir
 from ferstream.model.runtime import RUNTIMES, default_runtime, int8_path, load_classifier, open_classifier
 from ferstream.pipeline.commandline import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_version_argument, print_error
+from ferstream.pipeline.commandline import CommandParser
 
 from .data import DatasetError, load_dataset
 from .provenance import data_sha256
@@ -172,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     """fer-export's command line: exit 0 once written; 1 (one line on stderr) for an unreadable model file or
     data, or an export that does not match PyTorch (nothing written) or an int8 IR that does not match the
     ONNX file (the ONNX file written, no IR); 2 for bad usage; 130 on Ctrl-C."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog=PROG, description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", type=Path, default=None,
                         help=f"PyTorch model file (default: {default_model_path()})")
     parser.add_argument("--out", type=Path, default=None,

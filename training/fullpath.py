@@ -30,7 +30,7 @@ from ferstream.model.labels import EMOTIONS
 from ferstream.pipeline.crops import FILL, Fill, face_crops
 from ferstream.pipeline.detectors import DEFAULT_MIN_FACE_PX, Detection, DetectorKind
 from ferstream.pipeline.framepath import DetectOptions, FramePath, load_frame_path, set_thread_counts
-from ferstream.pipeline.commandline import positive_int
+from ferstream.pipeline.commandline import CommandParser, add_version_argument, positive_int
 from ferstream.pipeline.settings import MAX_FACES, MAX_PIXELS, default_data_dir, default_models_dir
 from ferstream.pipeline.tracking import match
 
@@ -41,13 +41,13 @@ from .photometric import ALTERATIONS
 # face a webcam sees at arm's length in 640x480.
 FRAME_SIZE = (640, 480)
 FACE_PX = 144
-# Largest roll of the rolled condition, degrees either way (issue 18: heads and cameras tilt about this much).
+# Largest roll of the rolled condition, degrees either way (heads and cameras tilt about this much).
 ROLL_DEGREES = 20.0
 # Surroundings: the face's edge pixels carried out to the frame's edges and blurred this much (px): a soft
 # scene in the face's own tones with no second face in it; the face is blended in over FEATHER_PX.
 SURROUND_SIGMA = 24.0
 FEATHER_PX = 8
-# How far beyond the detected box the frame edge is put in the edge and border conditions (issue 18).
+# How far beyond the detected box the frame edge is put in the edge and border conditions.
 CUT_PX = 2
 SIDES = ("left", "top", "right", "bottom")
 
@@ -420,8 +420,9 @@ def roll_degrees(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """fer-eval-path's options; argparse exits 2 on a bad one."""
-    parser = argparse.ArgumentParser(prog="fer-eval-path", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="fer-eval-path", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version_argument(parser)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", type=Path, default=None,
                         help="served .onnx or PyTorch model file (default: $FER_MODEL or the shipped model)")

@@ -28,6 +28,7 @@ from ferstream.model.architectures import REFERENCE_CHANNELS, ArchSpec, build_mo
 from ferstream.model.modelfile import load_model, save_model
 from ferstream.model.preprocess import Preprocessing
 from ferstream.pipeline.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
+from ferstream.pipeline.commandline import CommandParser
 from ferstream.pipeline.settings import default_data_dir
 
 from . import distributed
@@ -208,8 +209,8 @@ class Invocation:
 
 def parse_args(argv: list[str]) -> Invocation:
     """argv (without the program name) -> Invocation; argparse exits 2 with one line for bad usage."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, argument_default=argparse.SUPPRESS,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog=PROG, description=__doc__, argument_default=argparse.SUPPRESS,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = TrainConfig()
     for setting in fields(TrainConfig):
         flag, default = f"--{setting.name.replace('_', '-')}", getattr(defaults, setting.name)

@@ -14,12 +14,11 @@ import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
-
 from ferstream.pipeline.commandline import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    CommandParser,
     add_version_argument,
     number_type,
     print_error,
@@ -30,15 +29,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 # Seconds each REST call may take at the server; the library's default for unary calls.
 DEFAULT_TIMEOUT_S = 30.0
-
-
-class _OneLineErrors(argparse.ArgumentParser):
-    """Usage errors as one line on stderr (no usage block), exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        """Prints "fer-web: error: MESSAGE (see --help)" and exits with EXIT_USAGE."""
-        print_error(self.prog, f"{message} (see --help)")
-        sys.exit(EXIT_USAGE)
 
 
 def _port(text: str) -> int:
@@ -55,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ferstream.client.library import default_target
     from ferstream.server.limits import DEFAULT_MAX_MESSAGE_BYTES
 
-    parser = _OneLineErrors(
+    parser = CommandParser(
         prog=PROG,
         description="Serve ferstream to browsers: a page that annotates the webcam, a dropped video or photo "
         "live, and POST /v1/annotate for one image, both forwarded to a fer-server over gRPC.",

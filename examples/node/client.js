@@ -123,7 +123,7 @@ function streamOneFrame(client, settings, jpeg) {
     call.on('data', (response) => responses.push(response));
     call.on('error', reject);
     call.on('end', () => resolve(responses));
-    call.write({ frame_id: 1, image: { encoded: jpeg }, options: { detector } });
+    call.write({ frame_id: 0, image: { encoded: jpeg }, options: { detector } });
     call.end();
   });
 }

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65rstream/v1/emotion.proto\x12\x0c\x66\x65rstream.v1\"K\n\x05Image\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12%\n\x03raw\x18\x02 \x01(\x0b\x32\x16.ferstream.v1.RawImageH\x00\x42\x08\n\x06source\"b\n\x08RawImage\x12\r\n\x05width\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12)\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x19.ferstream.v1.PixelFormat\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\xb8\x01\n\x0f\x41nnotateOptions\x12(\n\x08\x64\x65tector\x18\x01 \x01(\x0e\x32\x16.ferstream.v1.Detector\x12\x1b\n\x13min_detection_score\x18\x02 \x01(\x02\x12\x11\n\tmax_faces\x18\x03 \x01(\r\x12\x13\n\x0bmin_face_px\x18\x04 \x01(\r\x12\x1f\n\x12track_smoothing_ms\x18\x14 \x01(\x02H\x00\x88\x01\x01\x42\x15\n\x13_track_smoothing_ms\"\xaf\x01\n\x15StreamAnnotateRequest\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x04\x12\"\n\x05image\x18\x02 \x01(\x0b\x32\x13.ferstream.v1.Image\x12.\n\x07options\x18\x03 \x01(\x0b\x32\x1d.ferstream.v1.AnnotateOptions\x12\x1c\n\x0f\x63\x61pture_time_ms\x18\x14 \x01(\x01H\x00\x88\x01\x01\x42\x12\n\x10_capture_time_ms\"\xb2\x01\n\x16StreamAnnotateResponse\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x04\x12!\n\x05\x66\x61\x63\x65s\x18\x02 \x03(\x0b\x32\x12.ferstream.v1.Face\x12$\n\x06timing\x18\x03 \x01(\x0b\x32\x14.ferstream.v1.Timing\x12\"\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x13.ferstream.v1.Error\x12\x19\n\x11skipped_frame_ids\x18\x05 \x03(\x04\"e\n\x0f\x41nnotateRequest\x12\"\n\x05image\x18\x01 \x01(\x0b\x32\x13.ferstream.v1.Image\x12.\n\x07options\x18\x02 \x01(\x0b\x32\x1d.ferstream.v1.AnnotateOptions\"[\n\x10\x41nnotateResponse\x12!\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x12.ferstream.v1.Face\x12$\n\x06timing\x18\x02 \x01(\x0b\x32\x14.ferstream.v1.Timing\"\xff\x01\n\x04\x46\x61\x63\x65\x12\x1e\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x11.ferstream.v1.Box\x12\x17\n\x0f\x64\x65tection_score\x18\x02 \x01(\x02\x12&\n\x07\x65motion\x18\x03 \x01(\x0e\x32\x15.ferstream.v1.Emotion\x12*\n\x06scores\x18\x04 \x03(\x0b\x32\x1a.ferstream.v1.EmotionScore\x12&\n\tlandmarks\x18\x05 \x03(\x0b\x32\x13.ferstream.v1.Point\x12\x10\n\x08track_id\x18\x14 \x01(\x04\x12\x30\n\x0ctrack_scores\x18\x15 \x03(\x0b\x32\x1a.ferstream.v1.EmotionScore\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\":\n\x03\x42ox\x12\t\n\x01x\x18\x01 \x01(\x05\x12\t\n\x01y\x18\x02 \x01(\x05\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\"K\n\x0c\x45motionScore\x12&\n\x07\x65motion\x18\x01 \x01(\x0e\x32\x15.ferstream.v1.Emotion\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\"|\n\x06Timing\x12\x11\n\tdecode_ms\x18\x01 \x01(\x02\x12\x11\n\tdetect_ms\x18\x02 \x01(\x02\x12\x13\n\x0b\x63lassify_ms\x18\x03 \x01(\x02\x12\x10\n\x08total_ms\x18\x04 \x01(\x02\x12\x10\n\x08queue_ms\x18\x05 \x01(\x02\x12\x13\n\x0b\x62\x61tch_faces\x18\x06 \x01(\r\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x15\n\x13GetModelInfoRequest\"\xc7\x01\n\x14GetModelInfoResponse\x12&\n\x07\x63lasses\x18\x01 \x03(\x0e\x32\x15.ferstream.v1.Emotion\x12-\n\tdetectors\x18\x02 \x03(\x0b\x32\x1a.ferstream.v1.DetectorInfo\x12\x30\n\x10\x64\x65\x66\x61ult_detector\x18\x03 \x01(\x0e\x32\x16.ferstream.v1.Detector\x12&\n\x05model\x18\x04 \x01(\x0b\x32\x17.ferstream.v1.ModelInfo\"[\n\x0c\x44\x65tectorInfo\x12(\n\x08\x64\x65tector\x18\x01 \x01(\x0e\x32\x16.ferstream.v1.Detector\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xa8\x01\n\tModelInfo\x12\x14\n\x0c\x61rchitecture\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x02\x12\x12\n\nparameters\x18\x03 \x01(\x04\x12\x12\n\ninput_size\x18\x04 \x01(\r\x12\x16\n\x0eweights_sha256\x18\x05 \x01(\t\x12\x1c\n\x14public_test_accuracy\x18\x06 \x01(\x02\x12\x18\n\x10training_command\x18\x07 \x01(\t*q\n\x0bPixelFormat\x12\x1c\n\x18PIXEL_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12PIXEL_FORMAT_GRAY8\x10\x01\x12\x15\n\x11PIXEL_FORMAT_BGR8\x10\x02\x12\x15\n\x11PIXEL_FORMAT_RGB8\x10\x03*]\n\x08\x44\x65tector\x12\x18\n\x14\x44\x45TECTOR_UNSPECIFIED\x10\x00\x12\x11\n\rDETECTOR_HAAR\x10\x01\x12\x10\n\x0c\x44\x45TECTOR_SSD\x10\x02\x12\x12\n\x0e\x44\x45TECTOR_YUNET\x10\x03*\xab\x01\n\x07\x45motion\x12\x17\n\x13\x45MOTION_UNSPECIFIED\x10\x00\x12\x11\n\rEMOTION_ANGRY\x10\x01\x12\x13\n\x0f\x45MOTION_DISGUST\x10\x02\x12\x10\n\x0c\x45MOTION_FEAR\x10\x03\x12\x11\n\rEMOTION_HAPPY\x10\x04\x12\x0f\n\x0b\x45MOTION_SAD\x10\x05\x12\x14\n\x10\x45MOTION_SURPRISE\x10\x06\x12\x13\n\x0f\x45MOTION_NEUTRAL\x10\x07\x32\x93\x02\n\x0e\x45motionService\x12_\n\x0eStreamAnnotate\x12#.ferstream.v1.StreamAnnotateRequest\x1a$.ferstream.v1.StreamAnnotateResponse(\x01\x30\x01\x12I\n\x08\x41nnotate\x12\x1d.ferstream.v1.AnnotateRequest\x1a\x1e.ferstream.v1.AnnotateResponse\x12U\n\x0cGetModelInfo\x12!.ferstream.v1.GetModelInfoRequest\x1a\".ferstream.v1.GetModelInfoResponseBS\n\x0fio.ferstream.v1P\x01Z>github.com/ferstream/ferstream/gen/go/ferstream/v1;ferstreamv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65rstream/v1/emotion.proto\x12\x0c\x66\x65rstream.v1\"K\n\x05Image\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12%\n\x03raw\x18\x02 \x01(\x0b\x32\x16.ferstream.v1.RawImageH\x00\x42\x08\n\x06source\"b\n\x08RawImage\x12\r\n\x05width\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12)\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x19.ferstream.v1.PixelFormat\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\xb8\x01\n\x0f\x41nnotateOptions\x12(\n\x08\x64\x65tector\x18\x01 \x01(\x0e\x32\x16.ferstream.v1.Detector\x12\x1b\n\x13min_detection_score\x18\x02 \x01(\x02\x12\x11\n\tmax_faces\x18\x03 \x01(\r\x12\x13\n\x0bmin_face_px\x18\x04 \x01(\r\x12\x1f\n\x12track_smoothing_ms\x18\x14 \x01(\x02H\x00\x88\x01\x01\x42\x15\n\x13_track_smoothing_ms\"\xaf\x01\n\x15StreamAnnotateRequest\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x04\x12\"\n\x05image\x18\x02 \x01(\x0b\x32\x13.ferstream.v1.Image\x12.\n\x07options\x18\x03 \x01(\x0b\x32\x1d.ferstream.v1.AnnotateOptions\x12\x1c\n\x0f\x63\x61pture_time_ms\x18\x14 \x01(\x01H\x00\x88\x01\x01\x42\x12\n\x10_capture_time_ms\"\xc9\x01\n\x16StreamAnnotateResponse\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x04\x12!\n\x05\x66\x61\x63\x65s\x18\x02 \x03(\x0b\x32\x12.ferstream.v1.Face\x12$\n\x06timing\x18\x03 \x01(\x0b\x32\x14.ferstream.v1.Timing\x12\"\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x13.ferstream.v1.Error\x12\x19\n\x11skipped_frame_ids\x18\x05 \x03(\x04\x12\x15\n\rfaces_omitted\x18\x06 \x01(\r\"e\n\x0f\x41nnotateRequest\x12\"\n\x05image\x18\x01 \x01(\x0b\x32\x13.ferstream.v1.Image\x12.\n\x07options\x18\x02 \x01(\x0b\x32\x1d.ferstream.v1.AnnotateOptions\"r\n\x10\x41nnotateResponse\x12!\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x12.ferstream.v1.Face\x12$\n\x06timing\x18\x02 \x01(\x0b\x32\x14.ferstream.v1.Timing\x12\x15\n\rfaces_omitted\x18\x03 \x01(\r\"\xff\x01\n\x04\x46\x61\x63\x65\x12\x1e\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x11.ferstream.v1.Box\x12\x17\n\x0f\x64\x65tection_score\x18\x02 \x01(\x02\x12&\n\x07\x65motion\x18\x03 \x01(\x0e\x32\x15.ferstream.v1.Emotion\x12*\n\x06scores\x18\x04 \x03(\x0b\x32\x1a.ferstream.v1.EmotionScore\x12&\n\tlandmarks\x18\x05 \x03(\x0b\x32\x13.ferstream.v1.Point\x12\x10\n\x08track_id\x18\x14 \x01(\x04\x12\x30\n\x0ctrack_scores\x18\x15 \x03(\x0b\x32\x1a.ferstream.v1.EmotionScore\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\":\n\x03\x42ox\x12\t\n\x01x\x18\x01 \x01(\x05\x12\t\n\x01y\x18\x02 \x01(\x05\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\"K\n\x0c\x45motionScore\x12&\n\x07\x65motion\x18\x01 \x01(\x0e\x32\x15.ferstream.v1.Emotion\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\"|\n\x06Timing\x12\x11\n\tdecode_ms\x18\x01 \x01(\x02\x12\x11\n\tdetect_ms\x18\x02 \x01(\x02\x12\x13\n\x0b\x63lassify_ms\x18\x03 \x01(\x02\x12\x10\n\x08total_ms\x18\x04 \x01(\x02\x12\x10\n\x08queue_ms\x18\x05 \x01(\x02\x12\x13\n\x0b\x62\x61tch_faces\x18\x06 \x01(\r\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x15\n\x13GetModelInfoRequest\"\xc7\x01\n\x14GetModelInfoResponse\x12&\n\x07\x63lasses\x18\x01 \x03(\x0e\x32\x15.ferstream.v1.Emotion\x12-\n\tdetectors\x18\x02 \x03(\x0b\x32\x1a.ferstream.v1.DetectorInfo\x12\x30\n\x10\x64\x65\x66\x61ult_detector\x18\x03 \x01(\x0e\x32\x16.ferstream.v1.Detector\x12&\n\x05model\x18\x04 \x01(\x0b\x32\x17.ferstream.v1.ModelInfo\"[\n\x0c\x44\x65tectorInfo\x12(\n\x08\x64\x65tector\x18\x01 \x01(\x0e\x32\x16.ferstream.v1.Detector\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xa8\x01\n\tModelInfo\x12\x14\n\x0c\x61rchitecture\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x02\x12\x12\n\nparameters\x18\x03 \x01(\x04\x12\x12\n\ninput_size\x18\x04 \x01(\r\x12\x16\n\x0eweights_sha256\x18\x05 \x01(\t\x12\x1c\n\x14public_test_accuracy\x18\x06 \x01(\x02\x12\x18\n\x10training_command\x18\x07 \x01(\t*q\n\x0bPixelFormat\x12\x1c\n\x18PIXEL_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12PIXEL_FORMAT_GRAY8\x10\x01\x12\x15\n\x11PIXEL_FORMAT_BGR8\x10\x02\x12\x15\n\x11PIXEL_FORMAT_RGB8\x10\x03*]\n\x08\x44\x65tector\x12\x18\n\x14\x44\x45TECTOR_UNSPECIFIED\x10\x00\x12\x11\n\rDETECTOR_HAAR\x10\x01\x12\x10\n\x0c\x44\x45TECTOR_SSD\x10\x02\x12\x12\n\x0e\x44\x45TECTOR_YUNET\x10\x03*\xab\x01\n\x07\x45motion\x12\x17\n\x13\x45MOTION_UNSPECIFIED\x10\x00\x12\x11\n\rEMOTION_ANGRY\x10\x01\x12\x13\n\x0f\x45MOTION_DISGUST\x10\x02\x12\x10\n\x0c\x45MOTION_FEAR\x10\x03\x12\x11\n\rEMOTION_HAPPY\x10\x04\x12\x0f\n\x0b\x45MOTION_SAD\x10\x05\x12\x14\n\x10\x45MOTION_SURPRISE\x10\x06\x12\x13\n\x0f\x45MOTION_NEUTRAL\x10\x07\x32\x93\x02\n\x0e\x45motionService\x12_\n\x0eStreamAnnotate\x12#.ferstream.v1.StreamAnnotateRequest\x1a$.ferstream.v1.StreamAnnotateResponse(\x01\x30\x01\x12I\n\x08\x41nnotate\x12\x1d.ferstream.v1.AnnotateRequest\x1a\x1e.ferstream.v1.AnnotateResponse\x12U\n\x0cGetModelInfo\x12!.ferstream.v1.GetModelInfoRequest\x1a\".ferstream.v1.GetModelInfoResponseBS\n\x0fio.ferstream.v1P\x01Z>github.com/ferstream/ferstream/gen/go/ferstream/v1;ferstreamv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,12 +32,12 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ferstream.v1.emotion_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017io.ferstream.v1P\001Z>github.com/ferstream/ferstream/gen/go/ferstream/v1;ferstreamv1'
-  _globals['_PIXELFORMAT']._serialized_start=2044
-  _globals['_PIXELFORMAT']._serialized_end=2157
-  _globals['_DETECTOR']._serialized_start=2159
-  _globals['_DETECTOR']._serialized_end=2252
-  _globals['_EMOTION']._serialized_start=2255
-  _globals['_EMOTION']._serialized_end=2426
+  _globals['_PIXELFORMAT']._serialized_start=2090
+  _globals['_PIXELFORMAT']._serialized_end=2203
+  _globals['_DETECTOR']._serialized_start=2205
+  _globals['_DETECTOR']._serialized_end=2298
+  _globals['_EMOTION']._serialized_start=2301
+  _globals['_EMOTION']._serialized_end=2472
   _globals['_IMAGE']._serialized_start=44
   _globals['_IMAGE']._serialized_end=119
   _globals['_RAWIMAGE']._serialized_start=121
@@ -47,31 +47,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMANNOTATEREQUEST']._serialized_start=409
   _globals['_STREAMANNOTATEREQUEST']._serialized_end=584
   _globals['_STREAMANNOTATERESPONSE']._serialized_start=587
-  _globals['_STREAMANNOTATERESPONSE']._serialized_end=765
-  _globals['_ANNOTATEREQUEST']._serialized_start=767
-  _globals['_ANNOTATEREQUEST']._serialized_end=868
-  _globals['_ANNOTATERESPONSE']._serialized_start=870
-  _globals['_ANNOTATERESPONSE']._serialized_end=961
-  _globals['_FACE']._serialized_start=964
-  _globals['_FACE']._serialized_end=1219
-  _globals['_POINT']._serialized_start=1221
-  _globals['_POINT']._serialized_end=1250
-  _globals['_BOX']._serialized_start=1252
-  _globals['_BOX']._serialized_end=1310
-  _globals['_EMOTIONSCORE']._serialized_start=1312
-  _globals['_EMOTIONSCORE']._serialized_end=1387
-  _globals['_TIMING']._serialized_start=1389
-  _globals['_TIMING']._serialized_end=1513
-  _globals['_ERROR']._serialized_start=1515
-  _globals['_ERROR']._serialized_end=1553
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1555
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1576
-  _globals['_GETMODELINFORESPONSE']._serialized_start=1579
-  _globals['_GETMODELINFORESPONSE']._serialized_end=1778
-  _globals['_DETECTORINFO']._serialized_start=1780
-  _globals['_DETECTORINFO']._serialized_end=1871
-  _globals['_MODELINFO']._serialized_start=1874
-  _globals['_MODELINFO']._serialized_end=2042
-  _globals['_EMOTIONSERVICE']._serialized_start=2429
-  _globals['_EMOTIONSERVICE']._serialized_end=2704
+  _globals['_STREAMANNOTATERESPONSE']._serialized_end=788
+  _globals['_ANNOTATEREQUEST']._serialized_start=790
+  _globals['_ANNOTATEREQUEST']._serialized_end=891
+  _globals['_ANNOTATERESPONSE']._serialized_start=893
+  _globals['_ANNOTATERESPONSE']._serialized_end=1007
+  _globals['_FACE']._serialized_start=1010
+  _globals['_FACE']._serialized_end=1265
+  _globals['_POINT']._serialized_start=1267
+  _globals['_POINT']._serialized_end=1296
+  _globals['_BOX']._serialized_start=1298
+  _globals['_BOX']._serialized_end=1356
+  _globals['_EMOTIONSCORE']._serialized_start=1358
+  _globals['_EMOTIONSCORE']._serialized_end=1433
+  _globals['_TIMING']._serialized_start=1435
+  _globals['_TIMING']._serialized_end=1559
+  _globals['_ERROR']._serialized_start=1561
+  _globals['_ERROR']._serialized_end=1599
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1601
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1622
+  _globals['_GETMODELINFORESPONSE']._serialized_start=1625
+  _globals['_GETMODELINFORESPONSE']._serialized_end=1824
+  _globals['_DETECTORINFO']._serialized_start=1826
+  _globals['_DETECTORINFO']._serialized_end=1917
+  _globals['_MODELINFO']._serialized_start=1920
+  _globals['_MODELINFO']._serialized_end=2088
+  _globals['_EMOTIONSERVICE']._serialized_start=2475
+  _globals['_EMOTIONSERVICE']._serialized_end=2750
 # @@protoc_insertion_point(module_scope)

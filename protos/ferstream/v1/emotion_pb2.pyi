@@ -95,18 +95,20 @@ class StreamAnnotateRequest(_message.Message):
     def __init__(self, frame_id: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., options: _Optional[_Union[AnnotateOptions, _Mapping]] = ..., capture_time_ms: _Optional[float] = ...) -> None: ...
 
 class StreamAnnotateResponse(_message.Message):
-    __slots__ = ("frame_id", "faces", "timing", "error", "skipped_frame_ids")
+    __slots__ = ("frame_id", "faces", "timing", "error", "skipped_frame_ids", "faces_omitted")
     FRAME_ID_FIELD_NUMBER: _ClassVar[int]
     FACES_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FRAME_IDS_FIELD_NUMBER: _ClassVar[int]
+    FACES_OMITTED_FIELD_NUMBER: _ClassVar[int]
     frame_id: int
     faces: _containers.RepeatedCompositeFieldContainer[Face]
     timing: Timing
     error: Error
     skipped_frame_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, frame_id: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., skipped_frame_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    faces_omitted: int
+    def __init__(self, frame_id: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., skipped_frame_ids: _Optional[_Iterable[int]] = ..., faces_omitted: _Optional[int] = ...) -> None: ...
 
 class AnnotateRequest(_message.Message):
     __slots__ = ("image", "options")
@@ -117,12 +119,14 @@ class AnnotateRequest(_message.Message):
     def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., options: _Optional[_Union[AnnotateOptions, _Mapping]] = ...) -> None: ...
 
 class AnnotateResponse(_message.Message):
-    __slots__ = ("faces", "timing")
+    __slots__ = ("faces", "timing", "faces_omitted")
     FACES_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
+    FACES_OMITTED_FIELD_NUMBER: _ClassVar[int]
     faces: _containers.RepeatedCompositeFieldContainer[Face]
     timing: Timing
-    def __init__(self, faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
+    faces_omitted: int
+    def __init__(self, faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., faces_omitted: _Optional[int] = ...) -> None: ...
 
 class Face(_message.Message):
     __slots__ = ("box", "detection_score", "emotion", "scores", "landmarks", "track_id", "track_scores")

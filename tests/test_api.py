@@ -1,0 +1,66 @@
+"""`ferstream.analyze`: the server's faces without a server, from a path, encoded bytes or a BGR array."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+
+import ferstream
+from ferstream.client import EmotionClient, face_to_dict
+
+PHOTOS = ("2008_002506.jpg", "2008_001009.jpg")  # three and two large faces
+
+
+def test_analyze_gives_the_faces_the_servers_annotate_gives(fer_server_factory, fer_models_dir: Path,
+                                                             faces_dir: Path) -> None:
+    server = fer_server_factory("--models-dir", str(fer_models_dir))
+    with EmotionClient(server.address) as client:
+        for name in PHOTOS:
+            path = faces_dir / name
+            served = [face_to_dict(face) for face in client.annotate(path.read_bytes()).faces]
+            assert len(served) >= 2
+            assert ferstream.analyze(str(path)) == served
+            assert ferstream.analyze(path) == served
+            assert ferstream.analyze(path.read_bytes()) == served
+            # A decoded array skips the JPEG decoder, which gives the same pixels: the same faces.
+            assert ferstream.analyze(cv2.imread(str(path))) == served
+
+
+def test_analyze_loads_once_and_serves_threads(faces_dir: Path) -> None:
+    from ferstream import inprocess
+
+    path = faces_dir / PHOTOS[0]
+    first = ferstream.analyze(path)
+    loaded = inprocess._frame_path
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(ferstream.analyze, [path] * 8))
+    assert answers == [first] * 8
+    assert inprocess._frame_path is loaded
+
+
+def test_bad_input_raises_one_clear_error(tmp_path: Path) -> None:
+    import numpy as np
+    import pytest
+
+    from ferstream.pipeline.errors import FrameError
+
+    with pytest.raises(FrameError, match="decode|image"):
+        ferstream.analyze(b"not an image")
+    with pytest.raises(ValueError, match="uint8"):
+        ferstream.analyze(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(OSError):
+        ferstream.analyze(tmp_path / "missing.jpg")
+    with pytest.raises(ValueError, match="detector"):
+        ferstream.analyze(b"", detector="nope")
+
+
+def test_import_ferstream_is_light_and_keeps_the_sub_packages() -> None:
+    probe = ("import sys, ferstream, ferstream.pipeline.settings, ferstream.client.library\n"
+             "print(callable(ferstream.analyze), 'ferstream.server' in sys.modules, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False", "False"]
