@@ -3,7 +3,7 @@ FER_DATA_DIR ?= ../shared
 export FER_DATA_DIR
 export FER_MODELS_DIR ?= $(FER_DATA_DIR)/models
 
-.PHONY: install test test-deps proto proto-check train ship train-w050 train-gpu run-server run-client
+.PHONY: install test test-deps proto proto-check train train-accurate ship train-w050 train-gpu run-server run-client
 
 # Development install: serving (no torch) + [train] + tests. torch first, alone, so pip takes the pinned CPU
 # wheel that pip's configured find-links/index offer here (offline); then ".[dev]" finds it satisfied.
@@ -31,33 +31,46 @@ proto-check: proto
 # Replays the chain of commands behind the shipped model (model/shipped/ferstream-emotion.pt; its meta
 # records the chain): a 40-epoch plan stopped by hand after 13 epochs and resumed with the cosine schedule
 # re-planned to end at epoch 28 (2026-11-27); then 54 more epochs from its best weights with a fresh
-# schedule and lighter erasing (2026-11-28; the model shipped until 2026-12-01); then a 10-epoch
-# fine-tune without label smoothing and with rotations up to 15 degrees (2026-12-01), whose final
-# epoch is the shipped model: calibratable by one temperature, steadier on rolled and edge-cut faces
-# (docs/model-card.md, docs/history.md). Those runs trained on the JPEGs' pixels as read; --no-equalize makes today's
-# fer-train do the same. Then `make ship` installs it with its served forms.
-# On a machine without runs/: `make train INIT=model/shipped/ferstream-emotion.pt` continues the committed
-# model with the last stage's recipe instead (a fresh schedule from its weights).
+# schedule and lighter erasing (2026-11-28); then a 10-epoch fine-tune without label smoothing and with
+# rotations up to 15 degrees (2026-12-01); then 12 epochs more with standardised crops and photometric
+# augmentation (2026-12-05), whose final epoch is the shipped model: dim, flat, soft and compressed faces
+# keep their emotions (docs/model-card.md, docs/history.md). The first three trained on the JPEGs' pixels
+# as read: BEFORE_LIGHT makes today's fer-train do the same. Then `make ship` installs it with its served
+# forms. On a machine without runs/: `make train INIT=model/shipped/ferstream-emotion.pt` continues the
+# committed model with the last stage's recipe instead (a fresh schedule from its weights).
 INIT ?=
 FER2013 = $(FER_DATA_DIR)/datasets/fer2013
+BEFORE_LIGHT = --no-equalize --no-standardize --photometric-probability 0
 FINE_TUNE = --width 0.25 --dropout 0.1 --lr 0.005 --epochs 10 --erase-probability 0.25 --label-smoothing 0 \
-	--max-rotation 15 --seed 9 --no-equalize
+	--max-rotation 15 --seed 9 $(BEFORE_LIGHT)
+LIGHT = --width 0.25 --dropout 0.1 --lr 0.005 --epochs 12 --erase-probability 0.25 --label-smoothing 0 \
+	--max-rotation 15 --seed 11 --no-equalize
 train:
 ifeq ($(INIT),)
-	fer-train --data $(FER2013) --out runs/w025 --width 0.25 --dropout 0.1 --epochs 40 --seed 0 --no-equalize \
+	fer-train --data $(FER2013) --out runs/w025 --width 0.25 --dropout 0.1 --epochs 40 --seed 0 $(BEFORE_LIGHT) \
 		--stop-after 13
 	fer-train --out runs/w025 --resume --epochs 28
 	fer-train --data $(FER2013) --out runs/w025-long --init runs/w025/best.pt --width 0.25 --dropout 0.1 --lr 0.02 \
-		--epochs 54 --erase-probability 0.25 --seed 1 --no-equalize
+		--epochs 54 --erase-probability 0.25 --seed 1 $(BEFORE_LIGHT)
 	fer-train --data $(FER2013) --out runs/ls0r15 --init runs/w025-long/best.pt $(FINE_TUNE)
+	fer-train --data $(FER2013) --out runs/light --init runs/ls0r15/final.pt $(LIGHT)
 else
-	fer-train --data $(FER2013) --out runs/continued --init $(INIT) $(FINE_TUNE)
+	fer-train --data $(FER2013) --out runs/continued --init $(INIT) $(LIGHT)
 endif
+
+# The accurate model in training (not yet shipped): vgg x0.5 from scratch on a 120-epoch cosine schedule
+# with today's defaults (standardised crops, photometric augmentation), resumable across days: each
+# `make train-accurate` continues runs/accurate/last.pt for STOP_AFTER more epochs (0: to the end). A new
+# machine starts from the committed state: `cp model/training/accurate-last.pt runs/accurate/last.pt`.
+STOP_AFTER ?= 0
+train-accurate:
+	if [ -f runs/accurate/last.pt ]; then fer-train --out runs/accurate --resume --stop-after $(STOP_AFTER); \
+	else fer-train --data $(FER2013) --out runs/accurate --width 0.5 --epochs 120 --seed 20 --stop-after $(STOP_AFTER); fi
 
 # Installs MODEL as the shipped model and writes what the server loads: the ONNX file with temperature
 # scaling fitted on PublicTest, and its int8 OpenVINO IR quantized on Training faces (tests check all three
 # agree; README's model table comes from `fer-eval`).
-MODEL ?= runs/ls0r15/final.pt
+MODEL ?= runs/light/final.pt
 ship:
 	cp $(MODEL) model/shipped/ferstream-emotion.pt
 	fer-export model/shipped/ferstream-emotion.pt --out model/shipped/ferstream-emotion.onnx \
@@ -69,7 +82,7 @@ ship:
 # epochs by the fer-train that equalises crops. Needs runs/w025-long/best.pt (or INIT=the shipped model).
 train-w050:
 	fer-train --data $(FER2013) --out runs/w050 --init $(or $(INIT),runs/w025-long/best.pt) --width 0.5 --dropout 0.1 \
-		--lr 0.02 --epochs 36 --erase-probability 0.25 --seed 5 --no-equalize --stop-after 12
+		--lr 0.02 --epochs 36 --erase-probability 0.25 --seed 5 $(BEFORE_LIGHT) --stop-after 12
 	fer-train --out runs/w050 --resume --epochs 20 --stop-after 2
 	fer-train --out runs/w050 --resume --equalize
 
