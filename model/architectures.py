@@ -4,7 +4,7 @@
 with 64/128/256/256/512 channels, batch norm, max-pool and dropout per block, one dense softmax
 layer (13.1 M parameters). The width multiplier scales every block's channels, which is how the
 shipped model trades accuracy for CPU milliseconds. `channels` sets each block's channels
-before the multiplier, e.g. wider late blocks, where a weight costs few multiply-adds (README: tried,
+before the multiplier, e.g. wider late blocks, where a weight costs few multiply-adds (docs/history.md: tried,
 it bought little accuracy for its latency).
 """
 

@@ -1,11 +1,11 @@
 """The int8 form of the served model: the ONNX export quantized by NNCF, saved as an OpenVINO IR pair.
 
 Why: on a CPU with AVX512-VNNI the classifier is the second-largest cost of a served frame after YuNet
-(28 % of the server's CPU in the sixth session's profile), and int8 runs it about 2.8x cheaper. Measured on the
+(28 % of the server's CPU in the 2026-11-30 profile, docs/history.md), and int8 runs it about 2.8x cheaper. Measured on the
 development machine (OpenVINO 2026.4, 1 thread, batch 8, the first shipped model): 0.60 ms per face in
 f32 against 0.22 in int8; PublicTest accuracy 66.09 % against 65.98 %, the same top class for 97-98 %
 of faces (a throwaway script; the figures for the shipped pair come from `fer-bench classifier` and
-`fer-eval`, in README).
+`fer-eval`, in docs/model-card.md).
 
 How: NNCF post-training quantization (weights per channel, activations per tensor, mixed preset:
 asymmetric activations), statistics taken on FER2013 Training faces after the model's declared

@@ -19,7 +19,7 @@ from ferstream.training.data import load_dataset
 from ferstream.training.evaluate import main as eval_main
 from ferstream.training.export import logits_of, main as export_main
 
-PARITY = 1e-4  # issue 16: served probabilities within 1e-4 of PyTorch's
+PARITY = 1e-4  # the serving contract: served probabilities within 1e-4 of PyTorch's
 
 
 def two_class(confidence: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -138,7 +138,7 @@ def test_limits_are_checked_on_the_command_line() -> None:
 
 
 def test_raw_pixels_fit_the_limit_exactly() -> None:
-    """The arithmetic README states, checked against a real message's size."""
+    """The arithmetic docs/deploy.md states, checked against a real message's size."""
     pixels = np.zeros((100, 100, 3), np.uint8).tobytes()
     request = pb.StreamAnnotateRequest(frame_id=2**64 - 1, image=pb.Image(raw=pb.RawImage(
         width=100, height=100, format=pb.PIXEL_FORMAT_BGR8, data=pixels)),

@@ -28,7 +28,7 @@ from ferstream.training.export import INT8_AGREEMENT, export_int8, logits_of
 from ferstream.training.export import main as export_main
 
 REPO = Path(__file__).resolve().parents[1]
-PARITY = 1e-4  # issue 16: served probabilities within 1e-4 of PyTorch's
+PARITY = 1e-4  # the serving contract: served probabilities within 1e-4 of PyTorch's
 ALL_CLASSES = tuple(range(7))
 
 

@@ -71,7 +71,7 @@ def test_every_frame_is_answered_in_order_or_listed_as_skipped(stub, faces_dir: 
 
 
 # Seven faces 37-55 px tall: found on a 640x480 canvas, and by no detector on 1920x1080 before detectors
-# kept a minimum face size (issue 17).
+# kept a minimum face size.
 SMALL_FACES_PHOTO = "2008_007676.jpg"
 
 

@@ -352,7 +352,7 @@ def flips(labels: Sequence[int]) -> int:
 
 
 def test_jittered_still_video_one_track_per_face_and_half_the_flips(client: EmotionClient, faces_dir: Path):
-    """The issue's targets on a group photo shaken by up to 3 px per frame for 2 s at 30 fps, through the
+    """Tracking's targets on a group photo shaken by up to 3 px per frame for 2 s at 30 fps, through the
     server's default smoothing: each face keeps one track_id on >= 95 % of the frames, and its smoothed top
     emotion changes at most half as often as its per-frame one (which must flicker for this to show)."""
     photo = cv2.imread(str(faces_dir / "2008_002470.jpg"))  # six small faces the model is unsure about

@@ -45,7 +45,7 @@ from .provenance import data_sha256
 
 PROG = "fer-export"
 
-# Largest difference in any probability the export may show against PyTorch (issue 16's parity bound).
+# Largest difference in any probability the export may show against PyTorch (the parity bound the serving runtime must meet).
 PARITY_TOLERANCE = 1e-4
 
 

@@ -227,7 +227,7 @@ def parse_args(argv: list[str]) -> Invocation:
                         help="continue OUT/last.pt with its own settings; only --epochs, --stop-after, --threads, "
                              "--device, --data and --equalize may be given with it")
     parser.add_argument("--stop-after", type=int, metavar="N",
-                        help="end this command after N epochs, resumable later (time-boxed sessions); "
+                        help="end this command after N epochs, resumable later (runs with little time); "
                              "0: train to the schedule's end (default: 0)")
     add_version_argument(parser)
     given = vars(parser.parse_args(argv))

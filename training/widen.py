@@ -1,7 +1,7 @@
 """Grow a trained VGG into a wider one that computes the same function (Net2WiderNet, Chen et al. 2016).
 
 A wider model started this way begins at the trained model's accuracy instead of at chance, so a
-CPU session's few hours go into refining it rather than relearning it. Each extra channel of a layer copies an existing
+CPU's few hours go into refining it rather than relearning it. Each extra channel of a layer copies an existing
 channel (its filter and batch norm); the next layer splits the original's outgoing weights between
 the copies at random fractions that sum to one. The sum over the copies is unchanged, and because the
 fractions differ the copies receive different gradients and drift apart during training.
