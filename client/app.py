@@ -35,7 +35,7 @@ from ferstream.client.session import (
     StreamSession,
     target_problem,
 )
-from ferstream.pipeline.draw import Drawing, colour_of, text_colour_on
+from ferstream.annotate.draw import Drawing, colour_of, text_colour_on
 from ferstream.v1 import emotion_pb2
 
 POLL_MS = 20

@@ -38,8 +38,8 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ferstream.annotate.records import FaceRecord
 from ferstream.model.labels import EMOTIONS  # the Emotion enum's order (without UNSPECIFIED)
-from ferstream.pipeline.records import FaceRecord
 from ferstream.v1 import emotion_pb2, emotion_pb2_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -557,7 +557,7 @@ class EmotionClient:
 
 
 def face_record(face: emotion_pb2.Face) -> FaceRecord:
-    """The face as the JSON-lines FaceRecord that fer-annotate writes too (ferstream.pipeline.records).
+    """The face as the JSON-lines FaceRecord that fer-annotate writes too (ferstream.annotate.records).
 
     probabilities holds the classes the server sent (all seven unless it serves a subset), in Emotion order;
     a stream's face also carries its track_id and, when the server smooths, track_probabilities.

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:  # only for the annotations; importing framepath would load the model runtime
-    from .framepath import FaceResult
-    from .tracking import TrackedFace
+    from ferstream.pipeline.framepath import FaceResult
+    from ferstream.pipeline.tracking import TrackedFace
 
 # Probabilities and scores are written to 4 decimals: the model is not that precise, and lines stay short.
 DECIMALS = 4

@@ -20,15 +20,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ferstream.model.labels import EMOTIONS
+from ferstream.pipeline.tracking import DEFAULT_SMOOTHING_MS, FaceTracker
 
 from .media import Frame, Media, MediaError, open_video_writer, write_image
 from .records import FaceRecord, FrameRecord, JsonLinesWriter, face_record_from_result, open_jsonl
 from .timeline import Timeline, timeline_paths
-from .tracking import DEFAULT_SMOOTHING_MS, FaceTracker
 
 if TYPE_CHECKING:  # the frame path loads the model runtime; only the types are needed here
+    from ferstream.pipeline.framepath import DetectOptions, FramePath
+
     from .draw import FaceAnnotation
-    from .framepath import DetectOptions, FramePath
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """fer-annotate: annotate an image or a video file offline, in-process or through a fer-server.
 
-Writes an annotated copy (drawn by pipeline/draw.py), one JSON line per frame in the format of
-pipeline/records.py, and for a video an emotion timeline per face track (pipeline/timeline.py: CSV and
-PNG). The work is pipeline/annotate.py's one path; --server swaps its backend for a remote server
+Writes an annotated copy (drawn by annotate/draw.py), one JSON line per frame in the format of
+annotate/records.py, and for a video an emotion timeline per face track (annotate/timeline.py: CSV and
+PNG). The work is annotate/run.py's one path; --server swaps its backend for a remote server
 (ferstream.client.headless, the path `fer-client --headless` takes too).
 Exit codes: 0 done, 1 the input could not be annotated, an output not written or the server failed,
 2 bad usage (a missing input, a folder, an unknown option), 130 interrupted.
@@ -18,17 +18,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .commandline import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
-from .detectors import DetectorKind
-from .errors import FrameError
+from ferstream.pipeline.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
+                                            add_version_argument, print_error)
+from ferstream.pipeline.detectors import DetectorKind
+from ferstream.pipeline.errors import FrameError
+from ferstream.pipeline.settings import add_common_arguments, default_models_dir, default_threads, parse_classes
+from ferstream.pipeline.tracking import DEFAULT_SMOOTHING_MS, check_smoothing_ms
+
 from .media import MediaError, check_input, default_output, probe, quiet_opencv_logs, read_frames
 from .records import STDOUT
-from .settings import add_common_arguments, default_models_dir, default_threads, parse_classes
 from .timeline import default_prefix
-from .tracking import DEFAULT_SMOOTHING_MS, check_smoothing_ms
 
 if TYPE_CHECKING:
-    from .annotate import Backend
+    from .run import Backend
 
 # Default seconds to wait for --server before giving up (as fer-client --connect-timeout's).
 CONNECT_TIMEOUT_S = 10.0
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def annotate(args: argparse.Namespace, classes: tuple[int, ...]) -> int:
     """The work behind main(), with every expected failure turned into one line on stderr."""
-    from .annotate import Outputs, annotate_media
+    from .run import Outputs, annotate_media
 
     try:
         media = probe(args.input)
@@ -180,8 +182,8 @@ def _backend(args: argparse.Namespace, classes: tuple[int, ...]) -> Iterator[Bac
     (closed at the end of the block). ServerError (a RuntimeError) when the server cannot be reached."""
     options_detector = DetectorKind[args.detector.upper()] if args.detector else None
     if args.server is None:
-        from .annotate import InProcessBackend
-        from .framepath import DetectOptions, load_frame_path, set_thread_counts
+        from .run import InProcessBackend
+        from ferstream.pipeline.framepath import DetectOptions, load_frame_path, set_thread_counts
 
         set_thread_counts(args.threads)
         frame_path = load_frame_path(args.models_dir or default_models_dir(), args.model, classes,

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .decode import EncodedImage, check_size, decode
+from ferstream.pipeline.decode import EncodedImage, check_size, decode
 
 # The formats decode.py reads, by their first bytes (JPEG SOI, the PNG signature, BMP "BM", RIFF....WEBP).
 _IMAGE_SIGNATURES = (b"\xff\xd8", b"\x89PNG\r\n\x1a\n", b"BM")
