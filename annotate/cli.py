@@ -1,11 +1,13 @@
-"""fer-annotate: annotate an image or a video file offline, in-process or through a fer-server.
+"""fer-annotate: annotate image and video files offline, in-process or through a fer-server.
 
-Writes an annotated copy (drawn by annotate/draw.py), one JSON line per frame in the format of
-annotate/records.py, and for a video an emotion timeline per face track (annotate/timeline.py: CSV and
-PNG). The work is annotate/run.py's one path; --server swaps its backend for a remote server
-(ferstream.client.headless, the path `fer-client --headless` takes too).
-Exit codes: 0 done, 1 the input could not be annotated, an output not written or the server failed,
-2 bad usage (a missing input, a folder, an unknown option), 130 interrupted.
+One input file: writes an annotated copy (drawn by annotate/draw.py), one JSON line per frame in the
+format of annotate/records.py, and for a video an emotion timeline per face track (annotate/timeline.py:
+CSV and PNG). Several inputs or a folder: a batch (annotate/batch.py), written to one JSON-lines file and
+one CSV table, with a progress bar and a summary; a file that fails is reported and skipped. The work is
+annotate/run.py's one path; --server swaps its backend for a remote server (ferstream.client.headless,
+the path `fer-client --headless` takes too).
+Exit codes: 0 done, 1 an input could not be annotated, an output not written or the server failed,
+2 bad usage (a missing input, an option the mode does not take, an unknown option), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
+
 from ferstream.pipeline.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
-                                            add_version_argument, print_error)
+                                            add_version_argument, error_line, print_error)
 from ferstream.pipeline.detectors import DetectorKind
 from ferstream.pipeline.errors import FrameError
 from ferstream.pipeline.settings import add_common_arguments, default_models_dir, default_threads, parse_classes
 from ferstream.pipeline.tracking import DEFAULT_SMOOTHING_MS, check_smoothing_ms
 
 from .media import MediaError, check_input, default_output, probe, quiet_opencv_logs, read_frames
-from .records import STDOUT
+from .records import STDOUT, FrameRecord
 from .timeline import default_prefix
 
 if TYPE_CHECKING:
@@ -76,28 +80,39 @@ def build_parser() -> argparse.ArgumentParser:
     """fer-annotate's command line; every option is described in --help."""
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Annotate the faces and emotions of an image or a video, offline: writes an annotated "
-                    "copy, one JSON line per frame (the format of fer-client --headless) and, for a video, "
-                    "each face track's emotions over time (NAME.timeline.csv and .png). Runs the model in "
-                    "this process, or on a fer-server with --server.",
-        epilog="Exit codes: 0 done, 1 the input could not be annotated, an output not written or the server "
-               "failed, 2 bad usage.")
-    parser.add_argument("input", type=Path, metavar="IMAGE_OR_VIDEO",
-                        help="a JPEG, PNG, BMP or WebP image, or a video or animated image that OpenCV reads; "
-                             "the kind is read from the content, not the name")
+        description="Annotate the faces and emotions of images and videos, offline. One input file: writes "
+                    "an annotated copy beside it, one JSON line per frame (the format of fer-client "
+                    "--headless) and, for a video, each face track's emotions over time (NAME.timeline.csv "
+                    "and .png). Several inputs or a folder: a batch, written to one JSON-lines file (--jsonl) "
+                    "and/or one CSV table (--csv) only, with a progress bar and a summary; a file that cannot "
+                    "be annotated is reported on one line and skipped. Folders are searched recursively for "
+                    "images and videos by content (the first bytes, not the name): JPEG, PNG, BMP and WebP "
+                    "images, video containers and GIFs; other files and hidden ones (.name) are left alone. "
+                    "Runs the model in this process, or on a fer-server with --server.",
+        epilog="Exit codes: 0 done, 1 an input could not be annotated (in a batch: any file), an output not "
+               "written or the server failed, 2 bad usage, 130 interrupted.")
+    parser.add_argument("inputs", type=Path, nargs="+", metavar="FILE_OR_FOLDER",
+                        help="images (JPEG, PNG, BMP, WebP) and videos or animated images that OpenCV reads, "
+                             "and folders of them; the kind is read from the content, not the name")
     parser.add_argument("--out", type=Path, default=None,
-                        help="the annotated copy; its suffix picks the format (.jpg, .png... for an image; .avi, "
-                             ".mp4, .mkv, .mov for a video) (default: beside the input, NAME.annotated.SUFFIX)")
+                        help="one input file only: the annotated copy; its suffix picks the format (.jpg, "
+                             ".png... for an image; .avi, .mp4, .mkv, .mov for a video, which keeps the "
+                             "input's audio) (default: beside the input, NAME.annotated.SUFFIX)")
     lines = parser.add_mutually_exclusive_group()
     lines.add_argument("--jsonl", type=Path, default=None, metavar="PATH",
-                       help="write the JSON lines here, '-' for stdout (default: the --out path with .jsonl)")
+                       help="write the JSON lines here, '-' for stdout (one file: default the --out path with "
+                            ".jsonl; a batch: one file for every input, each record naming its file)")
     lines.add_argument("--json", action="store_true", help="write the JSON lines to stdout instead of a file")
+    parser.add_argument("--csv", type=Path, default=None, metavar="PATH",
+                        help="also write one CSV row per face: file, frame, time_ms, x, y, width, height, "
+                             "detection_score, emotion, the seven probabilities and track_id (a batch writes "
+                             "--jsonl, --csv or both)")
     timeline = parser.add_mutually_exclusive_group()
     timeline.add_argument("--timeline", type=Path, default=None, metavar="PREFIX",
-                          help="for a video, write each face track's probabilities over the video's time to "
+                          help="one video file only: write each face track's probabilities over the video's time to "
                                "PREFIX.csv (one row per track per frame) and plot them to PREFIX.png (default: "
                                "beside --out, NAME.annotated.timeline.csv and .png)")
-    timeline.add_argument("--no-timeline", action="store_true", help="write no timeline")
+    timeline.add_argument("--no-timeline", action="store_true", help="one video file only: write no timeline")
     parser.add_argument("--detector", choices=[kind.name.lower() for kind in DetectorKind], default=None,
                         help="face detector (default: the most accurate available; with --server, the server's)")
     parser.add_argument("--min-score", type=fraction, default=0.0, metavar="0..1",
@@ -135,32 +150,56 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     quiet_opencv_logs()
     try:
-        check_input(args.input)
-    except MediaError as error:
+        if len(args.inputs) == 1 and not args.inputs[0].is_dir():
+            check_input(args.inputs[0])
+            return annotate(args, args.inputs[0], classes)
+        if (problem := batch_usage_problem(args)) is not None:
+            print_error(PROG, problem)
+            return EXIT_USAGE
+        from .batch import find_inputs
+
+        return annotate_many(args, find_inputs(args.inputs), classes)
+    except MediaError as error:  # an input path that does not exist or cannot be read: nothing was done
         print_error(PROG, str(error))
         return EXIT_USAGE
-    try:
-        return annotate(args, classes)
     except KeyboardInterrupt:
         print_error(PROG, "interrupted")
         return EXIT_INTERRUPTED
 
 
-def annotate(args: argparse.Namespace, classes: tuple[int, ...]) -> int:
-    """The work behind main(), with every expected failure turned into one line on stderr."""
+def batch_usage_problem(args: argparse.Namespace) -> str | None:
+    """Why args cannot run as a batch (one line), or None when they can."""
+    single = [option for option, given in (("--out", args.out), ("--timeline", args.timeline)) if given]
+    if single:
+        return f"{' and '.join(single)} take one input file; a batch writes --jsonl and --csv"
+    if args.jsonl is None and not args.json and args.csv is None:
+        return "several inputs or a folder make a batch, which writes only --jsonl and --csv: give at least one"
+    return None
+
+
+def annotate(args: argparse.Namespace, path: Path, classes: tuple[int, ...]) -> int:
+    """One input file, with every expected failure turned into one line on stderr."""
+    from .batch import CsvFaceWriter, one_line, open_csv
     from .run import Outputs, annotate_media
 
+    records: list[FrameRecord] = []
     try:
-        media = probe(args.input)
+        media = probe(path)
         out = args.out or default_output(media)
-        if out.resolve() == args.input.resolve():
+        if out.resolve() == path.resolve():
             raise MediaError(f"{out}: --out would overwrite the input")
         jsonl = STDOUT if args.json else (args.jsonl or out.with_suffix(".jsonl"))
         prefix = None if args.no_timeline or media.still else (args.timeline or default_prefix(out))
         with _backend(args, classes) as backend:
-            result = annotate_media(media, read_frames(media, args.max_pixels), backend, Outputs(out, jsonl, prefix))
+            result = annotate_media(media, read_frames(media, args.max_pixels), backend,
+                                    Outputs(out, jsonl, prefix), on_record=records.append)
+        if args.csv is not None:
+            with open_csv(args.csv) as stream:
+                table = CsvFaceWriter(stream)
+                for record in records:
+                    table.write(str(path), record)
     except FrameError as error:
-        print_error(PROG, f"{args.input}: {error.message}")
+        print_error(PROG, f"{path}: {error.message}")
         return EXIT_FAILED
     except BrokenPipeError:  # the reader of --json stopped early (`| head`): nobody is left to tell
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -168,12 +207,51 @@ def annotate(args: argparse.Namespace, classes: tuple[int, ...]) -> int:
     except (MediaError, OSError, ValueError, RuntimeError) as error:  # RuntimeError: also the remote ServerError
         print_error(PROG, str(error))
         return EXIT_FAILED
+    except cv2.error as error:  # a file OpenCV opened but cannot decode
+        print_error(PROG, f"{path}: {one_line(error)}")
+        return EXIT_FAILED
     where = "stdout" if str(jsonl) == STDOUT else str(jsonl)
     timeline = f", timeline {prefix}.csv/.png ({result.tracks} track(s))" if prefix is not None else ""
+    table_text = f", {args.csv}" if args.csv is not None else ""
     refused = f", {result.errors} refused by the server" if result.errors else ""
-    print(f"{PROG}: {result.frames} frame(s), {result.faces} face(s){refused} -> {out}, {where}{timeline}",
-          file=sys.stderr)
+    print(f"{PROG}: {result.frames} frame(s), {result.faces} face(s){refused} -> {out}, {where}{table_text}"
+          f"{timeline}", file=sys.stderr)
     return EXIT_OK
+
+
+def annotate_many(args: argparse.Namespace, files: list[Path], classes: tuple[int, ...]) -> int:
+    """A batch: every file into one JSON-lines file and one CSV, a progress bar on a terminal, one line
+    per failed file, and a summary; exit 1 when any file failed."""
+    from tqdm import tqdm
+
+    from .batch import annotate_batch
+
+    if not files:
+        print_error(PROG, f"no image or video files in {', '.join(str(path) for path in args.inputs)}")
+        return EXIT_FAILED
+    jsonl = STDOUT if args.json else args.jsonl
+
+    def report(message: str) -> None:
+        tqdm.write(error_line(PROG, message), file=sys.stderr)  # above the bar, which stays whole
+
+    def progress(paths: list[Path]) -> tqdm:
+        # disable=None: a bar only on a terminal, so logs and pipes get the error lines and summary alone.
+        return tqdm(paths, desc=PROG, unit="file", file=sys.stderr, disable=None, dynamic_ncols=True)
+
+    try:
+        with _backend(args, classes) as backend:
+            result = annotate_batch(files, backend, args.max_pixels, jsonl, args.csv, report, progress)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except (OSError, RuntimeError) as error:  # an output that cannot be written; the remote ServerError
+        print_error(PROG, str(error))
+        return EXIT_FAILED
+    written = ", ".join(("stdout" if str(path) == STDOUT else str(path)) for path in (jsonl, args.csv)
+                        if path is not None)
+    print(f"{PROG}: {result.done} file(s) done, {result.failed} failed, {result.faces} face(s) in "
+          f"{result.frames} frame(s) -> {written}", file=sys.stderr)
+    return EXIT_FAILED if result.failed else EXIT_OK
 
 
 @contextmanager
