@@ -4,7 +4,7 @@
 #   docker run --rm -p 50051:50051 ferstream-server                       # plaintext (see below)
 #   docker run --rm -p 50051:50051 -v $PWD/tls:/tls:ro ferstream-server \
 #       --tls-cert /tls/server.pem --tls-key /tls/server.key              # TLS
-#   docker run --rm -p 50051:50051 ferstream-server --insecure --workers 4 --max-stream-seconds 300
+#   docker run --rm -p 50051:50051 ferstream-server --insecure --replicas 4 --max-stream-seconds 300
 #
 # Arguments after the image name replace CMD and are added to fer-server's own. docs/deploy.md has the
 # Kubernetes side.

@@ -47,3 +47,7 @@ def fer_eval_path() -> int:
 
 def fer_web() -> int:
     return run_command("fer-web", "ferstream.web.cli")
+
+
+def fer_annotate() -> int:
+    return run_command("fer-annotate", "ferstream.annotate.cli")

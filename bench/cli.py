@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from ferstream.client.library import DETECTORS
+from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT
 from ferstream.pipeline.commandline import EXIT_INTERRUPTED, add_version_argument, positive_int, print_error
 from ferstream.pipeline.commandline import CommandParser
 from ferstream.pipeline.settings import default_threads
@@ -69,7 +70,7 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=non_negative_float, default=0.0,
                         help="frames offered per second per stream; 0 sends each frame as soon as the previous one "
                              "is answered (default: %(default)s)")
-    parser.add_argument("--in-flight", type=positive_int, default=2,
+    parser.add_argument("--in-flight", type=positive_int, default=DEFAULT_MAX_IN_FLIGHT,
                         help="with --fps 0, frames each stream keeps sent and unanswered (default: %(default)s)")
 
 

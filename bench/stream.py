@@ -30,6 +30,7 @@ import grpc
 import numpy as np
 
 from ferstream.client.library import EmotionClient, detector_name, detector_value, make_options
+from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
 from ferstream.pipeline import weights
 from ferstream.v1 import emotion_pb2 as pb
 
@@ -57,7 +58,7 @@ class StreamSettings:
     detector: str | None = None
     # With fps 0: frames each stream keeps sent and unanswered. 2 lets the server detect a stream's next frame
     # while classifying its previous one; 1 is strict lockstep.
-    in_flight: int = 2
+    in_flight: int = DEFAULT_MAX_IN_FLIGHT
 
 
 @dataclass(frozen=True)
@@ -175,12 +176,12 @@ class StreamClient:
     failure: str | None = None
     # (decode_ms, detect_ms, classify share ms) of each answer without an error.
     stage_ms: list[tuple[float, float, float]] = field(default_factory=list)
-    # Frames sent and unanswered at most (fps 0); released by each answer, taken before each send.
+    # Frames sent and unanswered at most (fps 0): the client's flow-control window.
     in_flight: int = 1
-    answer_arrived: threading.Semaphore = field(init=False)
+    window: InFlightWindow[None] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.answer_arrived = threading.Semaphore(self.in_flight)
+        self.window = InFlightWindow(self.in_flight)
 
     def wait_for_turn(self, next_send: float) -> bool:
         """Blocks until the next frame may go; False when the run is over."""
@@ -188,7 +189,7 @@ class StreamClient:
         if delay > 0:
             time.sleep(delay)
         if self.fps == 0:
-            while not self.answer_arrived.acquire(timeout=0.05):
+            while not self.window.wait_for_room(timeout=0.05):
                 if time.perf_counter() >= self.stop_at:
                     return False
         return time.perf_counter() < self.stop_at
@@ -207,6 +208,7 @@ class StreamClient:
             # A sender that fell a whole period behind (a starved client) resumes the rate instead of bursting.
             next_send = max(next_send + period, now)
             self.sent_at[frame_id] = now
+            self.window.sent(frame_id)
             yield pb.StreamAnnotateRequest(frame_id=frame_id, image=pb.Image(encoded=next(images)),
                                            options=self.options)
 
@@ -225,7 +227,7 @@ class StreamClient:
                     self.stage_ms.append(stage_times(response))
                 self.faces += len(response.faces)
                 # Each skipped frame was sent and will get no answer of its own: its place is free too.
-                self.answer_arrived.release(1 + len(response.skipped_frame_ids))
+                self.window.answered(response.frame_id, response.skipped_frame_ids)
         except grpc.RpcError as error:
             self.failure = f"stream {self.number}: {error.code().name}: {error.details()}"
 

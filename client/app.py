@@ -1,7 +1,7 @@
 """The Tk window: video with annotations, controls, a list of the faces, and a status bar. UI only.
 
 Tk is touched from the main thread alone: the capture and session threads put events on a queue that
-`_poll` drains every POLL_MS with `after`. Drawing is the one renderer's (ferstream.pipeline.draw, through
+`_poll` drains every POLL_MS with `after`. Drawing is the one renderer's (ferstream.annotate.draw, through
 client/render.py): it keeps every label and chart off every face box, and the face list beside the picture
 gives each face's numbers when a crowd leaves no room for charts.
 """
@@ -35,7 +35,7 @@ from ferstream.client.session import (
     StreamSession,
     target_problem,
 )
-from ferstream.pipeline.draw import Drawing, colour_of, text_colour_on
+from ferstream.annotate.draw import Drawing, colour_of, text_colour_on
 from ferstream.v1 import emotion_pb2
 
 POLL_MS = 20

@@ -1,4 +1,4 @@
-"""The remote backend of the one offline annotation path (ferstream.pipeline.annotate): a fer-server
+"""The remote backend of the one offline annotation path (ferstream.annotate.run): a fer-server
 answers the frames, everything else (reader, renderer, JSON lines, timeline) is the in-process path's.
 
 `fer-annotate INPUT --server HOST:PORT` and `fer-client --headless` both run through here. A video's
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import grpc
 
+from ferstream.annotate.media import Frame, Media, MediaError, probe, read_frames
+from ferstream.annotate.run import Answer, Outputs, Result, annotate_media
 from ferstream.client.capture import FrameSource, SourceError, open_source
 from ferstream.client.library import EmotionClient, IncompleteStream, encode_image, face_record, make_options
-from ferstream.pipeline.annotate import Answer, Outputs, Result, annotate_media
 from ferstream.pipeline.errors import FrameError
-from ferstream.pipeline.media import Frame, Media, MediaError, probe, read_frames
 from ferstream.pipeline.settings import MAX_PIXELS
 from ferstream.v1 import emotion_pb2
 
@@ -49,7 +49,7 @@ class HeadlessSettings:
 
 
 class RemoteBackend:
-    """Frames answered by a fer-server (pipeline.annotate.Backend).
+    """Frames answered by a fer-server (annotate.run.Backend).
 
     detector: a detector name, None for the server's; min_detection_score 0..1 (0: the detector's own);
     jpeg_quality 10..100 of the frames sent; smoothing_ms: the track smoothing time constant asked for
@@ -66,7 +66,7 @@ class RemoteBackend:
         self.jpeg_quality = jpeg_quality
 
     def answers(self, frames: Iterable[Frame], still: bool) -> Iterator[tuple[Frame, Answer]]:
-        """See pipeline.annotate.Backend."""
+        """See annotate.run.Backend."""
         try:
             if still:
                 for frame in frames:
@@ -122,7 +122,7 @@ def run_headless(client: EmotionClient, source: str, settings: HeadlessSettings)
     """fer-client --headless: annotates the --source text's file (or camera, given as its index) through
     the server into settings' outputs, by the same path as `fer-annotate --server`.
 
-    A file's kind is decided by content and its frames read by pipeline.media (container times); a camera
+    A file's kind is decided by content and its frames read by annotate.media (container times); a camera
     runs until it ends or Ctrl-C. Raises OutputError when the source or an output cannot be read or written,
     ServerError when the server fails the call.
     """

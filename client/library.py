@@ -38,8 +38,9 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ferstream.annotate.records import FaceRecord
+from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
 from ferstream.model.labels import EMOTIONS  # the Emotion enum's order (without UNSPECIFIED)
-from ferstream.pipeline.records import FaceRecord
 from ferstream.v1 import emotion_pb2, emotion_pb2_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -67,11 +68,6 @@ ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin":
 
 DETECTORS: tuple[str, ...] = ("haar", "ssd", "yunet")
 
-# File mode's default window. fer-server works on up to two frames of a stream at once (one detected while
-# the other is classified; server/streams.py IN_FLIGHT) and replaces a third that waits: with 2 it stays busy
-# and replaces none. Measured on 75 frames (yunet, 1 classifier thread): 0 frames replaced with a window of
-# 2, 35 with 3, 64 with 4, each sent again.
-DEFAULT_MAX_IN_FLIGHT = 2
 # close() waits this long for each cancelled stream's sending thread; it leaves at once unless the caller's
 # frames iterable is blocked (a camera that stopped delivering).
 SENDER_EXIT_TIMEOUT_S = 1.0
@@ -265,16 +261,17 @@ class _FrameRequests:
 class _InOrderWindow:
     """File mode's flow control for one stream.
 
-    The sending side (gRPC's thread) sends a new frame only while fewer than max_in_flight are unanswered,
-    and first re-sends any frame the server reported skipped. The receiving side (the caller's thread)
-    hands answers out in the order the frames were first sent, with the caller's frame ids. Frames travel
-    under ids of their own (1, 2, 3... in send order), so a caller's repeated ids cannot mix answers up.
+    The sending side (gRPC's thread) sends a frame only while the window (InFlightWindow) has room, and
+    re-sends any frame the server reported skipped before it sends a new one. The receiving side (the
+    caller's thread) hands answers out in the order the frames were first sent, with the caller's frame ids.
+    Frames travel under ids of their own (1, 2, 3... in first-send order), so a caller's repeated ids cannot
+    mix answers up.
     """
 
     def __init__(self, source: _FrameRequests, max_in_flight: int) -> None:
         self._source = source
-        self._limit = max_in_flight
-        self._changed = threading.Condition()
+        self._window: InFlightWindow[None] = InFlightWindow(max_in_flight)
+        self._changed = self._window.changed  # one lock for the window and the order kept here
         self._wire_ids = itertools.count(1)
         self._unanswered: dict[int, emotion_pb2.StreamAnnotateRequest] = {}  # wire id -> request
         self._caller_ids: dict[int, int] = {}  # wire id -> the caller's frame id
@@ -285,9 +282,9 @@ class _InOrderWindow:
         self._closed = False
 
     def _can_act(self) -> bool:
-        room = not self._exhausted and len(self._unanswered) < self._limit
+        room = self._window.has_room() and (bool(self._resend) or not self._exhausted)
         done = self._exhausted and not self._unanswered
-        return self._closed or bool(self._resend) or room or done
+        return self._closed or room or done
 
     def requests(self) -> Iterator[emotion_pb2.StreamAnnotateRequest]:
         """What gRPC sends; ends (half-closing the stream) once every frame is answered."""
@@ -300,6 +297,7 @@ class _InOrderWindow:
                     request = self._unanswered.get(self._resend.popleft())
                     if request is None:
                         continue  # answered after all
+                    self._window.sent(request.frame_id)
                 elif self._exhausted:
                     return  # nothing left to send, nothing unanswered
                 else:
@@ -321,6 +319,7 @@ class _InOrderWindow:
             wire.CopyFrom(request)  # every field the caller set (capture_time_ms too), under the wire id
             wire.frame_id = wire_id
             self._unanswered[wire_id] = wire
+            self._window.sent(wire_id)
             self._caller_ids[wire_id] = request.frame_id
             self._order.append(wire_id)
             return wire
@@ -341,6 +340,7 @@ class _InOrderWindow:
     def _receive(self, response: emotion_pb2.StreamAnnotateResponse) -> list[emotion_pb2.StreamAnnotateResponse]:
         with self._changed:
             self._resend.extend(wire_id for wire_id in response.skipped_frame_ids if wire_id in self._unanswered)
+            self._window.answered(response.frame_id, response.skipped_frame_ids)
             wire_id = response.frame_id
             if self._unanswered.pop(wire_id, None) is not None:
                 response.frame_id = self._caller_ids.pop(wire_id)
@@ -558,7 +558,7 @@ class EmotionClient:
 
 
 def face_record(face: emotion_pb2.Face) -> FaceRecord:
-    """The face as the JSON-lines FaceRecord that fer-annotate writes too (ferstream.pipeline.records).
+    """The face as the JSON-lines FaceRecord that fer-annotate writes too (ferstream.annotate.records).
 
     probabilities holds the classes the server sent (all seven unless it serves a subset), in Emotion order;
     a stream's face also carries its track_id and, when the server smooths, track_probabilities.

@@ -1,7 +1,7 @@
 """The client's side of the message limit: a request too large for the server is refused before it is sent.
 
 gRPC ends the whole call when one message exceeds the server's receive limit, so a stream would lose every
-frame after it. fer-server's limit follows from its pixel limit (ferstream.server.limits): by default
+frame after it. fer-server's limit follows from its pixel limit (pipeline/settings.py: message_limit): by default
 50,397,184 bytes, which carries any raw frame of up to 4096 x 4096 pixels.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from ferstream.server.limits import DEFAULT_MAX_MESSAGE_BYTES
+from ferstream.pipeline.settings import DEFAULT_MAX_MESSAGE_BYTES
 
 
 class FrameTooLarge(ValueError):

@@ -1,5 +1,5 @@
 """The client's side of drawing: server replies turned into the plain values the one renderer draws
-(ferstream.pipeline.draw, shared with fer-annotate). Used by the Tk app (at display size, and for snapshots
+(ferstream.annotate.draw, shared with fer-annotate). Used by the Tk app (at display size, and for snapshots
 at the source's size) and by headless mode.
 """
 
@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ferstream.annotate.draw import Drawing, FaceAnnotation, colour_of, render
 from ferstream.client.library import box_tuple, emotion_name, probabilities
 from ferstream.model.labels import EMOTIONS
-from ferstream.pipeline.draw import Drawing, FaceAnnotation, colour_of, render
 from ferstream.v1 import emotion_pb2
 
 __all__ = ["annotation", "annotations", "colour_of", "draw_annotations", "render_reply"]

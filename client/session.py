@@ -27,11 +27,9 @@ from ferstream.client.library import (
     encode_image,
     make_options,
 )
+from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
 from ferstream.v1 import emotion_pb2
 
-# Frames sent but not yet answered. Two keep the server busy while one answer travels back; more would
-# only add latency, since the server skips frames it could not start anyway.
-DEFAULT_MAX_IN_FLIGHT = 2
 # How long a blocked step waits before looking at the stop flag again: bounds how long stop() takes.
 POLL_S = 0.1
 # A little over the 0.2 s period of gRPC Python's connectivity polling thread (grpc/_channel.py).
@@ -208,11 +206,10 @@ class StreamSession(threading.Thread):
         self._latest = latest
         self._emit = emit
         self._options = options
-        self._max_in_flight = max_in_flight
         self._backoff = backoff
         self._stop_requested = threading.Event()
-        self._window = threading.Condition()
-        self._in_flight: dict[int, _Sent] = {}
+        # More than the default only adds latency in a live stream: the server skips frames it cannot start.
+        self._window: InFlightWindow[_Sent] = InFlightWindow(max_in_flight)
         self._frame_ids = itertools.count()
         self._stats = _StatsWindow()
         self._call: grpc.Call | None = None
@@ -233,8 +230,7 @@ class StreamSession(threading.Thread):
         call = self._call
         if call is not None:
             call.cancel()
-        with self._window:
-            self._window.notify_all()
+        self._window.close()
 
     def run(self) -> None:
         """The thread's body: connect, stream, reconnect, until stop(); ends with a DISCONNECTED event."""
@@ -301,8 +297,7 @@ class StreamSession(threading.Thread):
                 time.sleep(GRPC_CONNECTIVITY_POLL_S)
 
     def _stream_once(self) -> None:
-        with self._window:
-            self._in_flight.clear()
+        self._window.clear()
         stream = self._client.stream(self._requests())
         self._call = stream
         try:
@@ -312,18 +307,12 @@ class StreamSession(threading.Thread):
                 self._handle(response)
         finally:
             self._call = None
-            with self._window:
-                self._window.notify_all()
 
     def _requests(self) -> Iterator[emotion_pb2.StreamAnnotateRequest]:
         last_seq: int | None = None
         while not self._stop_requested.is_set():
-            with self._window:
-                if not self._window.wait_for(
-                    lambda: len(self._in_flight) < self._max_in_flight or self._stop_requested.is_set(),
-                    timeout=POLL_S,
-                ):
-                    continue
+            if not self._window.wait_for_room(timeout=POLL_S):
+                continue
             options = self._options
             if options.paused:
                 last_seq = None  # frames not sent while paused are not "dropped"
@@ -339,18 +328,12 @@ class StreamSession(threading.Thread):
                 image=encode_image(frame.image, options.jpeg_quality),
                 options=make_options(options.detector, options.min_detection_score),
             )
-            with self._window:
-                self._in_flight[request.frame_id] = _Sent(frame, request.options, time.monotonic())
+            self._window.sent(request.frame_id, _Sent(frame, request.options, time.monotonic()))
             self._stats.count_sent(dropped_before)
             yield request
 
     def _handle(self, response: emotion_pb2.StreamAnnotateResponse) -> None:
-        with self._window:
-            sent = self._in_flight.pop(response.frame_id, None)
-            # Answers come in request order: anything older than this one will never be answered.
-            for frame_id in [i for i in self._in_flight if i < response.frame_id]:
-                del self._in_flight[frame_id]
-            self._window.notify_all()
+        sent = self._window.answered(response.frame_id, response.skipped_frame_ids)
         stats = self._stats.count_received(sent.sent_at if sent else None, response)
         if response.error.code != 0:
             self._emit(StateChanged(ConnectionState.CONNECTED, f"frame not processed: {response.error.message}"))

@@ -1,1 +1,1 @@
-"""The frame path without gRPC: decode -> detect -> crop -> classify -> annotate, and its settings."""
+"""The frame path without gRPC: decode -> detect -> align/crop -> classify, face tracks, and its settings."""

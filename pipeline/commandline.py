@@ -116,6 +116,12 @@ def number_type(convert: Callable[[str], Number], accept: Callable[[Number], boo
     return parse
 
 
+def error_line(prog: str, message: str) -> str:
+    """"PROG: error: MESSAGE" on one line (message's line breaks and runs of spaces become single spaces),
+    the form argparse uses for usage errors."""
+    return f"{prog}: error: {' '.join(message.split())}"
+
+
 def print_error(prog: str, message: str) -> None:
-    """One line on stderr, "PROG: error: MESSAGE", the form argparse uses for usage errors."""
-    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
+    """error_line(prog, message) on stderr."""
+    print(error_line(prog, message), file=sys.stderr)

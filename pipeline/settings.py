@@ -1,6 +1,7 @@
 """Defaults of the frame path, in one place: where weights are found, size limits, thread counts.
 
-The server's ServerConfig, fer-annotate and fer-bench all take their defaults from here.
+The server's ServerConfig, fer-annotate, fer-bench and the client all take their defaults from here; this
+module imports nothing heavy, so the client can read its numbers without loading the frame path.
 """
 
 from __future__ import annotations
@@ -15,6 +16,23 @@ from ferstream.model.labels import EMOTIONS, class_indices
 MAX_PIXELS = 4096 * 4096
 # More faces than this in one frame are a crowd shot, not a conversation; the rest are dropped.
 MAX_FACES = 32
+
+# The gRPC message limit follows from the pixel limit (server/limits.py explains why): every raw frame the
+# pixel limit admits must fit one message. BGR8 and RGB8 take 3 bytes a pixel (GRAY8 takes 1).
+RAW_BYTES_PER_PIXEL = 3
+# Everything in a request besides the pixels: frame id, options, the RawImage fields and protobuf tags and
+# lengths take well under 100 bytes; 64 KiB leaves room for fields added later.
+MESSAGE_OVERHEAD_BYTES = 64 * 1024
+
+
+def message_limit(max_pixels: int) -> int:
+    """The smallest message limit (bytes) that carries every raw frame of up to max_pixels pixels."""
+    return max_pixels * RAW_BYTES_PER_PIXEL + MESSAGE_OVERHEAD_BYTES
+
+
+# fer-server's default --max-message-bytes, which clients check their requests against before sending:
+# 4096² x 3 + 65,536 = 50,397,184 bytes (48.1 MiB).
+DEFAULT_MAX_MESSAGE_BYTES = message_limit(MAX_PIXELS)
 
 
 def default_data_dir() -> Path:

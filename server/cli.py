@@ -14,7 +14,7 @@ from .config import build_parser, config_from_args
 # take the cores the detection workers run on. The served runtimes keep their own pools quiet (ONNX Runtime
 # with allow_spinning 0, OpenVINO's TBB sleeps); this covers OpenMP users loaded into the process (torch and
 # oneDNN when a PyTorch model file is served). OpenMP reads it once when it starts, so it is set before any
-# import; an operator's own setting wins. --workers processes inherit it.
+# import; an operator's own setting wins. --replicas processes inherit it.
 WAIT_POLICY = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    if config.workers > 1:
+    if config.replicas > 1:
         from .replicas import serve_replicas
 
         return serve_replicas(config)

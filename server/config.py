@@ -54,13 +54,14 @@ class ServerConfig:
     # Classifier threads. One: the detection workers already keep every core busy, and a second classifier
     # thread only waits for a core (README: 0.35 ms more server CPU per frame at 8 streams, no more fps).
     threads: int = 1
-    # Decode-and-detect threads; 0: one per core available (divided among --workers processes).
+    # Decode-and-detect threads; 0: one per core available (divided among the --replicas processes).
     detect_workers: int = 0
     grace_s: float = 5.0
     log_level: str = "INFO"
-    # Server processes sharing the port (SO_REUSEPORT); see replicas.py.
-    workers: int = 1
-    # Set only inside a --workers process. A lone server turns gRPC's default SO_REUSEPORT off, so that a
+    # Server processes (replicas, each a whole server with its own model) sharing the port (SO_REUSEPORT);
+    # see replicas.py. Not threads: --threads and --detect-workers are the threads of each.
+    replicas: int = 1
+    # Set only inside a --replicas process. A lone server turns gRPC's default SO_REUSEPORT off, so that a
     # second server started on a busy port fails instead of silently taking half of its connections.
     share_port: bool = False
     # None: plaintext, which is refused off loopback unless insecure is set.
@@ -103,13 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s)")
     parser.add_argument("--port", type=port_number, default=ServerConfig.port,
                         help="port, 1-65535; 0 picks a free one (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=ServerConfig.workers,
-                        help="server processes sharing the port, each with its own model and --threads and "
-                             "--detect-workers capped at cores/N; the kernel spreads connections over them "
+    parser.add_argument("--replicas", "--workers", dest="replicas", type=int, default=ServerConfig.replicas,
+                        metavar="N",
+                        help="server processes (replicas) sharing the port, each a whole server with its own "
+                             "model, its --threads and --detect-workers capped at cores/N; the kernel spreads "
+                             "connections over them. Processes, not threads; --workers is its former name "
                              "(default: %(default)s)")
     add_common_arguments(parser)
     parser.add_argument("--threads", type=int, default=ServerConfig.threads,
-                        help="classifier threads (of each --workers process); decoding and detection run on "
+                        help="classifier threads (of each --replicas process); decoding and detection run on "
                              "--detect-workers threads, one each (default: %(default)s)")
     parser.add_argument("--min-face-px", type=int, default=ServerConfig.min_face_px,
                         help="height in pixels of the sent image of the smallest face to find, whatever the frame "
@@ -210,7 +213,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     if not 0 <= args.track_smoothing_ms < float("inf"):
         raise ValueError(f"--track-smoothing-ms must be a finite number of milliseconds >= 0, "
                          f"got {args.track_smoothing_ms}")
-    positive("--workers", args.workers)
+    positive("--replicas", args.replicas)
     positive("--idle-timeout-s", args.idle_timeout_s)
     if args.max_stream_seconds < 0:
         raise ValueError("--max-stream-seconds cannot be negative")
@@ -235,7 +238,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         detect_workers=args.detect_workers,
         grace_s=args.grace_s,
         log_level=args.log_level,
-        workers=args.workers,
+        replicas=args.replicas,
         tls=tls,
         insecure=args.insecure,
         auth_tokens=tokens,

@@ -9,32 +9,21 @@ frame the pixel limit admits fits, raw frames included:
 With the default --max-pixels of 4096² that is 50,331,648 + 65,536 = 50,397,184 bytes (48.1 MiB).
 Encoded images are smaller than their raw pixels except in exotic forms (16-bit or alpha PNG, 32-bit
 BMP); such a file over the limit still ends its call, and clients check the size before sending
-(ferstream.client.limits). This module imports nothing heavy: the client uses it too.
+(ferstream.client.limits). The arithmetic and the defaults live in pipeline/settings.py, which the client
+imports too; this module adds the server's check that its two flags agree.
 """
 
 from __future__ import annotations
 
-# BGR8 and RGB8 (GRAY8 is 1).
-RAW_BYTES_PER_PIXEL = 3
-# Everything in a request besides the pixels: frame id, options, the RawImage fields and protobuf tags and
-# lengths take well under 100 bytes; 64 KiB leaves room for fields added later.
-MESSAGE_OVERHEAD_BYTES = 64 * 1024
-# pipeline.settings.MAX_PIXELS, repeated so that the client does not import the frame path for a number;
-# tests/test_limits.py checks that the two agree.
-DEFAULT_MAX_PIXELS = 4096 * 4096
+from ferstream.pipeline.settings import (DEFAULT_MAX_MESSAGE_BYTES, MESSAGE_OVERHEAD_BYTES, RAW_BYTES_PER_PIXEL,
+                                        message_limit)
 
-
-def message_limit(max_pixels: int) -> int:
-    """The smallest message limit (bytes) that carries every raw frame of up to max_pixels pixels."""
-    return max_pixels * RAW_BYTES_PER_PIXEL + MESSAGE_OVERHEAD_BYTES
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "check_limits_agree", "largest_raw_pixels", "message_limit"]
 
 
 def largest_raw_pixels(max_message_bytes: int) -> int:
     """The most pixels a raw BGR/RGB frame may have to fit a message of max_message_bytes (0 if none fits)."""
     return max(0, (max_message_bytes - MESSAGE_OVERHEAD_BYTES) // RAW_BYTES_PER_PIXEL)
-
-
-DEFAULT_MAX_MESSAGE_BYTES = message_limit(DEFAULT_MAX_PIXELS)
 
 
 def check_limits_agree(max_pixels: int, max_message_bytes: int) -> None:

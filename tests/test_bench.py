@@ -96,6 +96,7 @@ def vgg_multiply_adds(channels) -> int:
     return total + previous * 7
 
 
+@pytest.mark.slow
 def test_classifier(data_options) -> None:
     result = bench_json("classifier", "--seconds", "0.1", "--batch-sizes", "1,8", "--threads", "1", "--unfolded",
                         *data_options)
@@ -140,6 +141,7 @@ def test_detectors_table_and_chart(tmp_path: Path, data_options) -> None:
     assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
+@pytest.mark.slow
 def test_markdown_output_and_errors(tmp_path: Path, data_options) -> None:
     result = bench("classifier", "--seconds", "0.05", "--batch-sizes", "2", "--threads", "1", *data_options)
     assert result.returncode == 0, result.stderr

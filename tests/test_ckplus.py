@@ -35,6 +35,7 @@ def run(data: Path, epochs: int, capsys: pytest.CaptureFixture) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_fine_tuning_on_the_other_folds_beats_the_model_as_shipped(few_subjects: Path,
                                                                    capsys: pytest.CaptureFixture) -> None:
     as_shipped = run(few_subjects, 0, capsys)

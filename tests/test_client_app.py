@@ -22,12 +22,12 @@ import cv2
 import numpy as np
 import pytest
 
+from ferstream.annotate.draw import Style, overlaps
 from ferstream.client.app import FLASH_MS, PAUSED_BADGE, TOOLTIP_BACKGROUND, ClientApp
 from ferstream.client.capture import open_source
 from ferstream.client.library import EmotionClient, box_tuple
 from ferstream.client.render import annotation, colour_of, render_reply
 from ferstream.client.session import ConnectionState, Stats, StreamOptions
-from ferstream.pipeline.draw import Style, overlaps
 from ferstream.v1 import emotion_pb2
 from helpers import pump
 

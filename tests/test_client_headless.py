@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from ferstream.pipeline.records import read_jsonl
+from ferstream.annotate.records import read_jsonl
 
 
 def fer_client(*args: str) -> list[str]:
@@ -68,7 +68,7 @@ def test_headless_and_fer_annotate_write_one_format(server, faces_dir, fer_model
                                      "--detector", "ssd", "--jsonl", str(remote), "--jpeg-quality", "100"),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    done = subprocess.run([sys.executable, "-m", "ferstream.pipeline.annotate_cli", str(photo), "--detector", "ssd",
+    done = subprocess.run([sys.executable, "-m", "ferstream.annotate.cli", str(photo), "--detector", "ssd",
                            "--models-dir", str(fer_models_dir), "--out", str(tmp_path / "local.jpg"),
                            "--jsonl", str(local), "--threads", "1"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -125,12 +125,12 @@ def test_both_backends_write_container_times_and_one_format(server, faces_dir, f
     fps), and the three write the same records: keys, times, faces, tracks (probabilities within what JPEG
     re-encoding moves), and the two fer-annotate runs the same timeline rows."""
     pytest.importorskip("av", reason="PyAV is in the dev extra: pip install -e .[dev]")
-    from test_timeline import VFR_TIMES_MS, vfr_clip
+    from test_annotate_timeline import VFR_TIMES_MS, vfr_clip
 
-    from ferstream.pipeline.timeline import read_timeline_csv
+    from ferstream.annotate.timeline import read_timeline_csv
 
     clip = vfr_clip(tmp_path, faces_dir)
-    annotate = [sys.executable, "-m", "ferstream.pipeline.annotate_cli", str(clip), "--detector", "ssd",
+    annotate = [sys.executable, "-m", "ferstream.annotate.cli", str(clip), "--detector", "ssd",
                 "--jpeg-quality", "100"]
     runs = {
         "local": [*annotate, "--out", str(tmp_path / "local.avi"), "--models-dir", str(fer_models_dir),

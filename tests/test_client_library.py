@@ -1,6 +1,6 @@
 """EmotionClient against a real fer-server on loopback (unary calls, live and file streams), plus frame sources.
 
-Drawing is tested in test_draw.py."""
+Drawing is tested in test_annotate_draw.py."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from ferstream.annotate.records import read_jsonl
 from ferstream.client import EmotionClient, emotion_name, face_to_dict
-from ferstream.pipeline.records import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"

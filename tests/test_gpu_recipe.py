@@ -33,6 +33,7 @@ def recipe(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow
 def test_the_smoke_run_trains_a_teacher_and_distils_the_served_width_from_it(few_faces: Path, tmp_path: Path) -> None:
     out = tmp_path / "gpu"
     finished = recipe("--smoke", "--stage", "both", "--data", str(few_faces), "--out", str(out))

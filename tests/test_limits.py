@@ -7,6 +7,7 @@ stream (skipped frames, test_client_library.py), memory under a client that neve
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 from ferstream.client.limits import FrameTooLarge, check_request_size
 from ferstream.pipeline.settings import MAX_PIXELS
 from ferstream.server.config import ServerConfig, build_parser, config_from_args
-from ferstream.server.limits import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PIXELS, message_limit
+from ferstream.server.limits import DEFAULT_MAX_MESSAGE_BYTES, message_limit
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
 from helpers import stream_frame
@@ -114,7 +115,9 @@ def test_a_raw_4k_frame_is_answered_by_a_default_server_and_the_stream_goes_on(
 
 
 def test_the_default_limits_agree() -> None:
-    assert DEFAULT_MAX_PIXELS == MAX_PIXELS, "server/limits.py repeats the frame path's pixel limit"
+    assert message_limit(MAX_PIXELS) == DEFAULT_MAX_MESSAGE_BYTES
+    client_default = inspect.signature(check_request_size).parameters["max_message_bytes"].default
+    assert client_default == ServerConfig().max_message_bytes, "the client checks against the server's default"
     assert DEFAULT_MAX_MESSAGE_BYTES == 4096 * 4096 * 3 + 65536 == ServerConfig().max_message_bytes
     assert config_from_args(build_parser().parse_args([])).max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES
     # The message limit follows --max-pixels unless given.

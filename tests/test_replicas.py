@@ -1,4 +1,4 @@
-"""More than one server: two fer-servers behind one round-robin target, and fer-server --workers 2 on one port."""
+"""More than one server: two fer-servers behind one round-robin target, and fer-server --replicas 2 on one port."""
 
 from __future__ import annotations
 
@@ -100,34 +100,35 @@ def test_a_stream_survives_its_server_stopping(two_servers, round_robin_target: 
     assert len(face_counts) == 1 and face_counts != {0}, "both servers find the same faces in the same photo"
 
 
-def test_workers_share_one_port(fer_server_factory, fer_models_dir: Path) -> None:
-    server = fer_server_factory("--models-dir", str(fer_models_dir), "--workers", "2")
+def test_replicas_share_one_port(fer_server_factory, fer_models_dir: Path) -> None:
+    server = fer_server_factory("--models-dir", str(fer_models_dir), "--replicas", "2")
     try:
         log = server.log()
         for number in (1, 2):
-            assert f"[worker {number}]: listening on {server.address}" in log
-        assert log.count("serving on ") == 1, "only the parent announces the address, once all workers listen"
+            assert f"[replica {number}]: listening on {server.address}" in log
+        assert log.count("serving on ") == 1, "only the parent announces the address, once all replicas listen"
 
-        def opened_by_worker(number: int) -> int:
-            return sum(f"[worker {number}]: stream" in line and " opened by " in line
+        def opened_by_replica(number: int) -> int:
+            return sum(f"[replica {number}]: stream" in line and " opened by " in line
                        for line in server.log().splitlines())
 
-        # The kernel hashes each new connection to a worker: a few connections reach both.
+        # The kernel hashes each new connection to a replica: a few connections reach both.
         for _ in range(24):
             with grpc.insecure_channel(server.address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
                 assert list(pb_grpc.EmotionServiceStub(channel).StreamAnnotate(iter([]), timeout=30)) == []
-            if opened_by_worker(1) and opened_by_worker(2):
+            if opened_by_replica(1) and opened_by_replica(2):
                 break
-        assert opened_by_worker(1) > 0 and opened_by_worker(2) > 0
+        assert opened_by_replica(1) > 0 and opened_by_replica(2) > 0
     finally:
         server.process.send_signal(signal.SIGTERM)
         code = server.process.wait(timeout=60)
     assert code == 0
     log = server.log()
-    assert "[worker 1]: stopped" in log and "[worker 2]: stopped" in log and "all workers stopped" in log
+    assert "[replica 1]: stopped" in log and "[replica 2]: stopped" in log and "all replicas stopped" in log
 
 
-def test_a_worker_that_cannot_start_fails_the_server(tmp_path: Path) -> None:
+def test_a_replica_that_cannot_start_fails_the_server(tmp_path: Path) -> None:
+    """Also: --workers, the option's former name, still runs replicas."""
     import subprocess
     import sys
 
@@ -138,16 +139,19 @@ def test_a_worker_that_cannot_start_fails_the_server(tmp_path: Path) -> None:
     assert str(missing) in result.stderr and "serving on" not in result.stderr
 
 
-def test_workers_split_the_cores_and_get_their_own_metrics_ports() -> None:
-    from ferstream.server.config import ServerConfig
-    from ferstream.server.replicas import worker_config
+def test_replicas_split_the_cores_and_get_their_own_metrics_ports() -> None:
+    from ferstream.server.config import ServerConfig, build_parser, config_from_args
+    from ferstream.server.replicas import replica_config
 
-    config = ServerConfig(port=0, threads=4, workers=4, metrics_port=9100)
-    workers = [worker_config(config, 50051, number, cores=8) for number in (1, 2, 3, 4)]
-    assert {(w.port, w.threads, w.workers, w.detect_workers) for w in workers} == {(50051, 2, 1, 2)}
-    # An explicit --detect-workers is kept within the worker's share of the cores.
-    assert worker_config(replace(config, detect_workers=1), 50051, 1, cores=8).detect_workers == 1
-    assert worker_config(replace(config, detect_workers=6), 50051, 1, cores=8).detect_workers == 2
-    assert [w.metrics_port for w in workers] == [9100, 9101, 9102, 9103]
-    assert worker_config(replace(config, metrics_port=None), 50051, 2, cores=2).metrics_port is None
-    assert worker_config(config, 50051, 1, cores=2).threads == 1, "never fewer than one thread"
+    config = ServerConfig(port=0, threads=4, replicas=4, metrics_port=9100)
+    replicas = [replica_config(config, 50051, number, cores=8) for number in (1, 2, 3, 4)]
+    assert {(r.port, r.threads, r.replicas, r.detect_workers) for r in replicas} == {(50051, 2, 1, 2)}
+    # An explicit --detect-workers is kept within the replica's share of the cores.
+    assert replica_config(replace(config, detect_workers=1), 50051, 1, cores=8).detect_workers == 1
+    assert replica_config(replace(config, detect_workers=6), 50051, 1, cores=8).detect_workers == 2
+    assert [r.metrics_port for r in replicas] == [9100, 9101, 9102, 9103]
+    assert replica_config(replace(config, metrics_port=None), 50051, 2, cores=2).metrics_port is None
+    assert replica_config(config, 50051, 1, cores=2).threads == 1, "never fewer than one thread"
+    # --replicas, and --workers (its former name) for the same setting.
+    for option in ("--replicas", "--workers"):
+        assert config_from_args(build_parser().parse_args([option, "3"])).replicas == 3

@@ -288,7 +288,7 @@ from pathlib import Path
 sys.modules["torch"] = None  # any import of torch now raises ImportError
 from ferstream.pipeline.decode import EncodedImage
 from ferstream.pipeline.framepath import load_frame_path, set_thread_counts
-import ferstream.server.app, ferstream.server.cli, ferstream.pipeline.annotate_cli, ferstream.training.evaluate
+import ferstream.server.app, ferstream.server.cli, ferstream.annotate.cli, ferstream.training.evaluate
 set_thread_counts(1)
 path = load_frame_path(Path(sys.argv[1]), None, tuple(range(7)), 4096 * 4096, 50)
 frame = path.annotate(EncodedImage(Path(sys.argv[2]).read_bytes()))

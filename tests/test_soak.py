@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import pytest
 
 from ferstream.client.library import EmotionClient
+
+pytestmark = pytest.mark.slow  # 20 s of streams by default, more with FER_SOAK_SECONDS
 
 STREAMS = int(os.environ.get("FER_SOAK_STREAMS", "4"))
 SECONDS = float(os.environ.get("FER_SOAK_SECONDS", "20"))

@@ -50,6 +50,7 @@ def smoke_args(data: Path, out: Path, *extra: str) -> list[str]:
             "--ema-decay", "0.5", "--threads", "2", "--seed", "1", *extra]
 
 
+@pytest.mark.slow
 def test_smoke_training_learns_and_writes_its_files(small_fer2013: Path, tmp_path: Path) -> None:
     assert train_main(smoke_args(small_fer2013, tmp_path, "--equalize")) == 0
     history = json.loads((tmp_path / "metrics.json").read_text())
@@ -123,6 +124,7 @@ def assert_same_run(resumed: Path, uninterrupted: Path) -> None:
         load_model(uninterrupted / "final.pt").meta["weights_sha256"]
 
 
+@pytest.mark.slow
 def test_resume_continues_where_it_stopped(small_fer2013: Path, two_epochs: Path, tmp_path: Path) -> None:
     split = tmp_path / "split"
     first = smoke_args(small_fer2013, split, "--epochs", "2", "--stop-after", "1")
@@ -164,6 +166,7 @@ def write_legacy_checkpoint(out: Path, command: str) -> None:
     torch.save(legacy, out / "last.pt")
 
 
+@pytest.mark.slow
 def test_a_last_pt_from_before_model_files_held_training_state_resumes(small_fer2013: Path, two_epochs: Path,
                                                                        tmp_path: Path) -> None:
     """`fer-train --out OUT --resume` continues a legacy last.pt bit for bit, writes model files and keeps the chain."""
@@ -219,6 +222,7 @@ def test_init_starts_from_a_model_files_weights(small_fer2013: Path, tmp_path: P
     assert meta["provenance"][-1]["inputs"]["init"]["sha256"] == shipped_sha256
 
 
+@pytest.mark.slow
 def test_init_grows_a_wider_network_that_starts_where_the_model_file_was(small_fer2013: Path,
                                                                           tmp_path: Path) -> None:
     """--init into wider blocks: the grown network's first PublicTest score is the model file's own score."""
@@ -271,6 +275,7 @@ def teacher_disagreement(student: Path, teacher_probabilities: torch.Tensor, fac
     return torch.sum(teacher_probabilities * (teacher_probabilities.log() - student_log), dim=1).mean().item()
 
 
+@pytest.mark.slow
 def test_distillation_pulls_the_student_towards_the_teacher(small_fer2013: Path, tmp_path: Path) -> None:
     shipped = load_model()
     faces = load_dataset(small_fer2013, "Training")
@@ -289,6 +294,7 @@ def test_a_missing_teacher_is_a_clear_error(small_fer2013: Path, tmp_path: Path,
     assert "absent.pt" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ferplus_votes_pull_the_model_towards_the_annotators(shared: Path, small_fer2013: Path, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture) -> None:
     """--votes: the training images take the FER+ votes of their pixel twins into their targets."""

@@ -505,7 +505,7 @@ def test_page_says_why_the_stream_stopped_and_reconnects(chromium, fer_server_fa
 
 
 def test_page_layout_keeps_labels_and_charts_off_every_face_in_a_crowd(chromium, gateway, tmp_path):
-    """The page's layout (draw.js) on 24 faces too close for labels between them: as pipeline.draw's, no
+    """The page's layout (draw.js) on 24 faces too close for labels between them: as annotate.draw's, no
     label covers another face, no chart covers any, overlays never cover each other, and labels that fit
     nowhere else shrink to "#N" inside their own box."""
     context, page = open_page(chromium, tmp_path, gateway.url)

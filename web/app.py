@@ -23,8 +23,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ferstream.client.library import DEFAULT_MAX_IN_FLIGHT, EmotionClient, face_record, make_options
 from ferstream.model.labels import EMOTIONS
 from ferstream.pipeline.decode import JPEG_SOI, jpeg_header
-from ferstream.pipeline.draw import CHART_DIMMING, colour_of, text_colour_on
-from ferstream.pipeline.records import FrameRecord
+from ferstream.annotate.draw import CHART_DIMMING, colour_of, text_colour_on
+from ferstream.annotate.records import FrameRecord
 from ferstream.server.limits import DEFAULT_MAX_MESSAGE_BYTES
 from ferstream.v1 import emotion_pb2
 
@@ -66,7 +66,7 @@ class GatewaySettings:
 
 def page_config(settings: GatewaySettings) -> dict[str, object]:
     """What the page draws with: the emotions in model order, each one's box colour and label text colour
-    as CSS hex (from ferstream.pipeline.draw, so the page draws as the Tk app does), the chart dimming and
+    as CSS hex (from ferstream.annotate.draw, so the page draws as the Tk app does), the chart dimming and
     the frame size limit."""
     def css(bgr: tuple[int, int, int]) -> str:
         return "#{:02x}{:02x}{:02x}".format(*reversed(bgr))

@@ -21,7 +21,7 @@ import grpc
 from ferstream.client.library import EmotionClient, face_record
 from ferstream.pipeline.decode import encoded_dimensions
 from ferstream.pipeline.errors import BadInput
-from ferstream.pipeline.records import FrameRecord
+from ferstream.annotate.records import FrameRecord
 from ferstream.v1 import emotion_pb2
 
 from .httpstatus import error_body, http_status, rpc_error_body

@@ -1,5 +1,5 @@
 """The gateway's OpenAPI 3.1 description, written out: the routes are few, and the record schema follows
-ferstream.pipeline.records (the JSON-lines format fer-annotate writes)."""
+ferstream.annotate.records (the JSON-lines format fer-annotate writes)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-// The page's drawing: the rules of ferstream.pipeline.draw (the Tk app's and fer-annotate's renderer) on a
+// The page's drawing: the rules of ferstream.annotate.draw (the Tk app's and fer-annotate's renderer) on a
 // canvas. Each face gets a box in its emotion's colour, a label "#N emotion P%" and, with charts on, a bar
 // chart of its seven probabilities. Labels and charts go only where they cover no face box (their own
 // face's included) and nothing placed before them: a label that fits nowhere in full shrinks to "#N"

@@ -1,4 +1,4 @@
-"""The one renderer (ferstream.pipeline.draw): what it promises on plain values, and that fer-annotate's
+"""The one renderer (ferstream.annotate.draw): what it promises on plain values, and that fer-annotate's
 results and the client's replies draw the same."""
 
 from __future__ import annotations
@@ -10,10 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ferstream.client.render import draw_annotations as draw_reply
-from ferstream.model.labels import EMOTIONS
-from ferstream.pipeline.detectors import Detection
-from ferstream.pipeline.draw import (
+from ferstream.annotate.draw import (
     CHART_DIMMING,
     EMOTION_COLOURS,
     WHITE,
@@ -27,6 +24,9 @@ from ferstream.pipeline.draw import (
     render,
     text_colour_on,
 )
+from ferstream.client.render import draw_annotations as draw_reply
+from ferstream.model.labels import EMOTIONS
+from ferstream.pipeline.detectors import Detection
 from ferstream.pipeline.framepath import AnnotatedFrame, FaceResult
 from ferstream.v1 import emotion_pb2
 
@@ -129,7 +129,7 @@ def test_fer_annotate_results_and_client_replies_draw_the_same():
 
 
 def test_the_renderer_needs_neither_grpc_nor_the_protobuf_messages():
-    code = ("import sys, ferstream.pipeline.draw; "
+    code = ("import sys, ferstream.annotate.draw; "
             "print(sorted(m for m in sys.modules if m.startswith(('grpc', 'ferstream.v1', 'google.protobuf'))))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"

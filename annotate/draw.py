@@ -25,8 +25,8 @@ import numpy as np
 from ferstream.model.labels import EMOTIONS
 
 if TYPE_CHECKING:  # framepath pulls in the model runtime; drawing must not (the client draws too)
-    from .framepath import AnnotatedFrame
-    from .tracking import TrackedFace
+    from ferstream.pipeline.framepath import AnnotatedFrame
+    from ferstream.pipeline.tracking import TrackedFace
 
 # (x1, y1, x2, y2), x2 and y2 exclusive, in pixels of the drawn image.
 Rect = tuple[int, int, int, int]

@@ -13,6 +13,8 @@
   `emotion` is the most probable of them. Faces on a track also carry `track_id` (≥ 1) and
   `track_probabilities` (the probabilities smoothed over the track); faces without one leave both out.
 - `error`: present only for a frame that could not be annotated (its one-line reason); `faces` is then empty.
+- `file`: in a batch's JSON lines (`fer-annotate FILES_OR_FOLDERS --jsonl PATH`) only, first in each
+  record: the input file the frame comes from, as given or found.
 
 This module is plain Python: the client (protobuf faces) and the pipeline (FaceResult) each convert to
 FaceRecord, and neither side's dependencies load here.
@@ -29,8 +31,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:  # only for the annotations; importing framepath would load the model runtime
-    from .framepath import FaceResult
-    from .tracking import TrackedFace
+    from ferstream.pipeline.framepath import FaceResult
+    from ferstream.pipeline.tracking import TrackedFace
 
 # Probabilities and scores are written to 4 decimals: the model is not that precise, and lines stay short.
 DECIMALS = 4
@@ -74,10 +76,12 @@ class FrameRecord:
     faces: Sequence[FaceRecord] = field(default_factory=tuple)
     time_ms: float | None = None
     error: str | None = None
+    file: str | None = None  # the input file, in a batch's JSON lines only
 
     def to_json(self) -> dict[str, object]:
         """The frame as a JSON-ready dict (keys as documented in this module)."""
-        record: dict[str, object] = {"frame": int(self.frame)}
+        record: dict[str, object] = {} if self.file is None else {"file": self.file}
+        record["frame"] = int(self.frame)
         if self.time_ms is not None:
             record["time_ms"] = round(float(self.time_ms), 3)
         record.update(width=int(self.width), height=int(self.height),

@@ -1,4 +1,4 @@
-"""Emotion timelines (pipeline/timeline.py) and the container times they and the JSON lines carry: a
+"""Emotion timelines (annotate/timeline.py) and the container times they and the JSON lines carry: a
 variable-frame-rate video made here with PyAV (OpenCV writes constant rates only) goes through fer-annotate,
 whose records must carry each frame's presentation time, not index / fps."""
 
@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
+from ferstream.annotate.records import FaceRecord, FrameRecord, read_jsonl
+from ferstream.annotate.timeline import CSV_COLUMNS, Timeline, read_timeline_csv
 from ferstream.model.labels import EMOTIONS
-from ferstream.pipeline.records import FaceRecord, FrameRecord, read_jsonl
-from ferstream.pipeline.timeline import CSV_COLUMNS, Timeline, read_timeline_csv
 
 av = pytest.importorskip("av", reason="PyAV is in the dev extra: pip install -e .[dev]")
 
@@ -53,7 +53,7 @@ def vfr_clip(folder: Path, faces_dir: Path) -> Path:
 
 def annotate(*arguments: str) -> subprocess.CompletedProcess:
     """fer-annotate with one inference thread, output captured."""
-    return subprocess.run([sys.executable, "-m", "ferstream.pipeline.annotate_cli", *arguments, "--threads", "1"],
+    return subprocess.run([sys.executable, "-m", "ferstream.annotate.cli", *arguments, "--threads", "1"],
                           capture_output=True, text=True, timeout=180)
 
 

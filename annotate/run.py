@@ -13,22 +13,23 @@ Plain Python, numpy and OpenCV: no gRPC here (the remote backend lives in the cl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ferstream.model.labels import EMOTIONS
+from ferstream.pipeline.tracking import DEFAULT_SMOOTHING_MS, FaceTracker
 
-from .media import Frame, Media, MediaError, open_video_writer, write_image
+from .media import Frame, Media, MediaError, add_audio, open_video_writer, write_image
 from .records import FaceRecord, FrameRecord, JsonLinesWriter, face_record_from_result, open_jsonl
 from .timeline import Timeline, timeline_paths
-from .tracking import DEFAULT_SMOOTHING_MS, FaceTracker
 
 if TYPE_CHECKING:  # the frame path loads the model runtime; only the types are needed here
+    from ferstream.pipeline.framepath import DetectOptions, FramePath
+
     from .draw import FaceAnnotation
-    from .framepath import DetectOptions, FramePath
 
 
 @dataclass(frozen=True)
@@ -105,14 +106,16 @@ def annotation_of(face: FaceRecord, number: int) -> FaceAnnotation:
     return FaceAnnotation(face.box, emotion, probabilities, face.track_id or number)
 
 
-def annotate_media(media: Media, frames: Iterable[Frame], backend: Backend, outputs: Outputs) -> Result:
+def annotate_media(media: Media, frames: Iterable[Frame], backend: Backend, outputs: Outputs,
+                   on_record: Callable[[FrameRecord], None] | None = None) -> Result:
     """Annotates every frame of media (read by `frames`, normally media.read_frames) through backend into
-    outputs.
+    outputs, handing each frame's record to on_record too when given (a batch's own outputs).
 
     Nothing is written before the first frame has been answered, so a file that cannot be decoded leaves no
-    empty outputs behind. A video is written at media.fps. Raises what the reader and the backend raise
-    (FrameError for bad input), MediaError when no frame could be read or the annotated copy cannot be
-    written, OSError when the JSON lines or the timeline cannot.
+    empty outputs behind. A video is written at media.fps, with the source file's audio (media.add_audio).
+    Raises what the reader and the backend raise (FrameError for bad input), MediaError when no frame could
+    be read or the annotated copy (or its audio) cannot be written, OSError when the JSON lines or the
+    timeline cannot.
     """
     from .draw import render
 
@@ -124,6 +127,8 @@ def annotate_media(media: Media, frames: Iterable[Frame], backend: Backend, outp
         for frame, answer in backend.answers(frames, media.still):
             height, width = frame.image.shape[:2]
             record = FrameRecord(frame.index, width, height, answer.faces, frame.time_ms, answer.error)
+            if on_record is not None:
+                on_record(record)
             if outputs.jsonl is not None:
                 if lines is None:
                     lines = opened.enter_context(open_jsonl(outputs.jsonl))
@@ -145,6 +150,8 @@ def annotate_media(media: Media, frames: Iterable[Frame], backend: Backend, outp
             errors += answer.error is not None
     if frame_count == 0:
         raise MediaError(f"{media.path}: no frame could be read")
+    if outputs.annotated is not None and not media.still and media.path.is_file():  # not a camera
+        add_audio(media.path, outputs.annotated)
     if timeline is not None and outputs.timeline is not None:
         table, plot = timeline_paths(outputs.timeline)
         timeline.write_csv(table)

@@ -5,19 +5,27 @@ or WebP is a still image and goes through the server's own decoder (`decode.py`:
 damaged or truncated file is refused); anything else is opened as a video (or an animated image such as
 a GIF) by OpenCV's FFmpeg backend. Video frames carry the time the container gives them
 (CAP_PROP_POS_MSEC), so variable-frame-rate files keep their timing.
+
+OpenCV writes video only, so an annotated copy gets the source's audio afterwards (add_audio): PyAV, with
+the FFmpeg of its wheel, copies the audio packets into the written file without re-encoding the video.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from .decode import EncodedImage, check_size, decode
+if TYPE_CHECKING:  # PyAV loads FFmpeg: only add_audio imports it
+    import av
+
+from ferstream.pipeline.decode import EncodedImage, check_size, decode
 
 # The formats decode.py reads, by their first bytes (JPEG SOI, the PNG signature, BMP "BM", RIFF....WEBP).
 _IMAGE_SIGNATURES = (b"\xff\xd8", b"\x89PNG\r\n\x1a\n", b"BM")
@@ -81,7 +89,7 @@ def probe(path: Path) -> Media:
         head = stream.read(16)
     if is_still_image(head):
         return Media(path, True, FALLBACK_FPS)
-    capture = cv2.VideoCapture(str(path))
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)  # not OpenCV's own AVI reader, which prints to stderr
     try:
         if not capture.isOpened() or not capture.grab():
             raise MediaError(f"{path}: not a readable image or video")
@@ -100,7 +108,7 @@ def read_frames(media: Media, max_pixels: int) -> Iterator[Frame]:
     if media.still:
         yield Frame(0, decode(EncodedImage(media.path.read_bytes()), max_pixels), None)
         return
-    capture = cv2.VideoCapture(str(media.path))
+    capture = cv2.VideoCapture(str(media.path), cv2.CAP_FFMPEG)
     try:
         index = 0
         while True:
@@ -153,3 +161,68 @@ def open_video_writer(path: Path, size: tuple[int, int], fps: float) -> cv2.Vide
     if not writer.isOpened():
         raise MediaError(f"{path}: cannot write a {codec} video there")
     return writer
+
+
+def add_audio(source: Path, video: Path) -> bool:
+    """Puts source's first audio stream into video (a file OpenCV wrote, video only), in place: both
+    streams' packets are copied as they are, interleaved by time, into a new file that then replaces video.
+    An audio codec that video's container cannot hold as it is (Opus in AVI) is re-encoded to AAC.
+
+    Returns False, changing nothing, when source has no audio. MediaError (naming both files) when the
+    audio cannot be read or written.
+    """
+    import av  # PyAV: loaded only when a video is written
+
+    muxed = video.with_name(f"{video.stem}.audio{video.suffix}")
+    try:
+        with av.open(str(source)) as inputs:
+            if not inputs.streams.audio:
+                return False
+        try:
+            _mux(source, video, muxed, transcode=False)
+        except (av.FFmpegError, ValueError):  # the container refuses the codec as it is
+            _mux(source, video, muxed, transcode=True)
+        os.replace(muxed, video)
+    except (av.FFmpegError, ValueError, OSError) as error:
+        reason = " ".join(str(error).split())
+        raise MediaError(f"{video}: cannot add the audio of {source} ({reason})") from None
+    finally:
+        muxed.unlink(missing_ok=True)
+    return True
+
+
+def _mux(source: Path, video: Path, muxed: Path, transcode: bool) -> None:
+    """Writes video's video stream and source's first audio stream into muxed, packets in time order; the
+    audio is copied, or decoded and encoded to AAC when transcode."""
+    import av
+
+    with av.open(str(source)) as inputs, av.open(str(video)) as drawn, av.open(str(muxed), "w") as output:
+        audio_in, video_in = inputs.streams.audio[0], drawn.streams.video[0]
+        video_out = output.add_stream_from_template(video_in)
+        if transcode:
+            audio_out = output.add_stream("aac", rate=audio_in.codec_context.sample_rate,
+                                          layout=audio_in.codec_context.layout)
+        else:
+            audio_out = output.add_stream_from_template(audio_in)
+        packets = heapq.merge(_timed(drawn.demux(video_in)), _timed(inputs.demux(audio_in)),
+                              key=lambda timed: timed[0])
+        for _, packet in packets:
+            if packet.stream is video_in:
+                packet.stream = video_out
+                output.mux(packet)
+            elif transcode:
+                for frame in packet.decode():
+                    frame.pts = None  # the encoder numbers its own samples
+                    output.mux(audio_out.encode(frame))
+            else:
+                packet.stream = audio_out
+                output.mux(packet)
+        if transcode:
+            output.mux(audio_out.encode(None))
+
+
+def _timed(packets: Iterator[av.Packet]) -> Iterator[tuple[float, av.Packet]]:
+    """(decoding time in seconds, packet) of each packet that has one (not the demuxer's closing one)."""
+    for packet in packets:
+        if packet.dts is not None:
+            yield float(packet.dts * packet.time_base), packet

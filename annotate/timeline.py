@@ -1,6 +1,6 @@
 """Emotion timelines: each face track's probabilities over a video's time, as a CSV table and a PNG plot.
 
-Built from the JSON-lines frame records (pipeline/records.py) that both annotate backends produce, so the
+Built from the JSON-lines frame records (annotate/records.py) that both annotate backends produce, so the
 in-process and the remote path give the same timeline. Times are the records' `time_ms`: the container's
 time of each frame (CAP_PROP_POS_MSEC), never frame index / fps, so a variable-frame-rate video keeps its
 timing.
@@ -17,7 +17,7 @@ CSV (`PREFIX.csv`), one row per track per frame on which the track's face was fo
 
 PNG (`PREFIX.png`): one panel per track (the MAX_PANELS tracks seen longest, in track order), the
 probabilities stacked over time in seconds, coloured as the renderer colours the emotions
-(pipeline/draw.py). A track is drawn only where its face was found: a frame without it breaks its band.
+(annotate/draw.py). A track is drawn only where its face was found: a frame without it breaks its band.
 """
 
 from __future__ import annotations
