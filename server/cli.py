@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 
+from ferstream.pipeline.commandline import EXIT_USAGE, print_error
+
 from .config import build_parser, config_from_args
 
 
@@ -26,8 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
-    except ValueError as error:
-        parser.error(str(error))
+    except ValueError as error:  # one line, not argparse's usage block: the options parsed, their values did not
+        print_error(parser.prog, f"{error} (see --help)")
+        return EXIT_USAGE
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     if config.workers > 1:
