@@ -75,6 +75,11 @@ PART_OF_FACE = 0.7
 # level's network sees their parts (an eye, a cheek) at the sizes of whole faces and reports them as faces.
 LEVEL_FACE_SLACK = 2.0
 
+# OpenCV's cascade and DNN module keep buffers sized for the largest image they have searched (the cascade
+# about 0.2 GB after a 1448x1448 image, SSD about 0.1 GB after 1024x1024 tiles); after a frame whose search
+# saw an image larger than this (px: 1280x720) Haar and SSD load their model again (40 ms), which lets them go.
+RELEASE_ABOVE_PIXELS = 1280 * 720
+
 # Called before each network run; True: nobody waits for this frame any more (raise Abandoned).
 Stop = Callable[[], bool]
 
@@ -351,13 +356,21 @@ class HaarDetector:
     MAX_SEARCH_PIXELS = 2 ** 21
 
     def __init__(self, cascade_path: Path) -> None:
-        self.cascade = cv2.CascadeClassifier(str(cascade_path))
-        if self.cascade.empty():
-            raise ValueError(f"{cascade_path}: not a readable cascade")
+        self.cascade_path = cascade_path
+        self.cascade = self.load()
         self.equalise = cv2.createCLAHE(self.CLIP_LIMIT, (1, 1))
+        self.searched_large = False
+
+    def load(self) -> cv2.CascadeClassifier:
+        """The cascade read from cascade_path; ValueError when it cannot be read."""
+        cascade = cv2.CascadeClassifier(str(self.cascade_path))
+        if cascade.empty():
+            raise ValueError(f"{self.cascade_path}: not a readable cascade")
+        return cascade
 
     def run(self, image: np.ndarray, threshold: float) -> Rows:
         """Faces in one grey (or BGR) image at its own resolution, as rows (x0, y0, x1, y1, 1.0)."""
+        self.searched_large |= image.shape[0] * image.shape[1] > RELEASE_ABOVE_PIXELS
         grey = self.equalise.apply(image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
         boxes = self.cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
                                               minSize=(self.MIN_SIZE, self.MIN_SIZE))
@@ -370,7 +383,11 @@ class HaarDetector:
         levels = plan_levels(width, height, fit_level(width, height, self.WORK_SIDE), self.SIZES, min_face_px,
                              self.MAX_SEARCH_PIXELS)
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        return detect_in_levels(grey, levels, Search(self.run, cv2.INTER_AREA, tiled=False), threshold, stop)
+        try:
+            return detect_in_levels(grey, levels, Search(self.run, cv2.INTER_AREA, tiled=False), threshold, stop)
+        finally:
+            if self.searched_large:  # RELEASE_ABOVE_PIXELS
+                self.cascade, self.searched_large = self.load(), False
 
 
 class SsdDetector:
@@ -397,13 +414,17 @@ class SsdDetector:
     # faces from about 57 px up (24 px / 0.42).
     MAX_SEARCH_PIXELS = 2 ** 21
 
-    def __init__(self, network: cv2.dnn.Net) -> None:
-        self.network = network
+    def __init__(self, load: Callable[[], cv2.dnn.Net]) -> None:
+        """load: reads the network (again after large searches: RELEASE_ABOVE_PIXELS)."""
+        self.load = load
+        self.network = load()
+        self.searched_large = False
 
     def run(self, image: np.ndarray, threshold: float) -> Rows:
         """Faces in one BGR image at its own resolution, as rows (x0, y0, x1, y1, score), boxes mostly
         outside the image dropped."""
         height, width = image.shape[:2]
+        self.searched_large |= height * width > RELEASE_ABOVE_PIXELS
         self.network.setInput(cv2.dnn.blobFromImage(image, 1.0, (width, height), self.MEAN, swapRB=False, crop=False))
         rows = self.network.forward().reshape(-1, 7)
         rows = rows[rows[:, 2] >= threshold]
@@ -417,7 +438,11 @@ class SsdDetector:
         whole = Level(self.INPUT[0] / width, self.INPUT[1] / height)
         levels = plan_levels(width, height, whole, self.SIZES, min_face_px, self.MAX_SEARCH_PIXELS)
         # Bilinear, as blobFromImage resized for the 300x300 view before levels existed.
-        return detect_in_levels(frame, levels, Search(self.run, cv2.INTER_LINEAR, tiled=True), threshold, stop)
+        try:
+            return detect_in_levels(frame, levels, Search(self.run, cv2.INTER_LINEAR, tiled=True), threshold, stop)
+        finally:
+            if self.searched_large:  # RELEASE_ABOVE_PIXELS
+                self.network, self.searched_large = self.load(), False
 
 
 class YuNetDetector:
@@ -480,12 +505,12 @@ def load_ssd(folders: list[Path]) -> DetectorStatus:
     """The Caffe weights if present and intact, else the TensorFlow uint8 twin."""
     caffe = [weights.locate(weights.SSD_CAFFE_MODEL, folders), weights.locate(weights.SSD_CAFFE_CONFIG, folders)]
     if all(found.ok for found in caffe):
-        network = cv2.dnn.readNetFromCaffe(str(caffe[1].path), str(caffe[0].path))
-        return DetectorStatus(DetectorKind.SSD, SsdDetector(network), f"Caffe {caffe[0].path}")
+        detector = SsdDetector(lambda: cv2.dnn.readNetFromCaffe(str(caffe[1].path), str(caffe[0].path)))
+        return DetectorStatus(DetectorKind.SSD, detector, f"Caffe {caffe[0].path}")
     tensorflow = [weights.locate(weights.SSD_TF_GRAPH, folders), weights.locate(weights.SSD_TF_CONFIG, folders)]
     if all(found.ok for found in tensorflow):
-        network = cv2.dnn.readNetFromTensorflow(str(tensorflow[0].path), str(tensorflow[1].path))
-        return DetectorStatus(DetectorKind.SSD, SsdDetector(network), f"TensorFlow uint8 {tensorflow[0].path}")
+        detector = SsdDetector(lambda: cv2.dnn.readNetFromTensorflow(str(tensorflow[0].path), str(tensorflow[1].path)))
+        return DetectorStatus(DetectorKind.SSD, detector, f"TensorFlow uint8 {tensorflow[0].path}")
     problems = "; ".join(found.describe() for found in caffe + tensorflow if not found.ok)
     return DetectorStatus(DetectorKind.SSD, None, f"no intact weights ({problems}); run `fer-models download`")
 
