@@ -19,7 +19,7 @@ from typing import NamedTuple
 import cv2
 
 from ferstream.client.capture import FrameSource, SourceError, open_source
-from ferstream.client.library import DEFAULT_JPEG_QUALITY, DETECTORS, EmotionClient, default_target
+from ferstream.client.library import DEFAULT_JPEG_QUALITY, DETECTORS, EmotionClient, default_target, token_problem
 from ferstream.client.session import StreamOptions, target_problem
 from ferstream.pipeline.commandline import (
     EXIT_FAILED,
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     security.add_argument("--tls-cert", type=Path, metavar="PEM",
                           help="mutual TLS: present this client certificate chain (with --tls-key)")
     security.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert")
+    security.add_argument("--server-name", metavar="NAME",
+                          help="the name the server's TLS certificate must carry, when it is not --server's host "
+                          "(e.g. connecting by IP address or through a proxy) (default: --server's host)")
     security.add_argument(
         "--token",
         default=os.environ.get("FER_TOKEN"),
@@ -133,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--out and --jsonl are for --headless mode")
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
+    if args.server_name is not None and args.tls_ca is None and args.tls_cert is None:
+        parser.error("--server-name is for TLS connections (with --tls-ca)")
+    if (problem := token_problem(args.token)) is not None:
+        return _fail(f"--token or $FER_TOKEN: {problem}", EXIT_USAGE)
     try:
         paths = (args.tls_ca, args.tls_key, args.tls_cert)
         tls = _TlsMaterial(*(path.read_bytes() if path else None for path in paths))
@@ -141,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{error.filename}: {error.strerror}", EXIT_USAGE)
     except SourceError as error:
         return _fail(str(error), EXIT_USAGE)
-    connect = partial(_make_client, tls=tls, token=args.token)
+    connect = partial(_make_client, tls=tls, token=args.token, server_name=args.server_name)
     try:
         if args.headless:
             return _run_headless(args, source, connect(args.server))
@@ -162,9 +169,9 @@ class _TlsMaterial(NamedTuple):
     certificate_chain: bytes | None
 
 
-def _make_client(target: str, tls: _TlsMaterial, token: str | None) -> EmotionClient:
+def _make_client(target: str, tls: _TlsMaterial, token: str | None, server_name: str | None) -> EmotionClient:
     return EmotionClient(target, root_certificates=tls.root_certificates, private_key=tls.private_key,
-                         certificate_chain=tls.certificate_chain, token=token)
+                         certificate_chain=tls.certificate_chain, token=token, server_name=server_name)
 
 
 def _fail(message: str, code: int) -> int:
@@ -185,7 +192,11 @@ def _run_headless(args: argparse.Namespace, source: FrameSource, client: Emotion
     source.close()  # it was opened to check it; run_headless reads it again (a camera cannot be opened twice)
     with client:
         if not client.wait_ready(args.connect_timeout):
-            return _fail(f"cannot reach the server at {args.server}", EXIT_SERVER)
+            # gRPC's reason says whether nothing answered or a TLS handshake failed (and why: an untrusted
+            # certificate, a name that is not the certificate's).
+            reason = client.connection_problem()
+            return _fail(f"cannot reach the server at {args.server}" + (f": {reason}" if reason else ""),
+                         EXIT_SERVER)
         try:
             result = run_headless(client, args.source, settings)
         except OutputError as error:

@@ -199,6 +199,18 @@ class Credentials:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
 
+def token_problem(token: str | None) -> str | None:
+    """Why token cannot travel as gRPC metadata (printable ASCII without spaces), or None when it can.
+
+    gRPC refuses other characters on the client, before anything is sent: the call then fails with
+    "INTERNAL: Invalid metadata", which reads as if the server had failed.
+    """
+    if token and not all(0x21 <= ord(character) <= 0x7E for character in token):
+        return ("the token is not valid ASCII metadata (gRPC sends printable ASCII only, no spaces): "
+                "check it locally, it was not sent")
+    return None
+
+
 class IncompleteStream(Exception):
     """A file-mode stream ended (by the server, e.g. while it shut down) before every frame was answered."""
 
@@ -405,7 +417,9 @@ class EmotionClient:
 
     target: "HOST:PORT", "ipv4:A:PORT,B:PORT" or "dns:///NAME:PORT"; None means $FER_SERVER, else
     127.0.0.1:50051. With root_certificates the channel is TLS (add private_key and certificate_chain for
-    mutual TLS); token is sent as `authorization: Bearer TOKEN`. timeout (seconds) bounds each unary call;
+    mutual TLS); token is sent as `authorization: Bearer TOKEN` (ValueError when it is not printable
+    ASCII: gRPC could not send it). server_name: the name the server's TLS certificate must carry when it
+    is not the target's host (an address, a load balancer's name). timeout (seconds) bounds each unary call;
     streams have no deadline.
     """
 
@@ -419,7 +433,11 @@ class EmotionClient:
         token: str | None = None,
         timeout: float | None = 30.0,
         channel_options: Sequence[tuple[str, object]] = (),
+        server_name: str | None = None,
     ) -> None:
+        problem = token_problem(token)
+        if problem is not None:
+            raise ValueError(problem)
         self.target = target or default_target()
         self.timeout = timeout
         self._credentials = Credentials(root_certificates, private_key, certificate_chain, token)
@@ -432,6 +450,8 @@ class EmotionClient:
             ("grpc.service_config", ROUND_ROBIN_SERVICE_CONFIG),
             *channel_options,
         ]
+        if server_name:  # the name the server's certificate must carry, when it is not the target's host
+            options.append(("grpc.ssl_target_name_override", server_name))
         if self._credentials.uses_tls:
             tls = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
             self._channel = grpc.secure_channel(self.target, tls, options=options)
@@ -456,6 +476,17 @@ class EmotionClient:
         except grpc.FutureTimeoutError:
             return False
         return True
+
+    def connection_problem(self, timeout: float = 5.0) -> str | None:
+        """Why calls cannot reach the server (gRPC's own reason: a refused connection, a TLS handshake that
+        failed and why), one line; None when a health check gets through. Waits at most timeout seconds."""
+        try:
+            self._health.Check(health_pb2.HealthCheckRequest(), timeout=timeout, metadata=self._credentials.metadata())
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                return None  # the server answered: the connection itself works
+            return " ".join((error.details() or error.code().name).split())
+        return None
 
     def health(self, service: str = "", timeout: float | None = 5.0) -> bool:
         """True when the server reports SERVING for `service` ('' = the whole server)."""

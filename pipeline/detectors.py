@@ -10,6 +10,12 @@ A level larger than TILE_SIDE is cut into overlapping tiles so memory stays boun
 image peaks at 1.4 GB, on 1024x1024 at 0.14 GB. Detections of all levels and tiles are merged by
 non-maximum suppression. The cost grows with the finest level's pixels: on a 1920x1080 frame at the default
 40 px YuNet searches 960x540 plus 320x180 instead of 320x180 (`fer-bench detectors` measures it).
+The finest level is capped at each detector's MAX_SEARCH_PIXELS, so no frame costs more than that budget
+(plus its coarser levels and tile overlaps): on frames larger than the budget allows for min_face_px, the
+smallest face found grows with the frame (by sqrt(finest level's pixels / budget)). Frames whose shorter
+side is below a detector's smallest face hold no face it can find and are not searched.
+A `stop` callable, checked before each network run (level or tile), lets the caller give up on a frame
+nobody waits for: `Abandoned` is raised at the next run.
 
 Detectors are not thread-safe: give each thread its own (load_detectors builds a fresh set).
 """
@@ -27,6 +33,7 @@ import cv2
 import numpy as np
 
 from . import weights
+from .errors import Abandoned
 from .yunet import YuNetNetwork
 
 
@@ -58,6 +65,23 @@ TILE_SIDE = 1024
 TILE_EDGE = 4
 # Boxes of different levels or tiles overlapping more than this are one face (YuNet's own NMS threshold).
 MERGE_IOU = 0.3
+# A box with at least this fraction of its area inside a higher-scored box of another level or tile is a part
+# of that face (an eye, a mouth: a fine level sees a close-up face's parts at the sizes of whole faces), not a
+# second face. A real face is never mostly inside another face's box.
+PART_OF_FACE = 0.7
+
+# A level other than the coarsest keeps boxes at most this many times its largest face (px of its input; a
+# detector's box is taller than a tight hand-drawn box): taller faces lie whole in a coarser level, while this
+# level's network sees their parts (an eye, a cheek) at the sizes of whole faces and reports them as faces.
+LEVEL_FACE_SLACK = 2.0
+
+# OpenCV's cascade and DNN module keep buffers sized for the largest image they have searched (the cascade
+# about 0.2 GB after a 1448x1448 image, SSD about 0.1 GB after 1024x1024 tiles); after a frame whose search
+# saw an image larger than this (px: 1280x720) Haar and SSD load their model again (40 ms), which lets them go.
+RELEASE_ABOVE_PIXELS = 1280 * 720
+
+# Called before each network run; True: nobody waits for this frame any more (raise Abandoned).
+Stop = Callable[[], bool]
 
 # YuNet's landmark order: the person's right eye (left in the image of a frontal face), left eye, nose tip,
 # right mouth corner, left mouth corner.
@@ -86,8 +110,12 @@ class FaceDetector(Protocol):
     # Used when a request leaves min_detection_score at 0.
     default_threshold: float
 
-    def detect(self, frame: np.ndarray, threshold: float, min_face_px: int = DEFAULT_MIN_FACE_PX) -> list[Detection]:
-        """Faces in an (H, W, 3) uint8 BGR frame scored at least threshold, down to min_face_px tall, any order."""
+    def detect(self, frame: np.ndarray, threshold: float, min_face_px: int = DEFAULT_MIN_FACE_PX,
+               stop: Stop | None = None) -> list[Detection]:
+        """Faces in an (H, W, 3) uint8 BGR frame scored at least threshold, down to min_face_px tall, any order.
+
+        Abandoned when stop() turns true before one of the network runs.
+        """
 
 
 @dataclass(frozen=True)
@@ -113,20 +141,26 @@ class Level:
     largest_face: float = math.inf
 
 
-def plan_levels(width: int, height: int, whole: Level, sizes: FaceSizes, min_face_px: int) -> list[Level]:
+def plan_levels(width: int, height: int, whole: Level, sizes: FaceSizes, min_face_px: int,
+                max_pixels: float = math.inf) -> list[Level]:
     """The levels, finest first, a width x height frame is searched at to find faces min_face_px tall and up.
 
     `whole` is the detector's usual whole-frame level, the coarsest ever searched. The finest level brings
     min_face_px up to sizes.smallest, at most at the frame's own resolution (upsampling adds cost, not
-    detail: faces below sizes.smallest frame pixels are not found). Coarser levels follow, LEVEL_STEP
-    apart (LEVEL_STEP <= largest/smallest, so their face-size ranges touch), until one covers faces as tall
-    as the frame's shorter side, or the whole level is reached. ValueError if min_face_px < 1.
+    detail: faces below sizes.smallest frame pixels are not found) and at most max_pixels pixels (the
+    detector's cost budget: larger frames then find faces from sizes.smallest / scale frame pixels up).
+    Coarser levels follow, LEVEL_STEP apart (LEVEL_STEP <= largest/smallest, so their face-size ranges
+    touch), until one covers faces as tall as the frame's shorter side, or the whole level is reached.
+    No levels when the frame's shorter side is below sizes.smallest: no face the detector finds fits in it
+    (networks may also fail on such slivers: SSD on a 1-pixel-wide image). ValueError if min_face_px < 1.
     """
     if min_face_px < 1:
         raise ValueError(f"min_face_px must be at least 1, got {min_face_px}")
     biggest_face = min(width, height)
+    if biggest_face < sizes.smallest:
+        return []
     levels = []
-    scale = min(1.0, sizes.smallest / min_face_px)
+    scale = min(1.0, sizes.smallest / min_face_px, math.sqrt(max_pixels / (width * height)))
     while scale > whole.scale_y:
         if sizes.largest / scale >= biggest_face:
             return levels + [Level(scale, scale, sizes.largest)]
@@ -193,10 +227,18 @@ class Search:
     tiled: bool
 
 
-def search_level(frame: np.ndarray, level: Level, search: Search, threshold: float) -> list[Rows]:
+def check(stop: Stop | None) -> None:
+    """Abandoned when stop says nobody waits for the frame any more."""
+    if stop is not None and stop():
+        raise Abandoned("the caller stopped waiting")
+
+
+def search_level(frame: np.ndarray, level: Level, search: Search, threshold: float,
+                 stop: Stop | None = None) -> list[Rows]:
     """Rows in frame coordinates from one level, one array per network run (tiles when the search is tiled
-    and the level is larger than TILE_SIDE)."""
+    and the level is larger than TILE_SIDE); stop is checked before each run (Abandoned)."""
     run = search.run
+    check(stop)
     image = rescale(frame, level, search.interpolation)
     height, width = image.shape[:2]
     if not search.tiled or max(height, width) <= TILE_SIDE:
@@ -205,6 +247,7 @@ def search_level(frame: np.ndarray, level: Level, search: Search, threshold: flo
     found = []
     for top, tile_h in tile_spans(height, TILE_SIDE, overlap):
         for left, tile_w in tile_spans(width, TILE_SIDE, overlap):
+            check(stop)
             tile = image[top:top + tile_h, left:left + tile_w]
             rows = away_from_inner_edges(run(tile, threshold), left, top, tile_w, tile_h, width, height)
             found.append(map_rows(rows, left, top, level.scale_x, level.scale_y))
@@ -212,12 +255,36 @@ def search_level(frame: np.ndarray, level: Level, search: Search, threshold: flo
 
 
 def merge(rows: Rows) -> Rows:
-    """One row per face: non-maximum suppression at MERGE_IOU, highest score kept."""
+    """One row per face: non-maximum suppression at MERGE_IOU, highest score kept, then boxes lying mostly
+    (PART_OF_FACE) inside a kept higher-scored box dropped."""
     if len(rows) < 2:
         return rows
     boxes = [(float(x0), float(y0), float(x1 - x0), float(y1 - y0)) for x0, y0, x1, y1 in rows[:, :4]]
     kept = cv2.dnn.NMSBoxes(boxes, rows[:, 4].astype(float).tolist(), 0.0, MERGE_IOU)
-    return rows[np.asarray(kept, dtype=int).reshape(-1)]
+    rows = rows[np.asarray(kept, dtype=int).reshape(-1)]  # highest score first
+    faces: list[int] = []
+    for index, (x0, y0, x1, y1) in enumerate(rows[:, :4].tolist()):
+        area = max(x1 - x0, 1e-9) * max(y1 - y0, 1e-9)
+        if all(overlap_area((x0, y0, x1, y1), rows[face, :4].tolist()) < PART_OF_FACE * area for face in faces):
+            faces.append(index)
+    return rows[faces]
+
+
+def overlap_area(box: Sequence[float], other: Sequence[float]) -> float:
+    """Area (px²) shared by two (x0, y0, x1, y1) boxes."""
+    width = min(box[2], other[2]) - max(box[0], other[0])
+    height = min(box[3], other[3]) - max(box[1], other[1])
+    return max(width, 0.0) * max(height, 0.0)
+
+
+def inside_fraction(rows: Rows, width: int, height: int) -> np.ndarray:
+    """(N,) fraction of each row's box area inside a width x height image, before any clamping (0 for
+    empty boxes)."""
+    x0, y0, x1, y1 = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+    inside = (np.clip(np.minimum(x1, width) - np.maximum(x0, 0), 0, None)
+              * np.clip(np.minimum(y1, height) - np.maximum(y0, 0), 0, None))
+    area = (x1 - x0) * (y1 - y0)
+    return np.divide(inside, area, out=np.zeros(len(rows)), where=area > 0)
 
 
 def to_detection(row: Sequence[float], width: int, height: int) -> Detection | None:
@@ -236,11 +303,21 @@ def to_detection(row: Sequence[float], width: int, height: int) -> Detection | N
     return Detection(left, top, right - left, bottom - top, score, tuple(zip(row[5::2], row[6::2])))
 
 
-def detect_in_levels(frame: np.ndarray, levels: list[Level], search: Search, threshold: float) -> list[Detection]:
+def detect_in_levels(frame: np.ndarray, levels: list[Level], search: Search, threshold: float,
+                     stop: Stop | None = None) -> list[Detection]:
     """Every level searched, clamped to the frame; the runs' rows merged when there were several (a single
-    run's rows are the network's own, already suppressed)."""
+    run's rows are the network's own, already suppressed). No levels: no faces. Abandoned when stop()
+    turns true before a network run."""
     height, width = frame.shape[:2]
-    runs = [rows for level in levels for rows in search_level(frame, level, search, threshold)]
+    runs = []
+    for index, level in enumerate(levels):
+        found = search_level(frame, level, search, threshold, stop)
+        if index < len(levels) - 1:
+            tallest = LEVEL_FACE_SLACK * level.largest_face / level.scale_y
+            found = [rows[rows[:, 3] - rows[:, 1] <= tallest] for rows in found]
+        runs.extend(found)
+    if not runs:
+        return []
     rows = merge(np.concatenate(runs)) if len(runs) > 1 else runs[0]
     found = (to_detection(row, width, height) for row in rows.tolist())
     return [box for box in found if box is not None]
@@ -253,44 +330,75 @@ def fit_level(width: int, height: int, side: int) -> Level:
 
 
 class HaarDetector:
-    """OpenCV's frontal-face cascade on an equalised grey copy, its longer side WORK_SIDE px unless
-    min_face_px needs a finer one.
+    """OpenCV's frontal-face cascade on a grey copy with a contrast-limited histogram equalisation, its
+    longer side WORK_SIDE px unless min_face_px needs a finer one.
 
     A cascade has no calibrated confidence, so every face it finds scores 1.0. Its own image pyramid covers
-    every face size from its window up, so one level is searched, never tiled.
+    every face size from its window up, so one level is searched, never tiled. The equalisation is global
+    (one CLAHE tile) with each histogram bin clipped at CLIP_LIMIT times the mean bin: a plain
+    equalizeHist is dominated by whatever fills most of the frame, and a group photo on a plain 1920x1080
+    canvas lost all seven of its faces to it.
     """
 
     default_threshold = 0.0
     WORK_SIDE = 480
     # detectMultiScale's minSize; the cascade's own window is 24 px.
     MIN_SIZE = 20
+    # The hand-boxed faces of the shared photos, each photo alone and on grey and white 1920x1080 canvases
+    # (129 faces, 37-109 px), at 0.7x: equalizeHist found 46 (50 at 0.85x: the scale was not the cause),
+    # clipped at 4x the mean bin 104 (109 at 0.85x, for 1.5x the cost; local 8x8 CLAHE 102, and it lost
+    # close-up faces of 640x480 frames).
+    CLIP_LIMIT = 4.0
     # Measured (FaceSizes): 34 of the 37 faces it ever finds at 28 px, 31 at 24.
     SIZES = FaceSizes(smallest=28.0, largest=math.inf)
+    # The finest level's budget: a 1920x1080 frame is searched at 40 px in full (1344x756); a 4000x3000 one
+    # as about 1448x1448 instead of 2800x2100 and finds faces from about 67 px up (28 px / 0.42).
+    MAX_SEARCH_PIXELS = 2 ** 21
 
     def __init__(self, cascade_path: Path) -> None:
-        self.cascade = cv2.CascadeClassifier(str(cascade_path))
-        if self.cascade.empty():
-            raise ValueError(f"{cascade_path}: not a readable cascade")
+        self.cascade_path = cascade_path
+        self.cascade = self.load()
+        self.equalise = cv2.createCLAHE(self.CLIP_LIMIT, (1, 1))
+        self.searched_large = False
+
+    def load(self) -> cv2.CascadeClassifier:
+        """The cascade read from cascade_path; ValueError when it cannot be read."""
+        cascade = cv2.CascadeClassifier(str(self.cascade_path))
+        if cascade.empty():
+            raise ValueError(f"{self.cascade_path}: not a readable cascade")
+        return cascade
 
     def run(self, image: np.ndarray, threshold: float) -> Rows:
         """Faces in one grey (or BGR) image at its own resolution, as rows (x0, y0, x1, y1, 1.0)."""
-        grey = cv2.equalizeHist(image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+        self.searched_large |= image.shape[0] * image.shape[1] > RELEASE_ABOVE_PIXELS
+        grey = self.equalise.apply(image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
         boxes = self.cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
                                               minSize=(self.MIN_SIZE, self.MIN_SIZE))
         rows = [(x, y, x + w, y + h, 1.0) for x, y, w, h in boxes]
         return np.asarray(rows, dtype=np.float64).reshape(-1, 5)
 
-    def detect(self, frame: np.ndarray, threshold: float, min_face_px: int = DEFAULT_MIN_FACE_PX) -> list[Detection]:
+    def detect(self, frame: np.ndarray, threshold: float, min_face_px: int = DEFAULT_MIN_FACE_PX,
+               stop: Stop | None = None) -> list[Detection]:
         height, width = frame.shape[:2]
-        levels = plan_levels(width, height, fit_level(width, height, self.WORK_SIDE), self.SIZES, min_face_px)
+        levels = plan_levels(width, height, fit_level(width, height, self.WORK_SIDE), self.SIZES, min_face_px,
+                             self.MAX_SEARCH_PIXELS)
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        return detect_in_levels(grey, levels, Search(self.run, cv2.INTER_AREA, tiled=False), threshold)
+        try:
+            return detect_in_levels(grey, levels, Search(self.run, cv2.INTER_AREA, tiled=False), threshold, stop)
+        finally:
+            if self.searched_large:  # RELEASE_ABOVE_PIXELS
+                self.cascade, self.searched_large = self.load(), False
 
 
 class SsdDetector:
     """OpenCV's ResNet-10 SSD (Caffe or TensorFlow uint8 weights) on a 300x300 view of the whole frame, plus
     finer levels at the frame's aspect ratio when min_face_px needs them (the network is fully convolutional:
     its prior boxes are 30-315 px of its input whatever the input size).
+
+    Boxes mostly outside the image the network saw are dropped: beside a face taller than about a third of
+    that image the network emits further boxes, scored up to 1.0, that lie wholly or largely outside it (a
+    close-up portrait gave 1-3 such phantom faces once clamped into the frame's edge). Of the shared photos'
+    boxes, real faces lie 80-100 % inside; phantoms 0-54 %.
     """
 
     # 0.5, the usual cut, misses small faces in group photos; 0.4 finds them with few false faces.
@@ -299,25 +407,42 @@ class SsdDetector:
     MEAN = (104.0, 177.0, 123.0)
     # Measured (FaceSizes): 41 of 43 faces at 24 px, all from 32 to 192, 39 at 224, 17 at 256.
     SIZES = FaceSizes(smallest=24.0, largest=224.0)
+    # Boxes with less of their area inside the network's image are phantoms (see above).
+    MIN_INSIDE = 2 / 3
+    # The finest level's budget: a 1920x1080 frame is searched at 40 px in full (1152x648); a 4000x3000 one
+    # as about 1448x1448 in tiles instead of 2400x1800 (SSD costs about 10x YuNet per pixel) and finds
+    # faces from about 57 px up (24 px / 0.42).
+    MAX_SEARCH_PIXELS = 2 ** 21
 
-    def __init__(self, network: cv2.dnn.Net) -> None:
-        self.network = network
+    def __init__(self, load: Callable[[], cv2.dnn.Net]) -> None:
+        """load: reads the network (again after large searches: RELEASE_ABOVE_PIXELS)."""
+        self.load = load
+        self.network = load()
+        self.searched_large = False
 
     def run(self, image: np.ndarray, threshold: float) -> Rows:
-        """Faces in one BGR image at its own resolution, as rows (x0, y0, x1, y1, score)."""
+        """Faces in one BGR image at its own resolution, as rows (x0, y0, x1, y1, score), boxes mostly
+        outside the image dropped."""
         height, width = image.shape[:2]
+        self.searched_large |= height * width > RELEASE_ABOVE_PIXELS
         self.network.setInput(cv2.dnn.blobFromImage(image, 1.0, (width, height), self.MEAN, swapRB=False, crop=False))
         rows = self.network.forward().reshape(-1, 7)
         rows = rows[rows[:, 2] >= threshold]
-        return np.column_stack([rows[:, 3] * width, rows[:, 4] * height, rows[:, 5] * width, rows[:, 6] * height,
-                                rows[:, 2]])
+        rows = np.column_stack([rows[:, 3] * width, rows[:, 4] * height, rows[:, 5] * width, rows[:, 6] * height,
+                                rows[:, 2]]).astype(np.float64)
+        return rows[inside_fraction(rows, width, height) >= self.MIN_INSIDE]
 
-    def detect(self, frame: np.ndarray, threshold: float, min_face_px: int = DEFAULT_MIN_FACE_PX) -> list[Detection]:
+    def detect(self, frame: np.ndarray, threshold: float, min_face_px: int = DEFAULT_MIN_FACE_PX,
+               stop: Stop | None = None) -> list[Detection]:
         height, width = frame.shape[:2]
         whole = Level(self.INPUT[0] / width, self.INPUT[1] / height)
-        levels = plan_levels(width, height, whole, self.SIZES, min_face_px)
+        levels = plan_levels(width, height, whole, self.SIZES, min_face_px, self.MAX_SEARCH_PIXELS)
         # Bilinear, as blobFromImage resized for the 300x300 view before levels existed.
-        return detect_in_levels(frame, levels, Search(self.run, cv2.INTER_LINEAR, tiled=True), threshold)
+        try:
+            return detect_in_levels(frame, levels, Search(self.run, cv2.INTER_LINEAR, tiled=True), threshold, stop)
+        finally:
+            if self.searched_large:  # RELEASE_ABOVE_PIXELS
+                self.network, self.searched_large = self.load(), False
 
 
 class YuNetDetector:
@@ -333,6 +458,10 @@ class YuNetDetector:
     WORK_SIDE = 320
     # Measured (FaceSizes): 41 of 43 faces at 20 px (36 at 18, 32 at 16), all from 24 to 400, 40 at 512.
     SIZES = FaceSizes(smallest=20.0, largest=400.0)
+    # The finest level's budget: the largest frame accepted by default (settings.MAX_PIXELS, 16 MP) in
+    # full; at about a tenth of SSD's cost per pixel (1.5 s against 23 s on a 4000x3000 photo) YuNet needs
+    # no tighter bound.
+    MAX_SEARCH_PIXELS = 4096 * 4096
 
     def __init__(self, model_path: Path) -> None:
         self.network = YuNetNetwork(model_path, cv2.getNumThreads(), MERGE_IOU)
@@ -341,10 +470,12 @@ class YuNetDetector:
         """Faces in one BGR image at its own resolution, as rows (x0, y0, x1, y1, score, 5 landmark x, y pairs)."""
         return self.network.run(image, threshold)
 
-    def detect(self, frame: np.ndarray, threshold: float, min_face_px: int = DEFAULT_MIN_FACE_PX) -> list[Detection]:
+    def detect(self, frame: np.ndarray, threshold: float, min_face_px: int = DEFAULT_MIN_FACE_PX,
+               stop: Stop | None = None) -> list[Detection]:
         height, width = frame.shape[:2]
-        levels = plan_levels(width, height, fit_level(width, height, self.WORK_SIDE), self.SIZES, min_face_px)
-        return detect_in_levels(frame, levels, Search(self.run, cv2.INTER_AREA, tiled=True), threshold)
+        levels = plan_levels(width, height, fit_level(width, height, self.WORK_SIDE), self.SIZES, min_face_px,
+                             self.MAX_SEARCH_PIXELS)
+        return detect_in_levels(frame, levels, Search(self.run, cv2.INTER_AREA, tiled=True), threshold, stop)
 
 
 @dataclass(frozen=True)
@@ -374,12 +505,12 @@ def load_ssd(folders: list[Path]) -> DetectorStatus:
     """The Caffe weights if present and intact, else the TensorFlow uint8 twin."""
     caffe = [weights.locate(weights.SSD_CAFFE_MODEL, folders), weights.locate(weights.SSD_CAFFE_CONFIG, folders)]
     if all(found.ok for found in caffe):
-        network = cv2.dnn.readNetFromCaffe(str(caffe[1].path), str(caffe[0].path))
-        return DetectorStatus(DetectorKind.SSD, SsdDetector(network), f"Caffe {caffe[0].path}")
+        detector = SsdDetector(lambda: cv2.dnn.readNetFromCaffe(str(caffe[1].path), str(caffe[0].path)))
+        return DetectorStatus(DetectorKind.SSD, detector, f"Caffe {caffe[0].path}")
     tensorflow = [weights.locate(weights.SSD_TF_GRAPH, folders), weights.locate(weights.SSD_TF_CONFIG, folders)]
     if all(found.ok for found in tensorflow):
-        network = cv2.dnn.readNetFromTensorflow(str(tensorflow[0].path), str(tensorflow[1].path))
-        return DetectorStatus(DetectorKind.SSD, SsdDetector(network), f"TensorFlow uint8 {tensorflow[0].path}")
+        detector = SsdDetector(lambda: cv2.dnn.readNetFromTensorflow(str(tensorflow[0].path), str(tensorflow[1].path)))
+        return DetectorStatus(DetectorKind.SSD, detector, f"TensorFlow uint8 {tensorflow[0].path}")
     problems = "; ".join(found.describe() for found in caffe + tensorflow if not found.ok)
     return DetectorStatus(DetectorKind.SSD, None, f"no intact weights ({problems}); run `fer-models download`")
 

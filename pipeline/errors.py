@@ -23,6 +23,11 @@ class DetectorUnavailable(FrameError):
     """The requested detector's weights were not found when the frame path was loaded."""
 
 
+class Abandoned(FrameError):
+    """Nobody waits for this frame any more (its call's deadline passed or it was cancelled): the work left
+    is dropped at the next stage boundary."""
+
+
 def invalid(message: str) -> BadInput:
     """Shorthand used by decoders and option checks."""
     return BadInput(message)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +23,7 @@ from ferstream.model.labels import EMOTIONS
 from .crops import face_crops
 from .decode import ImageSource, decode
 from .detectors import DEFAULT_MIN_FACE_PX, Detection, DetectorKind, DetectorStatus, default_detector
-from .errors import DetectorUnavailable, invalid
+from .errors import Abandoned, DetectorUnavailable, invalid
 from .tracking import scene_thumbnail
 
 
@@ -155,8 +155,14 @@ class FramePath:
             raise DetectorUnavailable(f"detector {status.kind.name} is unavailable: {status.detail}")
         return status
 
-    def detect(self, source: ImageSource, options: DetectOptions) -> DetectedFrame:
-        """Decode, detect and crop one frame; FrameError for bad input or an unavailable detector."""
+    def detect(self, source: ImageSource, options: DetectOptions,
+               stop: Callable[[], bool] | None = None) -> DetectedFrame:
+        """Decode, detect and crop one frame; FrameError for bad input or an unavailable detector.
+
+        stop: asked after decoding, before each of the detector's network runs and before cropping; once it
+        says True (nobody waits for the frame: deadline passed, call cancelled) the rest is dropped and
+        Abandoned raised, so a large frame nobody waits for holds its thread for one network run at most.
+        """
         if not 0.0 <= options.min_score <= 1.0:
             raise invalid(f"min_detection_score must be within 0-1, got {options.min_score}")
         if options.min_face_px < 0:
@@ -167,10 +173,13 @@ class FramePath:
         decoded = time.perf_counter()
         threshold = options.min_score or detector.default_threshold
         min_face_px = options.min_face_px or self.min_face_px
-        detections = sorted(detector.detect(frame, threshold, min_face_px), key=lambda box: box.score, reverse=True)
+        found = detector.detect(frame, threshold, min_face_px, stop)
+        detections = sorted(found, key=lambda box: box.score, reverse=True)
         limit = min(options.max_faces or self.max_faces, self.max_faces)
         omitted = max(0, len(detections) - limit)
         detections = detections[:limit]
+        if stop is not None and stop():
+            raise Abandoned("the caller stopped waiting")
         crops = face_crops(frame, detections)
         timing = Timing(decode_ms=(decoded - start) * 1000.0, detect_ms=milliseconds_since(decoded))
         return DetectedFrame(frame.shape[:2], detections, crops, timing, omitted, scene_thumbnail(frame))

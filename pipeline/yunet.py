@@ -39,9 +39,14 @@ class YuNetNetwork:
     (0: its default, every core); they sleep between calls instead of spinning. Not thread-safe by
     contract (each detection thread loads its own detectors), though ONNX Runtime would allow it.
 
-    ONNX Runtime keeps the memory of the largest image it has searched for the next one: about 0.14 GB
-    after a 1024x1024 tile, the largest a detector searches (detectors.TILE_SIDE).
+    ONNX Runtime's memory arena keeps the memory of the largest image it has searched for the next one
+    (about 0.14 GB after a 1024x1024 tile, the largest a detector searches: detectors.TILE_SIDE). Runs on
+    images above SHRINK_ABOVE_PIXELS shrink the arena back when they end, so a burst of 4K or 12 MP frames
+    leaves nothing behind, while the usual small copies keep reusing it.
     """
+
+    # 640x480: larger inputs are the exception (fine levels and tiles of large frames).
+    SHRINK_ABOVE_PIXELS = 640 * 480
 
     def __init__(self, model_path: Path, threads: int, nms_iou: float) -> None:
         import onnxruntime
@@ -54,6 +59,8 @@ class YuNetNetwork:
         self.session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.nms_iou = nms_iou
+        self.shrinking = onnxruntime.RunOptions()
+        self.shrinking.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
     def run(self, image: np.ndarray, threshold: float) -> np.ndarray:
         """(N, 15) float64 rows, all finite, for the faces in one (H, W, 3) uint8 BGR image scored at least
@@ -63,7 +70,8 @@ class YuNetNetwork:
         pad_w, pad_h = padded_size(width, height)
         padded = cv2.copyMakeBorder(image, 0, pad_h - height, 0, pad_w - width, cv2.BORDER_CONSTANT, value=0)
         planes = np.ascontiguousarray(padded.transpose(2, 0, 1), dtype=np.float32)[None]
-        outputs = dict(zip(OUTPUT_NAMES, self.session.run(OUTPUT_NAMES, {self.input_name: planes})))
+        options = self.shrinking if pad_w * pad_h > self.SHRINK_ABOVE_PIXELS else None
+        outputs = dict(zip(OUTPUT_NAMES, self.session.run(OUTPUT_NAMES, {self.input_name: planes}, options)))
         found = decode(outputs, pad_w, pad_h, threshold)
         # Hostile images (the fuzz test's) can make the network emit NaN or infinite values; they are no faces.
         found = found[np.isfinite(found).all(axis=1)]

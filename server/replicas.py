@@ -105,6 +105,9 @@ def stop_when_orphaned(parent_alive: Connection) -> None:
 
 def run_replica(number: int, config: ServerConfig, ready: multiprocessing.Queue, parent_alive: Connection) -> None:
     """The body of replica `number`, in a freshly spawned interpreter."""
+    from .cli import bound_heap
+
+    bound_heap()
     # Ctrl-C reaches the whole process group; the parent turns it into SIGTERM, which a replica still loading
     # its models dies of quietly and a serving one answers by draining.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

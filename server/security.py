@@ -60,13 +60,16 @@ def parse_tokens(text: str) -> tuple[str, ...]:
 def load_tokens(path: Path | None) -> tuple[str, ...]:
     """Tokens from path, else from $FER_AUTH_TOKENS; () means no authentication.
 
-    ValueError for a file or variable that holds no token, so a typo never turns authentication off.
+    ValueError for a file or variable that holds no token, so a typo never turns authentication off, and
+    for tokens that are not printable ASCII without spaces (what gRPC metadata carries).
     """
     if path is not None:
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise ValueError(f"--auth-tokens: cannot read {path}: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"--auth-tokens: {path} is not text (tokens must be printable ASCII)") from None
         source = str(path)
     elif TOKENS_ENV in os.environ:
         text, source = os.environ[TOKENS_ENV], f"${TOKENS_ENV}"
@@ -77,6 +80,10 @@ def load_tokens(path: Path | None) -> tuple[str, ...]:
         raise ValueError(f"{source} holds no token")
     if any(any(character.isspace() or not character.isprintable() for character in token) for token in tokens):
         raise ValueError(f"{source}: tokens cannot contain spaces or control characters")
+    # gRPC metadata carries printable ASCII only: no client could send any other token, and every call with
+    # one fails in the client library ("INTERNAL: Invalid metadata") before it reaches this server.
+    if not all(token.isascii() for token in tokens):
+        raise ValueError(f"{source}: tokens must be printable ASCII (gRPC metadata cannot carry other characters)")
     return tokens
 
 

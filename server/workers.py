@@ -11,7 +11,9 @@ the classifier is fastest on batches, and the crops of frames from different str
 
 The batcher waits for more frames only while a frame of a stream not yet in the batch is being detected
 (so it never waits for a stream's own next frame), for at most --max-delay-ms, and stops at --max-batch
-crops. A job whose caller stopped waiting (deadline passed, call cancelled) is dropped before any work.
+crops. A job whose caller stopped waiting (deadline passed, call cancelled) is dropped at the next stage
+boundary: before decoding, after it, before each of the detector's network runs (a level or a tile), before
+cropping and before classification; a large frame nobody waits for holds a worker one network run at most.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import grpc
 import numpy as np
 
 from ferstream.pipeline.detectors import DetectorKind, DetectorStatus
-from ferstream.pipeline.errors import FrameError
+from ferstream.pipeline.errors import Abandoned, FrameError
 from ferstream.pipeline.framepath import AnnotatedFrame, DetectedFrame, DetectOptions, FramePath
 from ferstream.v1 import emotion_pb2 as pb
 
@@ -208,10 +210,12 @@ class Batcher:
 
     def classify(self, batch: list[tuple[Job, DetectedFrame]]) -> None:
         """One classifier call for the live frames of batch; settles each job with its answer or error."""
-        live = [(job, detected) for job, detected in batch if not job.abandoned]
+        live = [(job, detected) for job, detected in batch if not job.expired()]
         for job, _ in batch:
-            if job.abandoned:
+            if job.expired():  # nobody reads this answer: not classified
+                self.metrics.frames_expired.inc()
                 self.finished(job)
+                job.settle(CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller stopped waiting"))
         if not live:
             return
         try:
@@ -321,16 +325,16 @@ class FrameWorkers:
     def detect(self, path: FramePath, job: Job) -> None:
         """Decode, detect and crop one job on this thread, or drop it if its caller stopped waiting."""
         started = time.perf_counter()
-        if job.expired():  # dropped, not failed: nobody reads this answer
-            self.metrics.frames_expired.inc()
-            self.batcher.forget(job.stream)
-            self.finished(job)
-            job.settle(CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller stopped waiting"))
+        if job.expired():
+            self.drop(job)
             return
         # The request's bytes are not needed once decoded: let them go before the frame waits for its batch.
         image, options, job.image, job.options = job.image, job.options, None, None
         try:
-            detected = path.detect(protoconv.image_source(image), protoconv.detect_options(options))
+            detected = path.detect(protoconv.image_source(image), protoconv.detect_options(options), job.expired)
+        except Abandoned:
+            self.drop(job)
+            return
         except FrameError as error:
             self.batcher.forget(job.stream)
             self.batcher.fail(job, error)
@@ -343,3 +347,10 @@ class FrameWorkers:
         detected.timing.queue_ms = (started - job.submitted) * 1000.0
         job.finish_detection()
         self.batcher.deliver(job, detected)
+
+    def drop(self, job: Job) -> None:
+        """Ends a job whose caller stopped waiting: dropped, not failed (nobody reads this answer)."""
+        self.metrics.frames_expired.inc()
+        self.batcher.forget(job.stream)
+        self.finished(job)
+        job.settle(CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller stopped waiting"))

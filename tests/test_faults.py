@@ -139,3 +139,35 @@ def test_the_same_client_resumes_after_the_server_is_killed_and_restarted(fer_se
         assert client.wait_ready(30), "the channel did not reconnect"
         assert len(client.annotate(photo).faces) == 3
         assert [len(response.faces) for response in client.stream([photo, photo])][-1] == 3
+
+
+@pytest.fixture(scope="module")
+def detecting_server(fer_server_factory, fer_models_dir: Path):
+    # One detection worker: whatever an expired call leaves it doing, the next call waits for.
+    return fer_server_factory("--models-dir", str(fer_models_dir), "--detect-workers", "1")
+
+
+def test_expired_calls_on_large_photos_do_not_hold_up_the_next_call(detecting_server, faces_dir: Path,
+                                                                    photo: bytes) -> None:
+    """Four SSD calls on a 4000x3000 photo that the client gave up on after 1 s made a following small photo
+    wait 37.5 s (SSD searched the whole photo at 0.6x for each, about 23 s there); expired work now stops at
+    the next network run and large frames cost a bounded search."""
+    import cv2
+
+    large = cv2.resize(cv2.imread(str(faces_dir / "bald_guys.jpg")), (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    ok, data = cv2.imencode(".jpg", large, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    # 12 px faces: the whole photo at full resolution before searches had a budget (12 MP of SSD).
+    ssd = pb.AnnotateOptions(detector=pb.DETECTOR_SSD, min_face_px=12)
+    with grpc.insecure_channel(detecting_server.address) as channel:
+        stub = pb_grpc.EmotionServiceStub(channel)
+        assert len(stub.Annotate(pb.AnnotateRequest(image=pb.Image(encoded=photo)), timeout=60).faces) == 3
+        calls = [stub.Annotate.future(pb.AnnotateRequest(image=pb.Image(encoded=data.tobytes()), options=ssd),
+                                      timeout=1.0) for _ in range(4)]
+        for call in calls:
+            assert call.exception(timeout=30).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        started = time.monotonic()
+        assert len(stub.Annotate(pb.AnnotateRequest(image=pb.Image(encoded=photo)), timeout=60).faces) == 3
+        waited = time.monotonic() - started
+    # One network run on a tile of at most 1024x1024 px (under a second here) may still be finishing.
+    assert waited < 4.0, f"the small photo waited {waited:.1f} s"

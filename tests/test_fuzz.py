@@ -248,3 +248,44 @@ def test_server_answers_hostile_requests_and_stays_up(server, seeds: list[bytes]
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
         assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert resident_bytes(server.process.pid) - before < MEMORY_SLACK_BYTES
+
+
+# --- frames too thin to hold a face ---
+
+
+def one_pixel_wide_jpeg(faces_dir: Path) -> bytes:
+    """A 1x501 JPEG (a column of a real photo): OpenCV's SSD failed on it inside its pooling layer."""
+    photo = cv2.imread(str(faces_dir / "2008_002506.jpg"))
+    ok, data = cv2.imencode(".jpg", cv2.resize(photo, (1, 501), interpolation=cv2.INTER_AREA))
+    assert ok
+    return data.tobytes()
+
+
+def test_a_one_pixel_wide_jpeg_is_answered_with_no_faces_by_every_detector(server, faces_dir: Path) -> None:
+    data = one_pixel_wide_jpeg(faces_dir)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.EmotionServiceStub(channel)
+        for detector in (pb.DETECTOR_SSD, pb.DETECTOR_YUNET, pb.DETECTOR_HAAR):
+            request = pb.AnnotateRequest(image=pb.Image(encoded=data), options=pb.AnnotateOptions(detector=detector))
+            try:
+                response = stub.Annotate(request, timeout=60)
+            except grpc.RpcError as error:  # a clear refusal is fine; an internal error is not
+                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (detector, error.code(), error.details())
+                continue
+            assert len(response.faces) == 0
+
+
+def test_fer_annotate_answers_a_one_pixel_wide_jpeg_without_a_traceback(faces_dir: Path, fer_models_dir: Path,
+                                                                        tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "thin.jpg"
+    path.write_bytes(one_pixel_wide_jpeg(faces_dir))
+    command = [sys.executable, "-m", "ferstream.pipeline.annotate_cli", str(path), "--detector", "ssd",
+               "--models-dir", str(fer_models_dir), "--out", str(tmp_path / "out.png"), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if done.returncode == 0:
+        assert '"faces": []' in done.stdout.replace('"faces":[]', '"faces": []'), done.stdout
+    else:
+        assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -213,3 +213,73 @@ def test_token_checker_wants_the_whole_token() -> None:
     assert checker.accepts("Bearer abc123") and checker.accepts("BEARER zzz")
     for header in (None, "", "Bearer", "Bearer ", "Bearer abc12", "Bearer abc1234", "abc123", "Bearer zz"):
         assert not checker.accepts(header), header
+
+
+# --- the certificate's name, and what fer-client says when it is not the server's ---
+
+CERTIFICATE_NAME = "fer.example"
+
+
+@pytest.fixture(scope="module")
+def named_server(fer_server_factory, pki: Pki, tmp_path_factory):
+    """TLS with a certificate for CERTIFICATE_NAME only: 127.0.0.1 is not its name."""
+    make_leaf(pki.folder, "named", "ca", f"subjectAltName=DNS:{CERTIFICATE_NAME}\nextendedKeyUsage=serverAuth")
+    return fer_server_factory("--models-dir", str(tmp_path_factory.mktemp("no-models")),
+                              "--tls-cert", pki.path("named.pem"), "--tls-key", pki.path("named.key"))
+
+
+def test_server_name_sets_the_name_the_certificate_must_carry(named_server, pki: Pki, photo: bytes) -> None:
+    with EmotionClient(named_server.address, root_certificates=pki.pem("ca"), timeout=5) as client:
+        assert rpc_error(client.model_info).code() == grpc.StatusCode.UNAVAILABLE
+        assert "127.0.0.1" in client.connection_problem()
+    with EmotionClient(named_server.address, root_certificates=pki.pem("ca"), server_name=CERTIFICATE_NAME) as client:
+        assert client.connection_problem() is None
+        assert len(client.annotate(photo).faces) == 3
+
+
+def fer_client(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ferstream.client.cli", "--headless", *args],
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_fer_client_reports_a_certificate_name_mismatch_and_takes_server_name(named_server, pki: Pki,
+                                                                             faces_dir: Path, tmp_path: Path) -> None:
+    common = ["--server", named_server.address, "--tls-ca", pki.path("ca.pem"),
+              "--source", str(faces_dir / "2008_002506.jpg"), "--jsonl", str(tmp_path / "faces.jsonl")]
+    refused = fer_client(*common, "--connect-timeout", "3")
+    assert refused.returncode == 1
+    [line] = refused.stderr.strip().splitlines()
+    # gRPC's reason, not only "cannot reach": the name the certificate was checked against.
+    assert line.startswith("fer-client: ") and "127.0.0.1" in line.split(named_server.address, 1)[1], line
+    assert any(word in line.lower() for word in ("hostname", "ssl", "certificate", "handshake")), line
+    served = fer_client(*common, "--server-name", CERTIFICATE_NAME)
+    assert served.returncode == 0, served.stderr
+    assert '"faces"' in (tmp_path / "faces.jsonl").read_text()
+
+
+# --- tokens gRPC cannot carry ---
+
+NON_ASCII_TOKEN = "s3cret-tokén"
+
+
+def test_a_non_ascii_token_is_refused_at_server_start(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text(NON_ASCII_TOKEN + "\n", encoding="utf-8")
+    result = subprocess.run([*SERVER, "--port", "0", "--auth-tokens", str(tokens)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "ASCII" in line, line
+    with pytest.raises(ValueError, match="ASCII"):
+        load_tokens(tokens)
+
+
+def test_a_non_ascii_token_is_a_local_error_of_the_client(tls_server, pki: Pki, faces_dir: Path,
+                                                          tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not valid ASCII metadata"):
+        EmotionClient(tls_server.address, root_certificates=pki.pem("ca"), token=NON_ASCII_TOKEN)
+    result = fer_client("--server", tls_server.address, "--tls-ca", pki.path("ca.pem"), "--token", NON_ASCII_TOKEN,
+                        "--source", str(faces_dir / "2008_002506.jpg"), "--jsonl", str(tmp_path / "faces.jsonl"))
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "not valid ASCII metadata" in line and "INTERNAL" not in line, line

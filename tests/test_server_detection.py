@@ -18,7 +18,8 @@ Box = tuple[float, float, float, float]
 
 @pytest.fixture(scope="module")
 def stub(fer_server_factory, fer_models_dir: Path):
-    server = fer_server_factory("--models-dir", str(fer_models_dir))
+    # The 1920x1080 canvases mirror their photo around it: up to 35 copies of its faces, above the default limit.
+    server = fer_server_factory("--models-dir", str(fer_models_dir), "--max-faces", "64")
     with grpc.insecure_channel(server.address) as channel:
         yield pb_grpc.EmotionServiceStub(channel)
 
@@ -127,3 +128,21 @@ def test_yunet_faces_carry_five_landmarks_and_the_others_none(stub, photo: bytes
                 right_eye, left_eye, nose, right_mouth, left_mouth = face.landmarks
                 assert right_eye.x < nose.x < left_eye.x and right_mouth.x < left_mouth.x  # the person's right on
                 assert max(right_eye.y, left_eye.y) < nose.y < min(right_mouth.y, left_mouth.y)  # the image's left
+
+
+@pytest.mark.parametrize("name,required", [("2008_002470.jpg", 5), ("2007_007763.jpg", 3)])
+def test_haar_finds_small_faces_of_a_photo_on_a_plain_1920x1080_frame(stub, faces_dir: Path, face_boxes,
+                                                                      name: str, required: int) -> None:
+    """A group photo (faces 37-53 px) in the middle of a flat grey 1920x1080 frame: Haar found 1 and 0 of
+    them when it equalised the whole frame's histogram, which the grey fill dominated; YuNet finds all."""
+    import cv2
+    import numpy as np
+
+    photo = cv2.imread(str(faces_dir / name))
+    frame = np.full((1080, 1920, 3), 128, np.uint8)
+    top, left = (1080 - photo.shape[0]) // 2, (1920 - photo.shape[1]) // 2
+    frame[top:top + photo.shape[0], left:left + photo.shape[1]] = photo
+    boxes = [(x + left, y + top, w, h) for x, y, w, h in face_boxes[name]]
+    assert all(found_faces(stub, frame, boxes, pb.AnnotateOptions(detector=pb.DETECTOR_YUNET)))
+    found = found_faces(stub, frame, boxes, pb.AnnotateOptions(detector=pb.DETECTOR_HAAR))
+    assert sum(found) >= required, found

@@ -166,3 +166,69 @@ def test_the_packaged_yunet_is_intact_licensed_and_in_the_wheel(tmp_path: Path) 
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"ferstream/__init__.py", "ferstream/pipeline/shipped/face_detection_yunet_2026may.onnx",
             "ferstream/pipeline/shipped/LICENSE-yunet.txt"} <= names
+
+
+# A close-up portrait: one face of GROUP_PHOTO, cropped (x 105-220, y 35-185) and enlarged, the face filling
+# the frame: SSD used to add 1-3 phantom faces beside it (boxes lying mostly outside its input, clamped into
+# the frame's edge, scored up to 1.0).
+PORTRAIT_CROP = (slice(35, 185), slice(105, 220))
+
+
+@pytest.mark.parametrize("size", [(640, 480), (480, 640), (1200, 1600), (3024, 4032)])
+def test_ssd_finds_one_face_in_a_close_up_portrait_as_yunet_does(fer_models_dir: Path, faces_dir: Path,
+                                                                  size: tuple[int, int]) -> None:
+    from ferstream.bench.detectors import iou
+
+    statuses = load_detectors(fer_models_dir)
+    portrait = cv2.resize(cv2.imread(str(faces_dir / "2008_002506.jpg"))[PORTRAIT_CROP], size,
+                          interpolation=cv2.INTER_CUBIC)
+    found = {}
+    for kind in (DetectorKind.SSD, DetectorKind.YUNET):
+        detector = statuses[kind].detector
+        found[kind] = [(d.x, d.y, d.width, d.height) for d in detector.detect(portrait, detector.default_threshold)]
+    assert len(found[DetectorKind.YUNET]) == 1
+    assert len(found[DetectorKind.SSD]) == 1, found
+    assert iou(found[DetectorKind.SSD][0], found[DetectorKind.YUNET][0]) > 0.5
+
+
+@pytest.mark.parametrize("kind", list(DetectorKind))
+@pytest.mark.parametrize("width,height", [(1, 501), (501, 1), (3, 3), (10, 700)])
+def test_slivers_and_specks_hold_no_faces(fer_models_dir: Path, kind: DetectorKind, width: int, height: int) -> None:
+    detector = load_detectors(fer_models_dir)[kind].detector
+    frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    assert detector.detect(frame, detector.default_threshold) == []
+
+
+@pytest.mark.parametrize("kind", [DetectorKind.SSD, DetectorKind.HAAR])
+def test_large_frames_cost_a_bounded_search(fer_models_dir: Path, kind: DetectorKind) -> None:
+    """SSD and Haar search at most their pixel budget (plus coarser levels and tile overlaps) however large
+    the frame or small min_face_px: a 4000x3000 photo took them about 23 s against YuNet's 1.5."""
+    from ferstream.pipeline import detectors
+
+    detector = load_detectors(fer_models_dir)[kind].detector
+    searched = []
+    run = detector.run
+
+    def counting_run(image: np.ndarray, threshold: float):
+        searched.append(image.shape[0] * image.shape[1])
+        return run(image, threshold)
+
+    detector.run = counting_run  # the real network still runs; only the pixels it sees are counted
+    frame = np.random.default_rng(1).integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
+    for min_face_px in (detectors.DEFAULT_MIN_FACE_PX, 10):
+        searched.clear()
+        detector.detect(frame, detector.default_threshold, min_face_px)
+        assert sum(searched) <= 1.6 * detector.MAX_SEARCH_PIXELS, (min_face_px, searched)
+
+
+def test_a_stopped_detection_ends_before_the_next_network_run(fer_models_dir: Path) -> None:
+    from ferstream.pipeline.errors import Abandoned
+
+    detector = load_detectors(fer_models_dir)[DetectorKind.SSD].detector
+    runs = []
+    run = detector.run
+    detector.run = lambda image, threshold: runs.append(image.shape) or run(image, threshold)
+    frame = np.random.default_rng(2).integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
+    with pytest.raises(Abandoned):
+        detector.detect(frame, detector.default_threshold, stop=lambda: len(runs) >= 1)
+    assert len(runs) == 1  # the level has several tiles: the rest were skipped
