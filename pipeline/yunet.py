@@ -1,6 +1,6 @@
 """YuNet's network run by ONNX Runtime, decoded as cv2.FaceDetectorYN decodes it.
 
-Why not cv2.FaceDetectorYN: YuNet is the largest cost of a served frame (README's profile), and the same
+Why not cv2.FaceDetectorYN: YuNet is the largest cost of a served frame (the profile in docs/history.md, 2026-12-01), and the same
 ONNX graph runs faster in a real runtime. On a 320x240 copy, one thread, decoding and suppression included
 (timing loops on the development machine, an AVX-512 Xeon): OpenCV's DNN module 4.8 ms, OpenVINO 2.6 ms
 (2.3 compiled for that one size), ONNX Runtime 2.0 ms with any size; two threads side by side, 1.08

@@ -52,7 +52,7 @@ class ServerConfig:
     # Why the default: ferstream.pipeline.tracking.DEFAULT_SMOOTHING_MS.
     track_smoothing_ms: float = DEFAULT_SMOOTHING_MS
     # Classifier threads. One: the detection workers already keep every core busy, and a second classifier
-    # thread only waits for a core (README: 0.35 ms more server CPU per frame at 8 streams, no more fps).
+    # thread only waits for a core (docs/history.md, 2026-12-01: 0.35 ms more server CPU per frame at 8 streams, no more fps).
     threads: int = 1
     # Decode-and-detect threads; 0: one per core available (divided among the --replicas processes).
     detect_workers: int = 0
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_security_arguments(parser: argparse.ArgumentParser) -> None:
-    """Transport security, tokens, per-stream limits and the metrics endpoint (see README, "Security and limits")."""
+    """Transport security, tokens, per-stream limits and the metrics endpoint (see docs/deploy.md, "Security")."""
     security = parser.add_argument_group("security")
     security.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve TLS with this certificate chain")
     security.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert")

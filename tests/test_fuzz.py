@@ -5,7 +5,7 @@ declare huge or zero dimensions (decompression bombs), raw buffers of the wrong 
 and absurd option values) go over loopback to fer-server's own serve() running inside the test process:
 the real servicer, protoconv, detection workers, batcher and response messages, not a copy of them. A
 few hundred more go to a fer-server subprocess, whose memory is watched. FER_FUZZ_EXAMPLES sets the
-in-process count (CI: 2000; a long run: see README, "Security and limits").
+in-process count (CI: 2000; a long run: see docs/deploy.md, "Security").
 """
 
 from __future__ import annotations

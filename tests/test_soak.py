@@ -1,6 +1,6 @@
 """Load and soak: several streams at once for a while, with no failed frame and flat server memory.
 
-CI runs 4 streams for 20 s. The documented soak (README, "Security and limits") is 16 streams for 5 minutes:
+CI runs 4 streams for 20 s. The documented soak (docs/deploy.md, "Security") is 16 streams for 5 minutes:
 
     FER_SOAK_STREAMS=16 FER_SOAK_SECONDS=300 python -m pytest -s tests/test_soak.py
 """
