@@ -220,11 +220,15 @@ def away_from_inner_edges(rows: Rows, left: int, top: int, tile_w: int, tile_h: 
 @dataclass(frozen=True)
 class Search:
     """How a detector searches a level: its network on one image at that image's resolution (rows in its
-    pixels), the resize interpolation, and whether large levels are cut into tiles."""
+    pixels), the resize interpolation, whether large levels are cut into tiles, and whether finer levels
+    drop boxes taller than LEVEL_FACE_SLACK times their largest face (SSD reports a close-up face's parts as
+    faces there; YuNet does not, and its finer level's box of a large face carries the better landmarks:
+    dropping it halved the roll its landmarks follow, tests/test_align.py)."""
 
     run: RunNetwork
     interpolation: int
     tiled: bool
+    drop_parts: bool = True
 
 
 def check(stop: Stop | None) -> None:
@@ -312,7 +316,7 @@ def detect_in_levels(frame: np.ndarray, levels: list[Level], search: Search, thr
     runs = []
     for index, level in enumerate(levels):
         found = search_level(frame, level, search, threshold, stop)
-        if index < len(levels) - 1:
+        if search.drop_parts and index < len(levels) - 1:
             tallest = LEVEL_FACE_SLACK * level.largest_face / level.scale_y
             found = [rows[rows[:, 3] - rows[:, 1] <= tallest] for rows in found]
         runs.extend(found)
@@ -475,7 +479,8 @@ class YuNetDetector:
         height, width = frame.shape[:2]
         levels = plan_levels(width, height, fit_level(width, height, self.WORK_SIDE), self.SIZES, min_face_px,
                              self.MAX_SEARCH_PIXELS)
-        return detect_in_levels(frame, levels, Search(self.run, cv2.INTER_AREA, tiled=True), threshold, stop)
+        return detect_in_levels(frame, levels, Search(self.run, cv2.INTER_AREA, tiled=True, drop_parts=False),
+                                threshold, stop)
 
 
 @dataclass(frozen=True)
