@@ -3,6 +3,8 @@ applied end to end, export round-trips, clear errors, and a serving path and ins
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 import subprocess
@@ -147,7 +149,9 @@ def test_a_first_format_model_file_loads_with_the_preprocessing_it_was_served_wi
     first = load_model(tmp_path / "v1.pt")
     assert first.preprocessing == Preprocessing(equalize=False, input_size=48, mean=0.5, std=0.25)
     crops = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
-    np.testing.assert_array_equal(first(crops), shipped_pytorch(crops))
+    # The same weights as the shipped file, which declares standardised crops: run them on raw ones too.
+    raw = dataclasses.replace(shipped_pytorch, preprocessing=first.preprocessing)
+    np.testing.assert_array_equal(first(crops), raw(crops))
 
 
 def test_a_changed_preprocessing_field_changes_what_the_frame_path_computes(

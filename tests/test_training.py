@@ -64,7 +64,7 @@ def test_smoke_training_learns_and_writes_its_files(small_fer2013: Path, tmp_pat
     best = max(history, key=lambda r: (r["val_acc"], -r["val_loss"]))
     classifier = load_model(tmp_path / "best.pt")
     assert classifier.meta["metrics"]["epoch"] == best["epoch"]
-    assert classifier.preprocessing == Preprocessing(equalize=True)
+    assert classifier.preprocessing == Preprocessing(equalize=True, standardize=True)
     public_test = load_dataset(small_fer2013, "PublicTest")
     val_loss, val_acc = evaluate(classifier.network, public_test, classifier.preprocessing, CPU)
     assert val_loss == pytest.approx(best["val_loss"], rel=1e-4) and val_acc == pytest.approx(best["val_acc"])
@@ -110,6 +110,18 @@ def two_epochs(small_fer2013: Path, tmp_path_factory: pytest.TempPathFactory) ->
     """OUT of an uninterrupted two-epoch smoke run, for runs stopped and resumed to be compared with."""
     out = tmp_path_factory.mktemp("two-epochs")
     assert train_main(smoke_args(small_fer2013, out, "--epochs", "2")) == 0
+    return out
+
+
+# What runs did before crops were standardised and altered photometrically: a legacy last.pt's run.
+BEFORE_LIGHT = ("--no-standardize", "--photometric-probability", "0")
+
+
+@pytest.fixture(scope="module")
+def two_epochs_before_light(small_fer2013: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OUT of an uninterrupted two-epoch smoke run as runs were before standardisation (BEFORE_LIGHT)."""
+    out = tmp_path_factory.mktemp("two-epochs-before-light")
+    assert train_main(smoke_args(small_fer2013, out, "--epochs", "2", *BEFORE_LIGHT)) == 0
     return out
 
 
@@ -167,11 +179,12 @@ def write_legacy_checkpoint(out: Path, command: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_last_pt_from_before_model_files_held_training_state_resumes(small_fer2013: Path, two_epochs: Path,
+def test_a_last_pt_from_before_model_files_held_training_state_resumes(small_fer2013: Path,
+                                                                       two_epochs_before_light: Path,
                                                                        tmp_path: Path) -> None:
     """`fer-train --out OUT --resume` continues a legacy last.pt bit for bit, writes model files and keeps the chain."""
     legacy = tmp_path / "legacy"
-    first = smoke_args(small_fer2013, legacy, "--epochs", "2", "--stop-after", "1")
+    first = smoke_args(small_fer2013, legacy, "--epochs", "2", "--stop-after", "1", *BEFORE_LIGHT)
     assert train_main(first) == 0
     earlier = "fer-train --data old/fer2013 --out runs/w025 --width 0.25"  # an --init model file's chain
     write_legacy_checkpoint(legacy, f"{earlier} && fer-train {shlex.join(first)}")
@@ -181,7 +194,7 @@ def test_a_last_pt_from_before_model_files_held_training_state_resumes(small_fer
     shutil.copytree(legacy, replanned)
 
     assert train_main(["--out", str(legacy), "--resume"]) == 0
-    assert_same_run(legacy, two_epochs)
+    assert_same_run(legacy, two_epochs_before_light)
     for name in ("best.pt", "final.pt", "last.pt"):
         load_model(legacy / name)
     assert read_training_state(legacy / "last.pt")["epoch"] == 1
