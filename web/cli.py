@@ -14,6 +14,7 @@ import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
 from ferstream.pipeline.commandline import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
