@@ -6,13 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from ferstream.server.ready import SERVING_PREFIX
+from helpers import wait_for_log_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,17 +91,8 @@ def launch_fer_server(log_path: Path, *args: str, timeout: float = 120.0) -> Run
     command = [sys.executable, "-m", "ferstream.server.cli", "--port", "0", "--threads", "1", *args]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        text = log_path.read_text(errors="replace")
-        for line in text.splitlines():
-            if SERVING_PREFIX in line:
-                return RunningServer(process, line.rsplit(SERVING_PREFIX, 1)[1].strip(), log_path)
-        if process.poll() is not None:
-            pytest.fail(f"fer-server exited with {process.returncode}:\n{text}")
-        time.sleep(0.1)
-    process.kill()
-    pytest.fail(f"fer-server did not start within {timeout} s:\n{log_path.read_text(errors='replace')}")
+    address = wait_for_log_line(process, log_path, SERVING_PREFIX, "fer-server", timeout)
+    return RunningServer(process, address.strip(), log_path)
 
 
 @pytest.fixture(scope="module")

@@ -75,3 +75,20 @@ def face_mosaic(faces_dir, face_boxes: dict, tile: int = 128, columns: int = 8):
         row, column = divmod(index, columns)
         mosaic[row * tile:(row + 1) * tile, column * tile:(column + 1) * tile] = face
     return mosaic, len(tiles)
+
+
+def wait_for_log_line(process, log_path, marker: str, name: str, timeout: float) -> str:
+    """What follows `marker` on the first line of log_path that holds it, waiting up to timeout seconds for
+    `process` (a subprocess.Popen writing log_path) to print it; fails the test, killing a process that did
+    not answer, when it exits or the time runs out."""
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        text = log_path.read_text(errors="replace")
+        for line in text.splitlines():
+            if marker in line:
+                return line.rsplit(marker, 1)[1]
+        if process.poll() is not None:
+            pytest.fail(f"{name} exited with {process.returncode}:\n{text}")
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"{name} did not start within {timeout} s:\n{log_path.read_text(errors='replace')}")

@@ -10,7 +10,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import GROUP_PHOTO, REPO, require_program
+from helpers import wait_for_log_line
 
 GATEWAY = [sys.executable, "-m", "ferstream.web.cli"]
 SERVING = "fer-web: serving "
@@ -52,17 +52,8 @@ def launch_gateway(server_address: str, *args: str, timeout: float = 60.0) -> Ga
     with open(log_path, "wb") as log:
         process = subprocess.Popen([*GATEWAY, "--port", "0", "--server", server_address, *args],
                                    stdout=log, stderr=subprocess.STDOUT)
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        text = log_path.read_text(errors="replace")
-        for line in text.splitlines():
-            if line.startswith(SERVING):
-                return Gateway(process, line[len(SERVING):].split()[0].rstrip("/"), log_path)
-        if process.poll() is not None:
-            pytest.fail(f"fer-web exited with {process.returncode}:\n{text}")
-        time.sleep(0.1)
-    process.kill()
-    pytest.fail(f"fer-web did not start within {timeout} s:\n{log_path.read_text(errors='replace')}")
+    url = wait_for_log_line(process, log_path, SERVING, "fer-web", timeout)
+    return Gateway(process, url.split()[0].rstrip("/"), log_path)
 
 
 @pytest.fixture(scope="module")
