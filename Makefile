@@ -1,27 +1,65 @@
-PYTHON ?= python3
 FER_DATA_DIR ?= ../shared
 export FER_DATA_DIR
 export FER_MODELS_DIR ?= $(FER_DATA_DIR)/models
 
-.PHONY: install test test-deps proto proto-check train train-accurate ship train-w050 train-gpu run-server run-client
+# Everything runs in a virtual environment: the active one ($$VIRTUAL_ENV) when there is one, else .venv here,
+# made on first use from SYSTEM_PYTHON (Debian's and Ubuntu's own python3 refuse `pip install` outside one).
+# Its bin/ comes first on PATH for every command below, so fer-* and the tests' commands are its own.
+SYSTEM_PYTHON ?= python3
+VENV ?= $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),.venv)
+PYTHON := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+# Extra pip options for every install below (the tests add --dry-run --report to see what would come).
+PIP_FLAGS ?=
+PIP_INSTALL = $(PYTHON) -m pip install $(PIP_FLAGS)
+# What the tests, `make proto` and training need installed; made again when pyproject.toml changes.
+DEV_STAMP := $(VENV)/.ferstream-dev-installed
+# PyTorch's CPU wheels. PyPI alone resolves the pinned torch to the CUDA build (gigabytes of nvidia-*
+# packages a CPU never uses); beside this index pip takes torch==2.13.0+cpu, the higher version.
+TORCH_CPU_INDEX = https://download.pytorch.org/whl/cpu
 
-# Development install: serving (no torch) + [train] + tests. torch first, alone, so pip takes the pinned CPU
-# wheel that pip's configured find-links/index offer here (offline); then ".[dev]" finds it satisfied.
-# Users: README installs it from PyTorch's CPU index instead (PyPI alone resolves the pin to the CUDA build).
-install:
-	$(PYTHON) -m pip install torch==2.13.0
-	$(PYTHON) -m pip install -e ".[dev]"
+.PHONY: install install-dev test test-quick test-deps docs proto proto-check train train-accurate ship train-w050 \
+	train-gpu run-server run-client
 
-# The suite, as CI runs it: test-deps first installs what the tests drive besides Python (Xvfb, xdotool,
-# ImageMagick, openssl, node/npm) when any is missing; tests/conftest.py starts Xvfb when $$DISPLAY is unset.
-test: test-deps
-	$(PYTHON) -m pytest -q
+$(PYTHON):
+	.ci/venv $(VENV) $(SYSTEM_PYTHON)
 
-test-deps:
+# The serving install (server, clients, command-line tools, in-process API): no PyTorch, CPU packages only.
+install: $(PYTHON)
+	$(PIP_INSTALL) -e .
+	@echo "installed in $(VENV): run $(VENV)/bin/fer-server, or put the fer-* commands on PATH with . $(VENV)/bin/activate"
+
+# The serving install plus the training extra and the test tools ([dev]), with PyTorch's CPU build: from
+# PyTorch's CPU index when this machine reaches it, else from pip's configured sources (an offline mirror or
+# wheel folder in pip.conf; on bare PyPI that would be the CUDA build, so the index is tried first).
+install-dev: $(PYTHON)
+	@if $(PYTHON) -c "import urllib.request; urllib.request.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=15)" 2>/dev/null; \
+	then index="--extra-index-url $(TORCH_CPU_INDEX)"; \
+	else echo "$(TORCH_CPU_INDEX) is out of reach: PyTorch comes from pip's configured sources" >&2; index=; fi; \
+	echo "$(PIP_INSTALL) $$index -e \".[dev]\"" >&2; \
+	$(PIP_INSTALL) $$index -e ".[dev]"
+
+$(DEV_STAMP): pyproject.toml | $(PYTHON)
+	$(MAKE) --no-print-directory install-dev
+	touch $@
+
+# The whole suite, as CI runs it, with a line per test file and its progress. test-deps first installs what
+# the tests drive besides Python (Xvfb, xdotool, ImageMagick, openssl, node/npm, chromium, Tk) when any is
+# missing; tests/conftest.py starts Xvfb when $$DISPLAY is unset.
+test: test-deps $(DEV_STAMP)
+	@echo "make test: the whole suite (about 11 min on a quiet 2-core machine, three times that on a busy one);"
+	@echo "           make test-quick leaves out the tests marked slow"
+	$(PYTHON) -m pytest
+
+# The suite without the tests marked slow (soak, training, fine-tuning, long benchmarks): a few minutes.
+test-quick: test-deps $(DEV_STAMP)
+	$(PYTHON) -m pytest -m "not slow"
+
+test-deps: $(PYTHON)
 	PYTHON=$(PYTHON) .ci/test-deps
 
 # Regenerates the Python code next to the .proto; never edit the generated files by hand.
-proto:
+proto: $(DEV_STAMP)
 	$(PYTHON) -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos --grpc_python_out=protos protos/ferstream/v1/emotion.proto
 
 # Fails when the committed generated code is not what `make proto` produces.
@@ -45,7 +83,7 @@ FINE_TUNE = --width 0.25 --dropout 0.1 --lr 0.005 --epochs 10 --erase-probabilit
 	--max-rotation 15 --seed 9 $(BEFORE_LIGHT)
 LIGHT = --width 0.25 --dropout 0.1 --lr 0.005 --epochs 12 --erase-probability 0.25 --label-smoothing 0 \
 	--max-rotation 15 --seed 11 --no-equalize
-train:
+train: $(DEV_STAMP)
 ifeq ($(INIT),)
 	fer-train --data $(FER2013) --out runs/w025 --width 0.25 --dropout 0.1 --epochs 40 --seed 0 $(BEFORE_LIGHT) \
 		--stop-after 13
@@ -64,7 +102,7 @@ endif
 # starts the schedule where there is none. An epoch takes about 3.3 min on a 2-core AVX-512 Xeon and 17 min
 # or more on a 2-core AVX2 EPYC.
 STOP_AFTER ?= 0
-train-accurate:
+train-accurate: $(DEV_STAMP)
 	if [ -f runs/accurate/last.pt ]; then fer-train --out runs/accurate --resume --stop-after $(STOP_AFTER); \
 	else fer-train --data $(FER2013) --out runs/accurate --width 0.5 --epochs 120 --seed 20 --stop-after $(STOP_AFTER); fi
 
@@ -72,7 +110,7 @@ train-accurate:
 # scaling fitted on PublicTest, and its int8 OpenVINO IR quantized on Training faces (tests check all three
 # agree; README's model table comes from `fer-eval`).
 MODEL ?= runs/light/final.pt
-ship:
+ship: $(DEV_STAMP)
 	cp $(MODEL) model/shipped/ferstream-emotion.pt
 	fer-export model/shipped/ferstream-emotion.pt --out model/shipped/ferstream-emotion.onnx \
 		--calibrate $(FER2013)/test --int8 $(FER2013)/train
@@ -81,7 +119,7 @@ ship:
 # (Net2WiderNet), a 36-epoch schedule stopped by hand after 12 epochs, re-planned to end at epoch 20 and
 # stopped after 2 more (test runs shared the two cores, so epochs took 3-18 minutes), then its last 6
 # epochs by the fer-train that equalises crops. Needs runs/w025-long/best.pt (or INIT=the shipped model).
-train-w050:
+train-w050: $(DEV_STAMP)
 	fer-train --data $(FER2013) --out runs/w050 --init $(or $(INIT),runs/w025-long/best.pt) --width 0.5 --dropout 0.1 \
 		--lr 0.02 --epochs 36 --erase-probability 0.25 --seed 5 $(BEFORE_LIGHT) --stop-after 12
 	fer-train --out runs/w050 --resume --epochs 20 --stop-after 2
@@ -90,11 +128,11 @@ train-w050:
 # The GPU recipe (training/gpu_recipe.py): the full-width reference VGG as a teacher, bf16 on one CUDA GPU
 # (minutes), into runs/gpu/teacher with its log, metrics and curves. Then distil it into the served width
 # on the CPU (hours): $(PYTHON) -m ferstream.training.gpu_recipe --data $(FER2013) --out runs/gpu --stage student
-train-gpu:
+train-gpu: $(DEV_STAMP)
 	$(PYTHON) -m ferstream.training.gpu_recipe --data $(FER2013) --out runs/gpu --stage teacher
 
-run-server:
+run-server: $(PYTHON)
 	fer-server
 
-run-client:
+run-client: $(PYTHON)
 	fer-client --server 127.0.0.1:50051 --source 0
