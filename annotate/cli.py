@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_argument("--connect-timeout", type=seconds, default=CONNECT_TIMEOUT_S, metavar="SECONDS",
                         help="with --server, give up when it cannot be reached for this long (default: %(default)s)")
     remote.add_argument("--jpeg-quality", type=quality, default=DEFAULT_JPEG_QUALITY, metavar="10..100",
-                        help="with --server, JPEG quality of the frames sent (default: %(default)s)")
+                        help="with --server, JPEG quality of the video frames sent; a photo goes as its file "
+                             "(default: %(default)s)")
     add_common_arguments(parser)
     parser.add_argument("--threads", type=int, default=default_threads(),
                         help="OpenCV and classifier threads: frames are decoded, detected and classified in "

@@ -42,12 +42,14 @@ class MediaError(Exception):
 
 @dataclass(frozen=True)
 class Frame:
-    """One frame of an input: its 0-based index, BGR uint8 pixels (H, W, 3), and its time in the source in
-    milliseconds (None for a still image)."""
+    """One frame of an input: its 0-based index, BGR uint8 pixels (H, W, 3), its time in the source in
+    milliseconds (None for a still image), and a still image's file bytes (None for a video frame), which
+    a server is sent as they are."""
 
     index: int
     image: np.ndarray
     time_ms: float | None
+    encoded: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,8 @@ def read_frames(media: Media, max_pixels: int) -> Iterator[Frame]:
     for a damaged, truncated or oversized file. Video frames over max_pixels raise TooLarge.
     """
     if media.still:
-        yield Frame(0, decode(EncodedImage(media.path.read_bytes()), max_pixels), None)
+        data = media.path.read_bytes()
+        yield Frame(0, decode(EncodedImage(data), max_pixels), None, data)
         return
     capture = cv2.VideoCapture(str(media.path), cv2.CAP_FFMPEG)
     try:

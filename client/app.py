@@ -353,8 +353,8 @@ class ClientApp:
             self.connect_button: "Connect to the server, or disconnect from it",
             self.detector_box: "Face detector the server runs (server default: its most accurate one)",
             self.min_score_scale: "Minimum detection score: faces scored lower are dropped (0: the detector's default)",
-            self.quality_scale: "JPEG quality of the frames sent: lower is lighter on the network, "
-            "coarser for the model",
+            self.quality_scale: "JPEG quality of the video and camera frames sent: lower is lighter on the "
+            "network, coarser for the model (a photo goes as its file)",
             self.pause_button: "Pause or resume sending frames (the picture freezes)",
             self.snapshot_button: f"Save the annotated frame as PNG in {self._snapshot_dir.resolve()}",
             self.charts_button: "Draw each face's seven probabilities as bars beside it, where there is room "

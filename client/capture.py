@@ -1,7 +1,8 @@
 """Frame sources (camera, video file, still image) and the capture thread that keeps only the newest frame.
 
 A slow consumer never makes frames pile up: the capture thread overwrites the single slot in
-LatestFrame, and the consumer counts the sequence numbers it never saw as dropped.
+LatestFrame, and the consumer counts the sequence numbers it never saw as dropped. A still image is put
+there once, with its file's bytes, so that it is sent as it is on disk and only when something changes.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-# A still image is re-sent at this rate so that option changes (detector, score) show up on it.
-STILL_IMAGE_FPS = 5.0
 # Files that do not record a frame rate are played at this one.
 FALLBACK_FPS = 25.0
 
@@ -33,6 +32,9 @@ class FrameSource:
     is_live: bool  # a camera paces itself; files are paced by the reader
     # Time of the frame read() returned last, in ms, as the container records it; None for a still image.
     time_ms: float | None = None
+    # A still image's file, byte for byte (sent as it is, so that it gets the answer it gets everywhere
+    # else); None for a camera or a video, whose frames are sent JPEG-encoded.
+    encoded: bytes | None = None
 
     def read(self) -> np.ndarray | None:
         raise NotImplementedError
@@ -66,11 +68,12 @@ class _CaptureSource(FrameSource):
 
 
 class _StillImageSource(FrameSource):
-    def __init__(self, image: np.ndarray, description: str) -> None:
+    def __init__(self, image: np.ndarray, encoded: bytes, description: str) -> None:
         self._image = image
         self._delivered = False
         self.description = description
-        self.fps = STILL_IMAGE_FPS
+        self.encoded = encoded
+        self.fps = FALLBACK_FPS
         self.is_live = False
         self.frame_count = 1
 
@@ -96,7 +99,7 @@ def open_source(spec: str) -> FrameSource:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise SourceError(f"{spec}: not a readable image")
-        return _StillImageSource(image, path.name)
+        return _StillImageSource(image, path.read_bytes(), path.name)
     capture = cv2.VideoCapture(str(path))
     first_frame_readable = capture.isOpened() and capture.read()[0]
     if not first_frame_readable:
@@ -127,6 +130,7 @@ class CapturedFrame:
     seq: int  # 1, 2, 3... in capture order; gaps seen by a consumer are frames it dropped
     image: np.ndarray
     captured_at: float  # time.monotonic()
+    encoded: bytes | None = None  # a still image's file bytes (FrameSource.encoded), None for other frames
 
 
 class LatestFrame:
@@ -137,10 +141,11 @@ class LatestFrame:
         self._newest: CapturedFrame | None = None
         self._seq = 0
 
-    def put(self, image: np.ndarray) -> None:
+    def put(self, image: np.ndarray, encoded: bytes | None = None) -> None:
+        """Makes image (with a still image's file bytes, if given) the newest frame."""
         with self._changed:
             self._seq += 1
-            self._newest = CapturedFrame(self._seq, image, time.monotonic())
+            self._newest = CapturedFrame(self._seq, image, time.monotonic(), encoded)
             self._changed.notify_all()
 
     def newest(self) -> CapturedFrame | None:
@@ -154,7 +159,8 @@ class LatestFrame:
 
 
 class CaptureThread(threading.Thread):
-    """Reads the source into a LatestFrame, at the file's own frame rate, looping files forever."""
+    """Reads the source into a LatestFrame, at the file's own frame rate, looping videos forever; a still
+    image goes in once (the session sends it again only when the options or the connection change)."""
 
     def __init__(
         self, source: FrameSource, latest: LatestFrame, on_error: Callable[[str], None] = lambda message: None
@@ -179,7 +185,10 @@ class CaptureThread(threading.Thread):
                 if frame is None:
                     self._on_error(f"{self._source.description}: no more frames")
                     return
-                self._latest.put(frame)
+                self._latest.put(frame, self._source.encoded)
+                if self._source.encoded is not None:
+                    self._stop_requested.wait()
+                    return
                 if not self._source.is_live:
                     next_due = max(next_due + period, time.monotonic() - period)
                     self._stop_requested.wait(max(0.0, next_due - time.monotonic()))

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_quality,
         default=DEFAULT_JPEG_QUALITY,
         metavar="10..100",
-        help="JPEG quality of the frames sent (default: %(default)s)",
+        help="JPEG quality of the video and camera frames sent; a photo goes as its file (default: %(default)s)",
     )
     parser.add_argument(
         "--snapshot-dir",

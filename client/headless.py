@@ -5,7 +5,8 @@ answers the frames, everything else (reader, renderer, JSON lines, timeline) is 
 frames go through one StreamAnnotate call in file mode (EmotionClient.stream(mode="file")): every frame is
 answered, in order, while the next ones are already on their way, each stamped with its container time
 (capture_time_ms) so that the server's face tracks are smoothed in the video's time. A still image is one
-unary Annotate call, so it gets no track, exactly as in-process. A frame the server refuses is written with
+unary Annotate call with the file's own bytes (never re-encoded, so it gets the answer it gets from every
+other path), and no track, exactly as in-process. A frame the server refuses is written with
 its `error` and no faces; the rest go on.
 """
 
@@ -45,14 +46,14 @@ class HeadlessSettings:
     jsonl: Path | None = None  # one JSON object per frame
     detector: str | None = None  # None: the server's default
     min_detection_score: float = 0.0  # 0: the detector's own threshold
-    jpeg_quality: int = 85  # of the frames sent
+    jpeg_quality: int = 85  # of the video and camera frames sent (a still image goes as its file)
 
 
 class RemoteBackend:
     """Frames answered by a fer-server (annotate.run.Backend).
 
     detector: a detector name, None for the server's; min_detection_score 0..1 (0: the detector's own);
-    jpeg_quality 10..100 of the frames sent; smoothing_ms: the track smoothing time constant asked for
+    jpeg_quality 10..100 of the video frames sent (a still image goes as its file's bytes); smoothing_ms: the track smoothing time constant asked for
     (milliseconds of frame time, 0 off), None for the server's --track-smoothing-ms. Iterating `answers`
     raises ServerError when the server fails the call or ends it before answering every frame.
     """
@@ -70,7 +71,8 @@ class RemoteBackend:
         try:
             if still:
                 for frame in frames:
-                    response = self.client.annotate(frame.image, detector=self.options.detector,
+                    image = frame.encoded if frame.encoded is not None else frame.image
+                    response = self.client.annotate(image, detector=self.options.detector,
                                                     min_detection_score=self.options.min_detection_score,
                                                     jpeg_quality=self.jpeg_quality)
                     yield frame, Answer([face_record(face) for face in response.faces])

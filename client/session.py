@@ -309,7 +309,11 @@ class StreamSession(threading.Thread):
             self._call = None
 
     def _requests(self) -> Iterator[emotion_pb2.StreamAnnotateRequest]:
+        """A new frame whenever one is captured; the last one again when the detector or score changed (a
+        still image is captured once, so this is how it gets the new options). A still image goes as its
+        file's bytes, other frames JPEG-encoded at the chosen quality."""
         last_seq: int | None = None
+        last_options: emotion_pb2.AnnotateOptions | None = None
         while not self._stop_requested.is_set():
             if not self._window.wait_for_room(timeout=POLL_S):
                 continue
@@ -318,16 +322,18 @@ class StreamSession(threading.Thread):
                 last_seq = None  # frames not sent while paused are not "dropped"
                 self._stop_requested.wait(POLL_S)
                 continue
-            frame = self._latest.wait_newer(last_seq or 0, timeout=POLL_S)
+            asked = make_options(options.detector, options.min_detection_score)
+            if last_seq is not None and asked != last_options:
+                frame = self._latest.newest()
+            else:
+                frame = self._latest.wait_newer(last_seq or 0, timeout=POLL_S)
             if frame is None or self._stop_requested.is_set():
                 continue
-            dropped_before = frame.seq - last_seq - 1 if last_seq is not None else 0
-            last_seq = frame.seq
-            request = emotion_pb2.StreamAnnotateRequest(
-                frame_id=next(self._frame_ids),
-                image=encode_image(frame.image, options.jpeg_quality),
-                options=make_options(options.detector, options.min_detection_score),
-            )
+            dropped_before = max(0, frame.seq - last_seq - 1) if last_seq is not None else 0
+            last_seq, last_options = frame.seq, asked
+            image = (emotion_pb2.Image(encoded=frame.encoded) if frame.encoded is not None
+                     else encode_image(frame.image, options.jpeg_quality))
+            request = emotion_pb2.StreamAnnotateRequest(frame_id=next(self._frame_ids), image=image, options=asked)
             self._window.sent(request.frame_id, _Sent(frame, request.options, time.monotonic()))
             self._stats.count_sent(dropped_before)
             yield request
