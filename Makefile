@@ -58,6 +58,13 @@ test-quick: test-deps $(DEV_STAMP)
 test-deps: $(PYTHON)
 	PYTHON=$(PYTHON) .ci/test-deps
 
+# Makes again what the docs show, from today's model and code: the desktop app's screenshots
+# (docs/client-*.png, under Xvfb), the browser page's (docs/web.png, in Chromium) and README's sample JSON line.
+docs: test-deps $(DEV_STAMP)
+	FER_SCREENSHOTS_DIR=docs $(PYTHON) -m pytest tests/test_client_app.py -k no_label_or_chart
+	FER_WRITE_SCREENSHOTS=1 $(PYTHON) -m pytest tests/test_web.py -k camera_live
+	FER_WRITE_DOCS=1 $(PYTHON) -m pytest tests/test_docs.py -k sample
+
 # Regenerates the Python code next to the .proto; never edit the generated files by hand.
 proto: $(DEV_STAMP)
 	$(PYTHON) -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos --grpc_python_out=protos protos/ferstream/v1/emotion.proto
