@@ -17,7 +17,7 @@ import platform
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
-from typing import NoReturn, TypeVar
+from typing import IO, NoReturn, TypeVar
 
 PACKAGE = "ferstream"
 # Exit codes of every command: 0 done, 1 the work failed (bad input file, server error), 2 bad usage
@@ -56,6 +56,15 @@ class CommandParser(argparse.ArgumentParser):
         """Prints the one line and exits with EXIT_USAGE."""
         print_error(self.prog, f"{message} (see --help)")
         sys.exit(EXIT_USAGE)
+
+    def print_help(self, file: IO[str] | None = None) -> None:
+        """argparse's help; a reader that went away (`fer-train --help | head -1`) is left to run_command, which
+        ends quietly. Older Python 3.11 releases (Debian 12's 3.11.2) let the BrokenPipeError out of
+        argparse, where a command's own `except OSError` would report it as a failure; later ones drop it."""
+        try:
+            super().print_help(file)
+        except BrokenPipeError:
+            pass
 
 
 def asks_for_version(argv: Sequence[str]) -> bool:
