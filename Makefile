@@ -51,7 +51,7 @@ test: test-deps $(DEV_STAMP)
 	@echo "           make test-quick leaves out the tests marked slow"
 	$(PYTHON) -m pytest
 
-# The suite without the tests marked slow (soak, training, fine-tuning, long benchmarks): a few minutes.
+# The suite without the tests marked slow (soak, training, fine-tuning, long benchmarks, install dry runs).
 test-quick: test-deps $(DEV_STAMP)
 	$(PYTHON) -m pytest -m "not slow"
 
