@@ -11,12 +11,29 @@ const KEPT_FRAMES = 8;
 // Reconnection backoff after the stream failed, as the client library's: 0.5 s doubling to 5 s.
 const RECONNECT_INITIAL_MS = 500;
 const RECONNECT_MAX_MS = 5000;
+// The caller's token, when the gateway wants one: asked once, kept for this tab only (sessionStorage).
+const TOKEN_KEY = "ferstream.token";
+// The subprotocol the gateway selects; a token travels beside it as "bearer." + base64url(token), since a
+// browser's WebSocket cannot send an Authorization header (ferstream.web.guard).
+const LIVE_SUBPROTOCOL = "ferstream";
+// What a failed stream's gRPC code means for someone watching the page; the server's own words go in the
+// status bar's tooltip.
+const PLAIN_ERRORS = {
+  UNAVAILABLE: "the server cannot be reached",
+  DEADLINE_EXCEEDED: "the server did not answer in time",
+  UNAUTHENTICATED: "the server refused the token",
+  PERMISSION_DENIED: "the server refused this caller",
+  RESOURCE_EXHAUSTED: "the server is busy",
+  CANCELLED: "the stream was cancelled",
+  INTERNAL: "the server failed",
+  UNKNOWN: "the server failed",
+};
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("view"), video = $("source");
 const state = {
   config: null, lastRecord: null, placements: [], counts: null, answered: 0, droppedBefore: 0,
-  status: "idle", error: null, latencyMs: null, serverMs: null,
+  status: "idle", error: null, latencyMs: null, serverMs: null, needsToken: false,
 };
 window.ferWeb = state;
 
@@ -25,10 +42,45 @@ let live = null; // the live source: {kind: "camera" | "video", stream?}
 let socket = null, frames = new Map(), nextIndex = 0, encoding = false;
 let reconnectMs = RECONNECT_INITIAL_MS, reconnectTimer = null;
 
-function setStatus(text, error = false) {
+function setStatus(text, error = false, detail = "") {
   state.status = text;
   $("state").textContent = text;
+  $("state").title = detail;
   $("state").classList.toggle("error", error);
+}
+
+// One line for people from an error answer {code, error}: plain words and the code, never the raw
+// multi-part gRPC message (kept for the tooltip).
+function readable(message) {
+  const plain = PLAIN_ERRORS[message.code];
+  return plain ? `${plain} (${message.code})` : `${message.code}: ${message.error}`;
+}
+
+// ----- the caller's token
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+function authHeaders() {
+  const t = token();
+  return t ? { authorization: `Bearer ${t}` } : {};
+}
+
+function tokenSubprotocol(t) {
+  const bytes = new TextEncoder().encode(t);
+  const base64 = btoa(String.fromCharCode(...bytes));
+  return `bearer.${base64.replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "")}`;
+}
+
+function askToken(why) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  stopLive();
+  state.needsToken = true;
+  $("login").hidden = false;
+  $("login-why").textContent = why;
+  $("token").focus();
+  setStatus("this gateway needs a token", true);
 }
 
 function showStats() {
@@ -69,6 +121,12 @@ function listFaces(faces) {
   }));
 }
 
+function clearFaces() {
+  state.lastRecord = null;
+  if (shown) shown.faces = [];
+  draw();
+}
+
 function show(image, width, height, record) {
   if (shown && shown.image !== image && shown.image.close) shown.image.close();
   shown = { image, width, height, faces: record ? record.faces : [] };
@@ -81,7 +139,8 @@ function show(image, width, height, record) {
 function openSocket() {
   clearTimeout(reconnectTimer);
   const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/v1/live`;
-  socket = new WebSocket(url);
+  const t = token();
+  socket = new WebSocket(url, t ? [LIVE_SUBPROTOCOL, tokenSubprotocol(t)] : [LIVE_SUBPROTOCOL]);
   socket.binaryType = "arraybuffer";
   frames.forEach((frame) => frame.bitmap.close());
   frames = new Map();
@@ -94,7 +153,9 @@ function openSocket() {
     state.counts = null;
     socket = null;
     if (!live) return;
-    setStatus(`${state.error ? state.error + "; " : ""}reconnecting in ${(reconnectMs / 1000).toFixed(1)} s`, true);
+    clearFaces(); // the boxes of a stream that ended describe no frame to come
+    setStatus(`${state.error ? state.error + "; " : ""}reconnecting in ${(reconnectMs / 1000).toFixed(1)} s`, true,
+              $("state").title);
     reconnectTimer = setTimeout(openSocket, reconnectMs);
     reconnectMs = Math.min(RECONNECT_MAX_MS, reconnectMs * 2);
   };
@@ -102,8 +163,9 @@ function openSocket() {
 
 function answer(message) {
   if (message.type === "error") {
-    state.error = `${message.code}: ${message.error}`;
-    setStatus(state.error, true);
+    state.error = readable(message);
+    if (message.ends_stream) clearFaces();
+    setStatus(state.error, true, message.error);
     return;
   }
   const record = message.record;
@@ -218,9 +280,10 @@ async function annotatePhoto(file) {
   let reply;
   try {
     const response = await fetch("/v1/annotate", { method: "POST", body: file,
-      headers: { "content-type": file.type || "application/octet-stream" } });
+      headers: { "content-type": file.type || "application/octet-stream", ...authHeaders() } });
     reply = await response.json();
-    if (!response.ok) throw new Error(`${reply.code}: ${reply.error}`);
+    if (response.status === 401) { askToken(reply.error); return; }
+    if (!response.ok) throw new Error(readable(reply));
   } catch (error) {
     state.error = error.message;
     setStatus(`${file.name}: ${error.message}`, true);
@@ -242,8 +305,32 @@ function openFile(file) {
 
 // ----- wiring
 
+// The page's configuration, which also tells whether the token (if any) is accepted: false after asking
+// for one.
+async function loadConfig() {
+  const response = await fetch("/v1/config", { headers: authHeaders() });
+  const body = await response.json();
+  if (response.status === 401) {
+    askToken(body.error);
+    return false;
+  }
+  state.config = body;
+  state.needsToken = false;
+  $("login").hidden = true;
+  return true;
+}
+
 async function main() {
-  state.config = await (await fetch("/v1/config")).json();
+  $("login").onsubmit = async (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+    $("token").value = "";
+    if (await loadConfig()) {
+      setStatus("idle");
+      state.ready = true;
+      draw();
+    }
+  };
   fitCanvas();
   new ResizeObserver(() => { fitCanvas(); draw(); }).observe(canvas);
   $("camera").onclick = startCamera;
@@ -258,7 +345,7 @@ async function main() {
     drop.classList.remove("dragging");
     openFile(event.dataTransfer.files[0]);
   };
-  state.ready = true;
+  if (await loadConfig()) state.ready = true;
 }
 
 main();
