@@ -116,7 +116,8 @@ def too_large(what: str, limit: int) -> BodyError:
 
 def not_an_image() -> BodyError:
     """The 400 for a body that does not start as an image the server decodes."""
-    return BodyError("not a JPEG, PNG, BMP or WebP image", grpc.StatusCode.INVALID_ARGUMENT, 400)
+    return BodyError("not a JPEG, PNG, BMP or WebP image (its first bytes say otherwise): refused before forwarding",
+                     grpc.StatusCode.INVALID_ARGUMENT, 400)
 
 
 def check_signature(head: bytes) -> None:

@@ -130,6 +130,7 @@ function clearFaces() {
 function show(image, width, height, record) {
   if (shown && shown.image !== image && shown.image.close) shown.image.close();
   shown = { image, width, height, faces: record ? record.faces : [] };
+  state.shownSize = [width, height];
   $("hint").hidden = true;
   draw();
 }
@@ -274,6 +275,54 @@ function startVideo(file) {
 
 // ----- a photo: one POST /v1/annotate
 
+// The EXIF orientation (1-8) of a WebP file, 1 when it has none: Chromium turns JPEG and PNG photos as
+// their tag says, but draws WebP ones as stored, while the server decodes them upright (cv2.imdecode).
+function webpOrientation(bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const text = (at, n) => String.fromCharCode(...bytes.subarray(at, at + n));
+  if (bytes.length < 16 || text(0, 4) !== "RIFF" || text(8, 4) !== "WEBP") return 1;
+  for (let at = 12; at + 8 <= bytes.length;) {
+    const size = view.getUint32(at + 4, true);
+    if (text(at, 4) === "EXIF") {
+      let tiff = at + 8;
+      if (text(tiff, 6) === "Exif\0\0") tiff += 6;
+      const little = text(tiff, 2) === "II";
+      const ifd = tiff + view.getUint32(tiff + 4, little);
+      const entries = view.getUint16(ifd, little);
+      for (let i = 0; i < entries; i++) {
+        const entry = ifd + 2 + 12 * i;
+        if (view.getUint16(entry, little) === 0x0112) return view.getUint16(entry + 8, little);
+      }
+      return 1;
+    }
+    at += 8 + size + (size % 2);
+  }
+  return 1;
+}
+
+// The bitmap turned as EXIF orientation says (the canvas transforms of the EXIF specification's 8 cases).
+function turned(bitmap, orientation) {
+  const w = bitmap.width, h = bitmap.height, sideways = orientation >= 5;
+  const canvas = new OffscreenCanvas(sideways ? h : w, sideways ? w : h);
+  const ctx = canvas.getContext("2d");
+  const transforms = { 2: [-1, 0, 0, 1, w, 0], 3: [-1, 0, 0, -1, w, h], 4: [1, 0, 0, -1, 0, h], 5: [0, 1, 1, 0, 0, 0],
+                       6: [0, 1, -1, 0, h, 0], 7: [0, -1, -1, 0, h, w], 8: [0, -1, 1, 0, 0, w] };
+  ctx.transform(...transforms[orientation]);
+  ctx.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  return canvas.transferToImageBitmap();
+}
+
+// The photo as the server saw it: upright, so that the answer's boxes fall on their faces.
+async function uprightBitmap(file, reply) {
+  const bitmap = await createImageBitmap(file);
+  const orientation = webpOrientation(new Uint8Array(await file.arrayBuffer()));
+  if (orientation <= 1 || orientation > 8) return bitmap;
+  // A browser that turned it already shows the answer's size for a sideways turn.
+  if (orientation >= 5 && bitmap.width === reply.width && bitmap.height === reply.height) return bitmap;
+  return turned(bitmap, orientation);
+}
+
 async function annotatePhoto(file) {
   stopLive();
   setStatus(`annotating ${file.name}`);
@@ -289,7 +338,7 @@ async function annotatePhoto(file) {
     setStatus(`${file.name}: ${error.message}`, true);
     return;
   }
-  const bitmap = await createImageBitmap(file); // turned as its EXIF orientation says, as the server turns it
+  const bitmap = await uprightBitmap(file, reply);
   state.error = null;
   state.lastRecord = reply;
   state.answered += 1;
