@@ -591,3 +591,21 @@ def test_page_shows_a_garbage_photo_as_an_error(chromium, gateway, tmp_path):
         assert "INVALID_ARGUMENT" in page.text_content("#state")
     finally:
         context.close()
+
+
+def test_page_plays_the_mp4_fer_annotate_writes(chromium, gateway, faces_dir, fer_models_dir, tmp_path):
+    photo = cv2.resize(cv2.imread(str(faces_dir / GROUP_PHOTO)), (640, 480), interpolation=cv2.INTER_AREA)
+    annotated = tmp_path / "clip.annotated.mp4"
+    result = subprocess.run([sys.executable, "-m", "ferstream.annotate.cli", str(webm_video(tmp_path, photo)),
+                             "--out", str(annotated), "--models-dir", str(fer_models_dir), "--detector", "ssd",
+                             "--no-timeline", "--threads", "1"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    context, page = open_page(chromium, tmp_path, gateway.url)
+    try:
+        page.set_input_files("#file", str(annotated))
+        page.wait_for_function("window.ferWeb.lastRecord || window.ferWeb.status.startsWith('cannot start')",
+                               timeout=PAGE_TIMEOUT_MS)
+        assert not page.evaluate("window.ferWeb.status").startswith("cannot start"), page.text_content("#state")
+        page.wait_for_function("window.ferWeb.lastRecord.faces.length >= 1", timeout=PAGE_TIMEOUT_MS)
+    finally:
+        context.close()
