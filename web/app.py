@@ -319,7 +319,7 @@ def build_app(client: EmotionClient, settings: GatewaySettings = GatewaySettings
         return JSONResponse(body, status_code=status)
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_document(settings.max_message_bytes))
+        return JSONResponse(openapi_document(settings.max_message_bytes, tokens_required=bool(policy.tokens)))
 
     async def live(websocket: WebSocket) -> None:
         offered = websocket.scope.get("subprotocols", [])
