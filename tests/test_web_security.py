@@ -102,9 +102,10 @@ def test_a_foreign_host_name_is_refused_with_403(gateway, photo, host):
 
 
 def test_allow_host_adds_a_name(server):
-    named = launch_gateway(server.address, "--allow-host", "ferstream.test")
+    named = launch_gateway(server.address, "--allow-host", "ferstream.test", "--allow-host", "Other.Test:443")
     try:
         assert get(f"{named.url}/v1/config", host="ferstream.test:8080")[0] == 200
+        assert get(f"{named.url}/v1/config", host="other.test")[0] == 200
         assert get(f"{named.url}/v1/config", host="attacker.test")[0] == 403
     finally:
         named.stop()

@@ -97,7 +97,7 @@ class AccessPolicy:
         if host_header is None:
             return None
         name = host_name(host_header)
-        if name in (host.lower() for host in self.hosts):
+        if name in (host_name(host) for host in self.hosts):
             return None
         bound = self.bound_host.strip("[]").lower()
         wildcard = bound in WILDCARD_HOSTS
