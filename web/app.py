@@ -163,15 +163,20 @@ async def read_raw_image(request: Request, limit: int) -> bytes:
     """The whole body, refused as soon as it passes limit bytes (413), stays silent (408) or starts as no
     image (400): a refused body is never held, only its first chunk."""
     receive = bounded_receive(request, limit)
-    body = bytearray()
+    chunks: list[bytes] = []
+    head = b""
     while True:
         message = await receive()
-        body += message.get("body", b"")
-        if len(body) >= SIGNATURE_BYTES or not message.get("more_body", False):
-            if body:
-                check_signature(bytes(body[:SIGNATURE_BYTES]))
-        if not message.get("more_body", False):
-            return bytes(body)
+        chunk = message.get("body", b"")
+        if chunk:
+            chunks.append(chunk)
+        more = message.get("more_body", False)
+        if len(head) < SIGNATURE_BYTES:
+            head = (head + chunk)[:SIGNATURE_BYTES]
+            if head and (len(head) == SIGNATURE_BYTES or not more):
+                check_signature(head)
+        if not more:
+            return b"".join(chunks)
 
 
 async def read_form_image(request: Request, limit: int) -> bytes:
@@ -291,8 +296,9 @@ def build_app(client: EmotionClient, settings: GatewaySettings = GatewaySettings
         try:
             options = options_of(request)
             image = await image_of(request, settings)
-            grpc_request = emotion_pb2.AnnotateRequest(image=emotion_pb2.Image(encoded=image), options=options)
-            check_message_size(grpc_request, settings.max_message_bytes)
+            # Built to be measured and let go: held, it would be one more copy of the image per call.
+            check_message_size(emotion_pb2.AnnotateRequest(image=emotion_pb2.Image(encoded=image), options=options),
+                               settings.max_message_bytes)
         except BodyError as error:
             return JSONResponse(error_body(str(error), error.code), status_code=error.status)
         except ValueError as error:
