@@ -29,8 +29,12 @@ from ferstream.pipeline.decode import EncodedImage, check_size, decode
 
 # The formats decode.py reads, by their first bytes (JPEG SOI, the PNG signature, BMP "BM", RIFF....WEBP).
 _IMAGE_SIGNATURES = (b"\xff\xd8", b"\x89PNG\r\n\x1a\n", b"BM")
-# Video containers OpenCV's bundled FFmpeg writes and reads back everywhere, with the codec for each.
-VIDEO_CODECS = {".avi": "MJPG", ".mkv": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v"}
+# Video containers the annotated copy may be written as, with the codec for each. MP4 and QuickTime files
+# are H.264, written by PyAV (libx264 in its wheel's FFmpeg): what browsers, phones and players play;
+# OpenCV's bundled FFmpeg would write them only as MPEG-4 Part 2 ("mp4v"), which browsers refuse.
+VIDEO_CODECS = {".avi": "MJPG", ".mkv": "MJPG", ".mp4": "h264", ".m4v": "h264", ".mov": "h264"}
+# H.264 quality: x264's constant rate factor (0-51, lower is better; 18-23 looks like the source).
+H264_CRF = 20
 IMAGE_WRITE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Files that record no frame rate are written at this one.
 FALLBACK_FPS = 25.0
@@ -152,14 +156,61 @@ def write_image(path: Path, image: np.ndarray) -> None:
         raise MediaError(f"{path}: cannot write an image there")
 
 
-def open_video_writer(path: Path, size: tuple[int, int], fps: float) -> cv2.VideoWriter:
-    """A VideoWriter for (width, height) frames; the codec follows path's suffix (VIDEO_CODECS).
+class H264Writer:
+    """cv2.VideoWriter's write() and release() for BGR frames of one size, written as H.264 (yuv420p, which
+    every player decodes; an odd width or height gets one black column or row, as yuv420p needs even ones)
+    at a constant fps, by PyAV. MediaError when the file cannot be written."""
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: float) -> None:
+        import av
+        from fractions import Fraction
+
+        self._path = path
+        width, height = size
+        self._padding = ((0, height % 2), (0, width % 2), (0, 0))
+        try:
+            self._container = av.open(str(path), "w", options={"movflags": "+faststart"})
+            self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            self._stream.width, self._stream.height = width + width % 2, height + height % 2
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.options = {"crf": str(H264_CRF)}
+        except (av.FFmpegError, OSError, ValueError) as error:
+            raise MediaError(f"{path}: cannot write an H.264 video there ({' '.join(str(error).split())})") from None
+        self._closed = False
+
+    def write(self, image: np.ndarray) -> None:
+        """Appends one (height, width, 3) BGR uint8 frame."""
+        import av
+
+        frame = av.VideoFrame.from_ndarray(np.pad(image, self._padding) if any(self._padding[0] + self._padding[1])
+                                           else image, format="bgr24")
+        try:
+            self._container.mux(self._stream.encode(frame))
+        except (av.FFmpegError, OSError) as error:
+            raise MediaError(f"{self._path}: cannot write the video ({' '.join(str(error).split())})") from None
+
+    def release(self) -> None:
+        """Writes the frames still in the encoder and closes the file; again, does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._container.mux(self._stream.encode(None))
+        finally:
+            self._container.close()
+
+
+def open_video_writer(path: Path, size: tuple[int, int], fps: float) -> cv2.VideoWriter | H264Writer:
+    """A writer of (width, height) BGR frames (write(image), release()); the codec follows path's suffix
+    (VIDEO_CODECS).
 
     MediaError for an unknown suffix or a place that cannot be written.
     """
     codec = VIDEO_CODECS.get(path.suffix.lower())
     if codec is None:
         raise MediaError(f"{path}: a video must be saved as one of {', '.join(VIDEO_CODECS)}")
+    if codec == "h264":
+        return H264Writer(path, size, fps)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
     if not writer.isOpened():
         raise MediaError(f"{path}: cannot write a {codec} video there")

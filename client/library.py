@@ -497,11 +497,21 @@ class EmotionClient:
         )
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
-    def model_info(self) -> emotion_pb2.GetModelInfoResponse:
-        """The served classes, the detectors (available or why not) and the model's metadata."""
+    def model_info(self, timeout: float | None = None) -> emotion_pb2.GetModelInfoResponse:
+        """The served classes, the detectors (available or why not) and the model's metadata; timeout in
+        seconds, default the client's."""
         return self._stub.GetModelInfo(
-            emotion_pb2.GetModelInfoRequest(), timeout=self.timeout, metadata=self._credentials.metadata()
+            emotion_pb2.GetModelInfoRequest(), timeout=timeout or self.timeout, metadata=self._credentials.metadata()
         )
+
+    def _metadata(self, token: str | None) -> tuple[tuple[str, str], ...]:
+        """The call's metadata: the client's own token, or token instead when one is given (ValueError when
+        it cannot travel as metadata)."""
+        if token is None:
+            return self._credentials.metadata()
+        if (problem := token_problem(token)) is not None:
+            raise ValueError(problem)
+        return Credentials(token=token).metadata()
 
     def annotate(
         self,
@@ -511,9 +521,11 @@ class EmotionClient:
         min_detection_score: float = 0.0,
         max_faces: int = 0,
         jpeg_quality: int | None = DEFAULT_JPEG_QUALITY,
+        token: str | None = None,
     ) -> emotion_pb2.AnnotateResponse:
         """Faces, boxes and emotion probabilities of one image.
 
+        token: sent instead of the client's own for this call (a gateway passing on its caller's).
         grpc.RpcError on failure: INVALID_ARGUMENT for a bad image or option, FAILED_PRECONDITION for a
         detector the server lacks, UNAVAILABLE when the server cannot be reached.
         """
@@ -521,7 +533,7 @@ class EmotionClient:
             image=encode_image(image, jpeg_quality),
             options=make_options(detector, min_detection_score, max_faces),
         )
-        return self._stub.Annotate(request, timeout=self.timeout, metadata=self._credentials.metadata())
+        return self._stub.Annotate(request, timeout=self.timeout, metadata=self._metadata(token))
 
     def stream(
         self,
@@ -533,6 +545,7 @@ class EmotionClient:
         min_detection_score: float = 0.0,
         max_faces: int = 0,
         jpeg_quality: int | None = DEFAULT_JPEG_QUALITY,
+        token: str | None = None,
     ) -> ResponseStream:
         """Streams frames through StreamAnnotate; iterate the result for the responses.
 
@@ -548,14 +561,15 @@ class EmotionClient:
         of fer-annotate's and fer-client --headless's JSON lines) and the given options; a
         StreamAnnotateRequest is sent as it is (its own id and options), which lets a caller change
         options mid-stream. A frame the server cannot use is answered with its `error` set, and the stream
-        goes on. ValueError for an unknown mode, max_in_flight below 1 or an unknown detector.
+        goes on. token: sent instead of the client's own for this stream. ValueError for an unknown mode,
+        max_in_flight below 1, an unknown detector or a token that cannot travel as metadata.
         """
         if mode not in ("live", "file"):
             raise ValueError(f"mode must be 'live' or 'file', not {mode!r}")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
         source = _FrameRequests(frames, make_options(detector, min_detection_score, max_faces), jpeg_quality)
-        metadata = self._credentials.metadata()
+        metadata = self._metadata(token)
         if mode == "live":
             call = self._stub.StreamAnnotate(iter(source), metadata=metadata)
 

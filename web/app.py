@@ -4,33 +4,42 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import grpc
-import numpy as np
 from google.protobuf.message import Message
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import Message as AsgiMessage, Receive
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ferstream.client.library import DEFAULT_MAX_IN_FLIGHT, EmotionClient, face_record, make_options
 from ferstream.model.labels import EMOTIONS
-from ferstream.pipeline.decode import JPEG_SOI, jpeg_header
+from ferstream.pipeline.decode import JPEG_SOI
 from ferstream.annotate.draw import CHART_DIMMING, colour_of, text_colour_on
 from ferstream.annotate.records import FrameRecord
 from ferstream.server.limits import DEFAULT_MAX_MESSAGE_BYTES
 from ferstream.v1 import emotion_pb2
 
-from .httpstatus import PAYLOAD_TOO_LARGE, error_body, rpc_error_body
-from .live import LiveBridge, frame_size
+from .guard import LIVE_SUBPROTOCOL, AccessPolicy, Guard, caller_token
+from .httpstatus import PAYLOAD_TOO_LARGE, REQUEST_TIMEOUT, error_body, http_error_body, rpc_error_body
+from .live import LiveBridge, image_size
 from .openapi import openapi_document
+
+log = logging.getLogger("ferstream.web")
 
 STATIC_DIR = Path(__file__).with_name("static")
 # A multipart body carries its boundaries and part headers besides the image: a few hundred bytes in
@@ -41,6 +50,13 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 WEBSOCKET_SLACK_BYTES = 1024 * 1024
 # /healthz asks the server this long before calling it unreachable.
 HEALTH_TIMEOUT_S = 3.0
+# A request body that sends nothing for this long is given up (408): a silent or very slow client would
+# otherwise hold its connection and buffers for ever.
+BODY_IDLE_TIMEOUT_S = 30.0
+# Leading bytes of the images the server decodes (pipeline/decode.py): JPEG, PNG, BMP, and WebP's RIFF
+# header, whose bytes 8-12 say WEBP. A body that starts otherwise is refused at its first bytes.
+IMAGE_SIGNATURES = (JPEG_SOI, b"\x89PNG\r\n\x1a\n", b"BM", b"RIFF")
+SIGNATURE_BYTES = 12
 # WebSocket close code for "the server failed the stream; try again later" (RFC 6455 registry: 1013).
 CLOSE_TRY_AGAIN_LATER = 1013
 
@@ -57,6 +73,8 @@ class GatewaySettings:
 
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    # Send each caller's own bearer token to the server instead of the gateway's (--forward-caller-token).
+    forward_caller_token: bool = False
 
     @property
     def websocket_max_bytes(self) -> int:
@@ -81,16 +99,6 @@ def page_config(settings: GatewaySettings) -> dict[str, object]:
     }
 
 
-def image_size(data: bytes) -> tuple[int, int]:
-    """(width, height) of an image the server annotated, as its boxes see it: from the header, except for a
-    JPEG with EXIF data, whose orientation tag may turn it (the server decodes it turned), decoded here."""
-    if data.startswith(JPEG_SOI) and jpeg_header(data).exif:
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-        if image is not None:
-            return image.shape[1], image.shape[0]
-    return frame_size(data)
-
-
 class BodyError(Exception):
     """The request body cannot be forwarded: one line, a gRPC code and an HTTP status."""
 
@@ -106,6 +114,18 @@ def too_large(what: str, limit: int) -> BodyError:
                      grpc.StatusCode.RESOURCE_EXHAUSTED, PAYLOAD_TOO_LARGE)
 
 
+def not_an_image() -> BodyError:
+    """The 400 for a body that does not start as an image the server decodes."""
+    return BodyError("not a JPEG, PNG, BMP or WebP image (its first bytes say otherwise): refused before forwarding",
+                     grpc.StatusCode.INVALID_ARGUMENT, 400)
+
+
+def check_signature(head: bytes) -> None:
+    """BodyError (400) unless head, an image's first bytes, starts as a JPEG, PNG, BMP or WebP file."""
+    if not head.startswith(IMAGE_SIGNATURES) or (head.startswith(b"RIFF") and head[8:12] != b"WEBP"):
+        raise not_an_image()
+
+
 def check_message_size(request: Message, limit: int) -> None:
     """BodyError (413) when the request for the server would be over limit bytes (computed, not serialised):
     gRPC would end the whole call for it."""
@@ -114,35 +134,82 @@ def check_message_size(request: Message, limit: int) -> None:
         raise too_large(f"the image's request is {size} bytes", limit)
 
 
-async def read_bounded(request: Request, limit: int) -> bytes:
-    """The whole body, refused (413) as soon as it passes limit bytes: before reading it when
-    Content-Length says so, else while it streams in."""
+def bounded_receive(request: Request, limit: int) -> Receive:
+    """The request's ASGI receive, raising BodyError when the body passes limit bytes (413) or sends
+    nothing for BODY_IDLE_TIMEOUT_S seconds (408): what the multipart parser reads from."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(f"the body is {declared} bytes", limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
+    size = 0
+
+    async def receive() -> AsgiMessage:
+        nonlocal size
+        try:
+            message = await asyncio.wait_for(request.receive(), BODY_IDLE_TIMEOUT_S)
+        except TimeoutError:
+            raise BodyError(f"the body sent nothing for {BODY_IDLE_TIMEOUT_S:g} s", grpc.StatusCode.DEADLINE_EXCEEDED,
+                            REQUEST_TIMEOUT) from None
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        size += len(message.get("body", b""))
         if size > limit:
             raise too_large(f"the body is over {limit} bytes", limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        return message
+
+    return receive
+
+
+async def read_raw_image(request: Request, limit: int) -> bytes:
+    """The whole body, refused as soon as it passes limit bytes (413), stays silent (408) or starts as no
+    image (400): a refused body is never held, only its first chunk."""
+    receive = bounded_receive(request, limit)
+    chunks: list[bytes] = []
+    head = b""
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        if chunk:
+            chunks.append(chunk)
+        more = message.get("more_body", False)
+        if len(head) < SIGNATURE_BYTES:
+            head = (head + chunk)[:SIGNATURE_BYTES]
+            if head and (len(head) == SIGNATURE_BYTES or not more):
+                check_signature(head)
+        if not more:
+            return b"".join(chunks)
+
+
+async def read_form_image(request: Request, limit: int) -> bytes:
+    """The first file of a multipart/form-data body. The parser keeps a large file on disk, not in memory
+    (Starlette spools it), so a refused one leaves nothing behind; its first bytes are checked first."""
+    try:
+        form = await Request(request.scope, bounded_receive(request, limit)).form(max_files=1, max_fields=16)
+    except HTTPException as error:  # the parser's own complaint: a damaged form, too many parts
+        raise BodyError(f"not a usable multipart form: {error.detail}", grpc.StatusCode.INVALID_ARGUMENT,
+                        400) from None
+    try:
+        files = [value for value in form.values() if not isinstance(value, str)]
+        if not files:
+            raise BodyError("the multipart form has no file", grpc.StatusCode.INVALID_ARGUMENT, 400)
+        head = await files[0].read(SIGNATURE_BYTES)
+        if head:
+            check_signature(head)
+        return head + await files[0].read()
+    finally:
+        await form.close()
+
+
+def is_multipart(request: Request) -> bool:
+    """True for a multipart/form-data body (media types are case-insensitive, RFC 9110 8.3.1)."""
+    return request.headers.get("content-type", "").strip().lower().startswith("multipart/form-data")
 
 
 async def image_of(request: Request, settings: GatewaySettings) -> bytes:
     """The image of a request: the raw body, or the first file of a multipart/form-data body."""
-    multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
-    limit = settings.max_message_bytes + (MULTIPART_OVERHEAD_BYTES if multipart else 0)
-    body = await read_bounded(request, limit)
-    if multipart:
-        async def replay() -> dict:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        form = await Request(request.scope, replay).form(max_files=1, max_fields=16)
-        files = [value for value in form.values() if not isinstance(value, str)]
-        if not files:
-            raise BodyError("the multipart form has no file", grpc.StatusCode.INVALID_ARGUMENT, 400)
-        body = await files[0].read()
+    if is_multipart(request):
+        body = await read_form_image(request, settings.max_message_bytes + MULTIPART_OVERHEAD_BYTES)
+    else:
+        body = await read_raw_image(request, settings.max_message_bytes)
     if not body:
         raise BodyError("the body is empty: send an image (JPEG, PNG, BMP or WebP)",
                         grpc.StatusCode.INVALID_ARGUMENT, 400)
@@ -167,8 +234,57 @@ def options_of(request: Request) -> emotion_pb2.AnnotateOptions:
     return make_options(query.get("detector"), score, max_faces)
 
 
-def build_app(client: EmotionClient, settings: GatewaySettings = GatewaySettings()) -> Starlette:
-    """The gateway: every route of the module docstring, calling the server through client."""
+def answer_json(record: FrameRecord, faces_omitted: int) -> dict[str, object]:
+    """A frame record as the gateway answers it: the record, and `faces_omitted` (faces found but left out by
+    the face limit: the caller's max_faces, else the server's --max-faces)."""
+    return {**record.to_json(), "faces_omitted": int(faces_omitted)}
+
+
+class HealthProbe:
+    """Asks the server whether it serves, on a thread of its own (never in the pool REST calls wait in), one
+    check at a time however many callers ask. With the gateway's own token in use, a cheap authenticated
+    call also checks that the server accepts it: a server that refuses it serves no caller of this gateway."""
+
+    def __init__(self, client: EmotionClient, check_token: bool) -> None:
+        self._client = client
+        self._check_token = check_token
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-web-health")
+        self._pending: asyncio.Future | None = None
+
+    def _probe(self) -> tuple[dict[str, str], int]:
+        try:
+            if not self._client.health("", HEALTH_TIMEOUT_S):
+                return {"gateway": "ok", "server": "not serving"}, 503
+            if self._check_token:
+                self._client.model_info(timeout=HEALTH_TIMEOUT_S)
+        except grpc.RpcError as error:
+            body, _ = rpc_error_body(error)
+            if error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                return {"gateway": "ok", "server": "refuses the gateway's token", **body}, 503
+            return {"gateway": "ok", "server": "unreachable", **body}, 503
+        return {"gateway": "ok", "server": "serving"}, 200
+
+    async def check(self) -> tuple[dict[str, str], int]:
+        """(JSON body, HTTP status) of /healthz; callers arriving during a check share its answer."""
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.get_running_loop().run_in_executor(self._executor, self._probe)
+        return await asyncio.shield(self._pending)
+
+    def close(self) -> None:
+        """Stops the probe's thread (after a check still running)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def build_app(client: EmotionClient, settings: GatewaySettings = GatewaySettings(),
+              policy: AccessPolicy = AccessPolicy()) -> Starlette:
+    """The gateway: every route of the module docstring, calling the server through client, behind the
+    policy's Host, Origin and token checks (ferstream.web.guard)."""
+    health = HealthProbe(client, check_token=not settings.forward_caller_token)
+
+    def token_of(scope) -> str | None:
+        """The token to send to the server for this caller: theirs with --forward-caller-token, else the
+        gateway's own (None)."""
+        return (caller_token(scope) or "") if settings.forward_caller_token else None
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
@@ -180,42 +296,45 @@ def build_app(client: EmotionClient, settings: GatewaySettings = GatewaySettings
         try:
             options = options_of(request)
             image = await image_of(request, settings)
-            grpc_request = emotion_pb2.AnnotateRequest(image=emotion_pb2.Image(encoded=image), options=options)
-            check_message_size(grpc_request, settings.max_message_bytes)
+            # Built to be measured and let go: held, it would be one more copy of the image per call.
+            check_message_size(emotion_pb2.AnnotateRequest(image=emotion_pb2.Image(encoded=image), options=options),
+                               settings.max_message_bytes)
         except BodyError as error:
             return JSONResponse(error_body(str(error), error.code), status_code=error.status)
         except ValueError as error:
             return JSONResponse(error_body(str(error), grpc.StatusCode.INVALID_ARGUMENT), status_code=400)
+        except ClientDisconnect:
+            log.info("POST /v1/annotate from %s: the caller went away during the upload", _peer(request))
+            return Response(status_code=499)  # goes nowhere: nobody is left to read it
         try:
             reply = await run_in_threadpool(
                 client.annotate, image, detector=options.detector,
-                min_detection_score=options.min_detection_score, max_faces=options.max_faces)
+                min_detection_score=options.min_detection_score, max_faces=options.max_faces,
+                token=token_of(request.scope))
         except grpc.RpcError as error:
             body, status = rpc_error_body(error)
             return JSONResponse(body, status_code=status)
+        except ValueError as error:  # a caller's token that cannot travel as metadata
+            return JSONResponse(error_body(str(error), grpc.StatusCode.UNAUTHENTICATED), status_code=401)
         width, height = await run_in_threadpool(image_size, image)
         record = FrameRecord(frame=0, width=width, height=height, faces=[face_record(face) for face in reply.faces])
-        return JSONResponse(record.to_json())
+        return JSONResponse(answer_json(record, reply.faces_omitted))
 
     async def healthz(request: Request) -> Response:
-        try:
-            serving = await run_in_threadpool(client.health, "", HEALTH_TIMEOUT_S)
-        except grpc.RpcError as error:
-            body, _ = rpc_error_body(error)
-            return JSONResponse({"gateway": "ok", "server": "unreachable", **body}, status_code=503)
-        if not serving:
-            return JSONResponse({"gateway": "ok", "server": "not serving"}, status_code=503)
-        return JSONResponse({"gateway": "ok", "server": "serving"})
+        body, status = await health.check()
+        return JSONResponse(body, status_code=status)
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_document(settings.max_message_bytes))
+        return JSONResponse(openapi_document(settings.max_message_bytes, tokens_required=bool(policy.tokens)))
 
     async def live(websocket: WebSocket) -> None:
-        await websocket.accept()
+        offered = websocket.scope.get("subprotocols", [])
+        await websocket.accept(LIVE_SUBPROTOCOL if LIVE_SUBPROTOCOL in offered else None)
         loop = asyncio.get_running_loop()
         outbox: asyncio.Queue[dict] = asyncio.Queue()
         bridge = LiveBridge(client, settings.max_in_flight,
-                            lambda message: loop.call_soon_threadsafe(outbox.put_nowait, message))
+                            lambda message: loop.call_soon_threadsafe(outbox.put_nowait, message),
+                            token=token_of(websocket.scope))
         sender = asyncio.create_task(_send_answers(websocket, outbox))
         try:
             while not sender.done():
@@ -243,6 +362,11 @@ def build_app(client: EmotionClient, settings: GatewaySettings = GatewaySettings
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)  # a page gone mid-send is no error
 
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        """Starlette's own errors (no such route, wrong method) as JSON, like every other error."""
+        return JSONResponse(http_error_body(error.status_code, error.detail), status_code=error.status_code,
+                            headers=error.headers)
+
     routes = [
         Route("/", page),
         Route("/v1/config", config),
@@ -252,7 +376,21 @@ def build_app(client: EmotionClient, settings: GatewaySettings = GatewaySettings
         WebSocketRoute("/v1/live", live),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    return Starlette(routes=routes)
+    middleware = [Middleware(Guard, policy=policy)]
+    if policy.origins:  # pages of the allowed origins may read the answers (CORS), and send the token
+        middleware.append(Middleware(CORSMiddleware, allow_origins=list(policy.origins), allow_methods=["GET", "POST"],
+                                     allow_headers=["authorization", "content-type"]))
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        health.close()
+
+    return Starlette(routes=routes, middleware=middleware, exception_handlers={HTTPException: http_error},
+                     lifespan=lifespan)
+
+
+def _peer(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "a caller"
 
 
 async def _send_answers(websocket: WebSocket, outbox: asyncio.Queue[dict]) -> None:

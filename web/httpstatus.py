@@ -30,6 +30,16 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
 # A body the gateway refuses before forwarding: gRPC itself answers RESOURCE_EXHAUSTED for a message over
 # the receive limit, HTTP has a status of its own for it.
 PAYLOAD_TOO_LARGE = 413
+# A request body that stopped arriving.
+REQUEST_TIMEOUT = 408
+# gRPC's own words for a message over a receive or send limit (RESOURCE_EXHAUSTED): a body too large, not
+# a server too busy, so 413 rather than the 429 that tells a client to send it again.
+MESSAGE_TOO_LARGE_DETAILS = "message larger than max"
+# Codes for the gateway's own HTTP errors (no such route, a wrong method), as grpc-gateway answers them.
+HTTP_ERROR_CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
+                    403: grpc.StatusCode.PERMISSION_DENIED, 404: grpc.StatusCode.NOT_FOUND,
+                    405: grpc.StatusCode.UNIMPLEMENTED, 408: grpc.StatusCode.DEADLINE_EXCEEDED,
+                    413: grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
 def http_status(code: grpc.StatusCode) -> int:
@@ -46,4 +56,12 @@ def rpc_error_body(error: grpc.RpcError) -> tuple[dict[str, str], int]:
     """(error_body, HTTP status) of a failed call; the message is the server's details, else the code."""
     code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
     details = error.details() if isinstance(error, grpc.Call) else None
-    return error_body(details or code.name.lower().replace("_", " "), code), http_status(code)
+    status = http_status(code)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and MESSAGE_TOO_LARGE_DETAILS in (details or "").lower():
+        status = PAYLOAD_TOO_LARGE
+    return error_body(details or code.name.lower().replace("_", " "), code), status
+
+
+def http_error_body(status: int, detail: str) -> dict[str, str]:
+    """The JSON error object for one of HTTP's own errors (404, 405, ...), with the matching gRPC code."""
+    return error_body(detail, HTTP_ERROR_CODES.get(status, grpc.StatusCode.UNKNOWN))

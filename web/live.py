@@ -16,10 +16,12 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import cv2
 import grpc
+import numpy as np
 
 from ferstream.client.library import EmotionClient, face_record
-from ferstream.pipeline.decode import encoded_dimensions
+from ferstream.pipeline.decode import JPEG_SOI, encoded_dimensions, jpeg_header
 from ferstream.pipeline.errors import BadInput
 from ferstream.annotate.records import FrameRecord
 from ferstream.v1 import emotion_pb2
@@ -56,6 +58,31 @@ def frame_size(data: bytes) -> tuple[int, int]:
         return 0, 0
 
 
+def may_be_turned(data: bytes) -> bool:
+    """True when the image may carry an EXIF orientation tag, which the server's decoder (cv2.imdecode)
+    applies: a JPEG with an Exif segment, a WebP whose VP8X header flags EXIF data, a PNG with an eXIf chunk."""
+    if data.startswith(JPEG_SOI):
+        try:
+            return jpeg_header(data).exif
+        except BadInput:
+            return False
+    if data[:4] == b"RIFF" and data[12:16] == b"VP8X":
+        return len(data) > 20 and bool(data[20] & 0x08)
+    if data.startswith(b"\x89PNG"):
+        return b"eXIf" in data
+    return False
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of an image the server annotated, as its boxes see it: from the header, except for an
+    image whose EXIF orientation may turn it (the server decodes it turned), decoded here as there."""
+    if may_be_turned(data):
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if image is not None:
+            return image.shape[1], image.shape[0]
+    return frame_size(data)
+
+
 class LiveBridge:
     """The frames of one WebSocket as one live-mode StreamAnnotate, started by the first frame.
 
@@ -63,10 +90,13 @@ class LiveBridge:
     {"type": "frame", "record": FrameRecord JSON, "counts": ...} per answer, and at most one
     {"type": "error", "error": ..., "code": ..., "http_status": ..., "ends_stream": true} when the call fails,
     after which the bridge takes no more frames. Frame n (0-based, in the order put) travels as frame_id n + 1.
+    token: sent to the server instead of the client's own (a caller's, passed on); None for the client's.
     """
 
-    def __init__(self, client: EmotionClient, max_in_flight: int, deliver: Callable[[dict], None]) -> None:
+    def __init__(self, client: EmotionClient, max_in_flight: int, deliver: Callable[[dict], None],
+                 token: str | None = None) -> None:
         self._client = client
+        self._token = token
         self._limit = max_in_flight
         self._deliver = deliver
         self._changed = threading.Condition()
@@ -96,7 +126,15 @@ class LiveBridge:
             self._start()
 
     def _start(self) -> None:
-        self._stream = self._client.stream(self._requests(), mode="live")
+        try:
+            self._stream = self._client.stream(self._requests(), mode="live", token=self._token)
+        except ValueError as error:  # a caller's token that cannot travel as metadata
+            unauthenticated = grpc.StatusCode.UNAUTHENTICATED
+            with self._changed:
+                self._closed = True
+            self._deliver({"type": "error", **error_body(str(error), unauthenticated),
+                           "http_status": http_status(unauthenticated), "ends_stream": True})
+            return
         self._receiver = threading.Thread(target=self._receive, name="fer-web-receiver", daemon=True)
         self._receiver.start()
 
@@ -111,7 +149,9 @@ class LiveBridge:
                 index, data = self._waiting
                 self._waiting = None
                 frame_id = index + 1
-                self._sizes[frame_id] = frame_size(data)
+            size = image_size(data)  # may decode: outside the lock the page's frames come in through
+            with self._changed:
+                self._sizes[frame_id] = size
             yield emotion_pb2.StreamAnnotateRequest(frame_id=frame_id, image=emotion_pb2.Image(encoded=data))
 
     def _receive(self) -> None:
@@ -143,7 +183,8 @@ class LiveBridge:
         record = FrameRecord(frame=response.frame_id - 1, width=width, height=height,
                              faces=[face_record(face) for face in response.faces], error=error)
         timing = {"total_ms": round(response.timing.total_ms, 2), "queue_ms": round(response.timing.queue_ms, 2)}
-        return {"type": "frame", "record": record.to_json(), "counts": counts.to_json(), "timing": timing}
+        return {"type": "frame", "record": {**record.to_json(), "faces_omitted": int(response.faces_omitted)},
+                "counts": counts.to_json(), "timing": timing}
 
     def close(self, timeout: float = 1.0) -> None:
         """Ends the call (if one started) and waits up to timeout seconds for its threads."""

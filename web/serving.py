@@ -1,0 +1,68 @@
+"""uvicorn's HTTP/1.1 protocol with a bound on the time a client may take to send a request's headers.
+
+uvicorn closes idle keep-alive connections, but not one that opened and sends its headers slowly or
+never (a "slowloris" client), which would hold a socket and a file descriptor for ever; enough of them
+and the gateway accepts nobody. This protocol closes a connection whose request headers are not complete
+HEADER_TIMEOUT_S seconds after the connection opened, or after the previous answer on it. Request bodies
+are bounded where they are read (ferstream.web.app, BODY_IDLE_TIMEOUT_S).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("ferstream.web")
+
+# Browsers and HTTP libraries send a request's headers at once; 10 s is generous even on a slow link.
+HEADER_TIMEOUT_S = 10.0
+
+
+class HeaderTimeoutH11Protocol(H11Protocol):
+    """H11Protocol whose connections get HEADER_TIMEOUT_S seconds for each request's headers."""
+
+    _header_timer: asyncio.TimerHandle | None = None
+    _timed_cycle: object = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.cycle is not self._timed_cycle:  # a request's headers are in: its cycle began
+            self._cancel_header_timer()
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._cancel_header_timer()
+        super().handle_websocket_upgrade(event)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # Unless a pipelined request already began (its headers are in), the next one's headers are due.
+        if not self.transport.is_closing() and self.cycle is not None and self.cycle.response_complete:
+            self._arm_header_timer()
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._timed_cycle = self.cycle
+        self._header_timer = self.loop.call_later(HEADER_TIMEOUT_S, self._headers_too_slow)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.cycle is self._timed_cycle and not self.transport.is_closing():
+            peer = "%s:%d" % self.client if self.client else "a client"
+            log.info("closed the connection of %s: no complete request headers within %g s", peer, HEADER_TIMEOUT_S)
+            self.transport.close()
