@@ -14,6 +14,7 @@ import copy
 import json
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -190,11 +191,44 @@ class FileStream:
             self.failure = repr(error)
 
 
+@pytest.fixture(scope="module")
+def two_servers(fer_server_factory, fer_models_dir: Path) -> list[RunningServer]:
+    return [fer_server_factory("--models-dir", str(fer_models_dir), "--detect-workers", "1", "--metrics-port", "0")
+            for _ in range(2)]
+
+
 @pytest.mark.slow
-def test_streams_through_envoy_survive_a_replica_killed_mid_run(fer_server_factory, fer_models_dir: Path,
-                                                               faces_dir: Path, tmp_path: Path) -> None:
-    servers = [fer_server_factory("--models-dir", str(fer_models_dir), "--detect-workers", "1",
-                                  "--metrics-port", "0") for _ in range(2)]
+def test_fer_bench_compares_a_server_directly_and_through_envoy(two_servers, shared: Path, fer_models_dir: Path,
+                                                               tmp_path: Path) -> None:
+    """`fer-bench stream --server DIRECT --server ENVOY`: the measurement docs/deploy.md quotes."""
+    server = two_servers[1]
+    port = int(server.address.rsplit(":", 1)[1])
+    envoy = start_envoy(local_config(shipped_config(), [port]), tmp_path)
+    try:
+        through_envoy = envoy.listener_address("grpc")
+        result = subprocess.run([sys.executable, "-m", "ferstream.bench.cli", "stream", "--server", server.address,
+                                 "--server", through_envoy, "--streams", "2", "--seconds", "1", "--rounds", "2",
+                                 "--data-dir", str(shared), "--models-dir", str(fer_models_dir), "--json"],
+                                capture_output=True, text=True, timeout=240)
+    finally:
+        envoy.process.terminate()
+        envoy.process.wait(timeout=30)
+    assert result.returncode == 0, result.stderr
+    comparison = json.loads(result.stdout)["result"]
+    assert [run["server"] for run in comparison["runs"]] == [server.address, through_envoy, through_envoy,
+                                                            server.address]
+    for run in comparison["runs"]:
+        assert run["answered"] > 0 and run["errors"] == 0 and run["lost"] == 0
+    direct, proxied = comparison["targets"]
+    assert (direct["server"], proxied["server"]) == (server.address, through_envoy)
+    assert direct["vs_first"] == 1.0 and proxied["vs_first"] == pytest.approx(proxied["mean_fps"] / direct["mean_fps"])
+    assert len(direct["answered_fps"]) == len(proxied["answered_fps"]) == 2
+
+
+@pytest.mark.slow
+def test_streams_through_envoy_survive_a_replica_killed_mid_run(two_servers, faces_dir: Path,
+                                                               tmp_path: Path) -> None:
+    servers = two_servers
     ports = [int(server.address.rsplit(":", 1)[1]) for server in servers]
     upstreams = [f"127.0.0.1:{port}" for port in ports]
     config = local_config(shipped_config(), ports)
