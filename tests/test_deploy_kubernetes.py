@@ -261,3 +261,17 @@ def test_the_autoscaler_reads_a_gauge_the_server_exports_through_prometheus_adap
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     max_stream_seconds = float(option(container["args"], "--max-stream-seconds"))
     assert autoscaler["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= max_stream_seconds
+
+
+def test_docs_link_every_deploy_file_and_quote_none() -> None:
+    """docs/deploy.md links to every file under deploy/ (and to no missing one), shows none of their text as
+    a copy that could drift (YAML blocks), and its local-Envoy substitution matches the shipped file."""
+    docs = REPO / "docs" / "deploy.md"
+    text = docs.read_text()
+    linked = {(docs.parent / link).resolve() for link in re.findall(r"\]\((\.\./deploy/[^)#]*)\)", text)}
+    files = {path.resolve() for path in DEPLOY.rglob("*") if path.is_file()}
+    assert files <= linked, f"not linked from docs/deploy.md: {sorted(map(str, files - linked))}"
+    assert all(path.exists() for path in linked), sorted(str(path) for path in linked if not path.exists())
+    assert "```yaml" not in text, "link to the file in deploy/ instead of copying it"
+    (pattern,) = re.findall(r"sed 's/([^/]+)/", text)
+    assert pattern in (DEPLOY / "envoy" / "envoy.yaml").read_text()
