@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import copy
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -265,8 +266,12 @@ def test_streams_through_envoy_survive_a_replica_killed_mid_run(two_servers, fac
         bound = health_check_bound_s(config)
         assert marked_s <= bound, f"marked after {marked_s:.1f} s, the settings promise {bound:.1f} s"
         assert envoy.health_flags()[upstreams[1]] == "healthy"
+        # Streams the killed replica had not answered yet are retried by Envoy itself (retry_on reset);
+        # the ones it had answered are reopened by the client.
+        retried = re.search(r"^cluster\.ferstream\.upstream_rq_retry: (\d+)$", envoy.get("/stats"), re.MULTILINE)
         print(f"health check marked the killed replica after {marked_s:.1f} s (bound {bound:.1f} s); "
-              f"streams reopened after {[code for s in streams for code in s.lost_with]}")
+              f"streams reopened by the client after {[code for s in streams for code in s.lost_with]}, "
+              f"calls retried by Envoy: {retried.group(1)}")
     finally:
         envoy.process.terminate()
         envoy.process.wait(timeout=30)
