@@ -60,8 +60,10 @@ def int_list(text: str) -> list[int]:
 
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the commands that stream to a server (stream, reference)."""
-    parser.add_argument("--server", metavar="HOST:PORT", default=None,
-                        help="a running fer-server (default: start one on loopback, and measure its CPU time)")
+    parser.add_argument("--server", metavar="HOST:PORT", action="append", default=None,
+                        help="a running fer-server (default: start one on loopback, and measure its CPU time); "
+                             "`stream` takes it more than once to compare addresses, e.g. a server directly and "
+                             "through a proxy")
     parser.add_argument("--server-threads", type=positive_int, default=None,
                         help="--threads of the started server (default: fer-server's own default)")
     parser.add_argument("--detector", choices=DETECTORS, default=None,
@@ -97,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Concurrent StreamAnnotate clients sending the test photos as "
                                              "640x480 JPEGs: answered fps, drops, latency, server CPU per frame.")
     add_stream_arguments(stream)
+    stream.add_argument("--rounds", type=positive_int, default=1,
+                        help="with several --server: runs per address, in turns, every other round in reverse "
+                             "order (default: %(default)s)")
 
     classifier = commands.add_parser("classifier", parents=[common], help="the emotion CNN alone",
                                      description="faces/s and CPU ms/face of the served model in the serving "
@@ -171,11 +176,18 @@ def run_command(args: argparse.Namespace, command_line: str, key: str) -> None:
     def report(result: object, table: str) -> None:
         print_report(command_line, result, table, args.json, args.markdown_out, key)
 
-    if args.command == "stream":
+    servers = getattr(args, "server", None) or []
+    if args.command == "stream" and len(servers) > 1:
+        from .stream import StreamSettings, comparison_table, run_stream_comparison
+
+        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight)
+        result = run_stream_comparison(jpegs, settings, servers, args.rounds)
+        report(result, comparison_table(result))
+    elif args.command == "stream":
         from .stream import StreamSettings, run_stream_bench, stream_table
 
         settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight)
-        result = run_stream_bench(jpegs, settings, args.server, models_dir, args.server_threads)
+        result = run_stream_bench(jpegs, settings, servers[0] if servers else None, models_dir, args.server_threads)
         report(result, stream_table(result))
     elif args.command == "classifier":
         from .classifier import classifier_table, run_classifier_bench
@@ -200,7 +212,8 @@ def run_command(args: argparse.Namespace, command_line: str, key: str) -> None:
         from .stream import StreamSettings
 
         settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight)
-        result = run_reference_bench(jpegs, models_dir, args.threads, settings, args.server, args.server_threads)
+        result = run_reference_bench(jpegs, models_dir, args.threads, settings, servers[0] if servers else None,
+                                     args.server_threads)
         report(result, reference_table(result))
     elif args.command == "tracking":
         from .tracking import run_tracking_bench, tracking_table
@@ -212,7 +225,13 @@ def run_command(args: argparse.Namespace, command_line: str, key: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Runs fer-bench; returns the exit code (errors are one line on stderr)."""
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    servers = getattr(args, "server", None) or []
+    if getattr(args, "rounds", 1) > 1 and len(servers) < 2:
+        parser.error("--rounds compares addresses: give --server two or more times")
+    if args.command == "reference" and len(servers) > 1:
+        parser.error("reference takes one --server")
     import grpc
 
     from .server_process import BenchError

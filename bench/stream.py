@@ -1,5 +1,8 @@
 """fer-bench stream: N concurrent StreamAnnotate clients against one server for T seconds.
 
+With several --server addresses (one server directly and through a proxy, say) the same streams run
+against each in turn, alternating for --rounds rounds, and the table compares their answered fps.
+
 Each stream sends the test frames' JPEGs in turn, either as fast as answered (each stream keeps
 `in_flight` frames sent and unanswered: the most the server can answer) or at a fixed offered rate,
 with the streams' send times spread evenly over one frame interval, as independent cameras would be.
@@ -22,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -366,11 +369,26 @@ def summarise(streams: list[StreamClient], start: float, settings: StreamSetting
         yardstick=yardstick, vs_yardstick=answered_fps / yardstick.fps if yardstick else None, streams=results)
 
 
+def check_settings(settings: StreamSettings) -> None:
+    """ValueError for settings no run can have."""
+    if settings.streams < 1 or settings.seconds <= 0 or settings.fps < 0 or settings.in_flight < 1:
+        raise ValueError("--streams and --in-flight must be at least 1, --seconds positive and --fps not negative")
+
+
+def prepare_server(address: str, frames: Sequence[bytes], settings: StreamSettings) -> str:
+    """Waits for the server at address, warms it up; the detector the streams will use there."""
+    with EmotionClient(address, timeout=60.0) as probe:
+        if not probe.wait_ready(10.0):
+            raise BenchError(f"no server answers at {address}")
+        detector = resolve_detector(probe, settings.detector)
+        warm_up(probe, frames, detector)
+    return detector
+
+
 def run_stream_bench(frames: Sequence[bytes], settings: StreamSettings, server: str | None, models_dir: Path,
                      server_threads: int | None) -> StreamBench:
     """Against `server` (HOST:PORT) when given, else against a fer-server the bench starts and stops."""
-    if settings.streams < 1 or settings.seconds <= 0 or settings.fps < 0 or settings.in_flight < 1:
-        raise ValueError("--streams and --in-flight must be at least 1, --seconds positive and --fps not negative")
+    check_settings(settings)
     yardstick = measure_yardstick(frames, models_dir, min(YARDSTICK_S, settings.seconds))
     with ExitStack() as stack:
         if server is None:
@@ -379,11 +397,7 @@ def run_stream_bench(frames: Sequence[bytes], settings: StreamSettings, server: 
             address, server_cpu = process.address, process.cpu_seconds
         else:
             address, server_cpu = server, (lambda: None)
-        with EmotionClient(address, timeout=60.0) as probe:
-            if not probe.wait_ready(10.0):
-                raise BenchError(f"no server answers at {address}")
-            detector = resolve_detector(probe, settings.detector)
-            warm_up(probe, frames, detector)
+        detector = prepare_server(address, frames, settings)
         streams, start, client_cpu_s, server_cpu_s = measure_streams(address, frames, settings, server_cpu)
     return summarise(streams, start, settings, address, server is None, detector, client_cpu_s, server_cpu_s,
                      yardstick)
@@ -421,3 +435,76 @@ def proportion_table(bench: StreamBench) -> str:
                   "fps", f"{yardstick.ms_per_frame_one_thread:.2f} ms per frame on one thread"),
                  ("served", bench.answered_fps, "fps", f"{bench.vs_yardstick:.2f}× the yardstick")]
     return markdown_table(("measure", "value", "unit", "note"), rows)
+
+
+@dataclass(frozen=True)
+class TargetSummary:
+    """One address of a comparison: its answered fps in each round and on average."""
+
+    server: str
+    answered_fps: list[float]
+    mean_fps: float
+    # mean_fps over the first address's mean_fps.
+    vs_first: float
+    # Means over the rounds of each run's percentiles, ms.
+    p50_ms: float | None
+    p95_ms: float | None
+
+
+@dataclass(frozen=True)
+class StreamComparison:
+    """The same streams against several addresses (a server directly and through a proxy, say), in turns."""
+
+    settings: StreamSettings
+    rounds: int
+    detector: str
+    targets: list[TargetSummary]
+    # Every run, in the order they ran.
+    runs: list[StreamBench]
+
+
+def comparison_order(servers: Sequence[str], rounds: int) -> list[str]:
+    """The addresses in turns, every other round reversed (A B, B A, A B...), so that a machine whose load
+    drifts during the run weighs on each address alike."""
+    return [server for number in range(rounds) for server in (servers if number % 2 == 0 else servers[::-1])]
+
+
+def run_stream_comparison(frames: Sequence[bytes], settings: StreamSettings, servers: Sequence[str],
+                          rounds: int) -> StreamComparison:
+    """The streams against each running server in turn, rounds times (see comparison_order); BenchError when
+    the addresses pick different detectors or a stream fails. No server CPU: the bench did not start them."""
+    check_settings(settings)
+    if len(servers) < 2 or rounds < 1:
+        raise ValueError("a comparison needs two or more --server addresses and --rounds of at least 1")
+    detectors = {server: prepare_server(server, frames, settings) for server in servers}
+    if len(set(detectors.values())) > 1:
+        raise BenchError(f"the servers use different detectors: {detectors}")
+    runs = []
+    for server in comparison_order(servers, rounds):
+        streams, start, client_cpu_s, _ = measure_streams(server, frames, settings, lambda: None)
+        runs.append(summarise(streams, start, settings, server, False, detectors[server], client_cpu_s, None))
+
+    def mean(values: list[float | None]) -> float | None:
+        return None if None in values else float(np.mean(values))
+
+    targets = []
+    for server in servers:
+        own = [run for run in runs if run.server == server]
+        fps = [run.answered_fps for run in own]
+        targets.append(TargetSummary(server, fps, float(np.mean(fps)), 0.0, mean([run.latency.p50_ms for run in own]),
+                                     mean([run.latency.p95_ms for run in own])))
+    targets = [replace(target, vs_first=target.mean_fps / targets[0].mean_fps) for target in targets]
+    return StreamComparison(settings, rounds, detectors[servers[0]], targets, runs)
+
+
+def comparison_table(comparison: StreamComparison) -> str:
+    """One row per address: fps per round, their mean, the mean beside the first address's, latency."""
+    settings = comparison.settings
+    offered = (f"as fast as answered, {settings.in_flight} in flight each" if settings.fps == 0
+               else f"{settings.fps:g} fps offered per stream")
+    heading = (f"{settings.streams} stream(s), {offered}, detector {comparison.detector}, {settings.seconds:g} s per "
+               f"run, {comparison.rounds} round(s), the addresses in turns\n\n")
+    rows = [(target.server, ", ".join(f"{fps:.1f}" for fps in target.answered_fps), target.mean_fps,
+             f"{target.vs_first:.3f}×", target.p50_ms, target.p95_ms) for target in comparison.targets]
+    return heading + markdown_table(("server", "answered fps per round", "mean fps", "vs first", "p50 ms", "p95 ms"),
+                                    rows)
