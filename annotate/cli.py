@@ -266,7 +266,7 @@ def _backend(args: argparse.Namespace, classes: tuple[int, ...]) -> Iterator[Bac
 
         set_thread_counts(args.threads)
         frame_path = load_frame_path(args.models_dir or default_models_dir(), args.model, classes,
-                                     args.max_pixels, args.max_faces)
+                                     args.max_pixels, args.max_faces, tta=args.tta)
         yield InProcessBackend(frame_path, DetectOptions(options_detector, args.min_score), args.track_smoothing_ms)
         return
     # The remote backend is the client's (gRPC); this CLI only wires it in, the pipeline never imports it.

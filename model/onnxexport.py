@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .calibration import Calibration
+from .tta import check_tta
 from .modelfile import EmotionClassifier
 from .onnxmeta import INPUT_NAME, OUTPUT_NAME, OnnxMetadata
 
@@ -44,18 +45,20 @@ class ProbabilityNetwork(nn.Module):
         return torch.softmax(logits, dim=1)
 
 
-def metadata_of(classifier: EmotionClassifier, calibration: Calibration | None = None) -> OnnxMetadata:
-    """What the ONNX file records about classifier: classes, preprocessing, arch, its weights' sha256 and
-    the calibration (None: uncalibrated)."""
+def metadata_of(classifier: EmotionClassifier, calibration: Calibration | None = None,
+                flip_calibration: Calibration | None = None, tta: str = "none") -> OnnxMetadata:
+    """What the ONNX file records about classifier: classes, preprocessing, arch, its weights' sha256, the
+    calibrations (None: uncalibrated) and the test-time augmentation served by default (model/tta.py)."""
     return OnnxMetadata(class_names=classifier.class_names, preprocessing=classifier.preprocessing,
                         spec=classifier.spec, parameters=classifier.parameters,
                         source_weights_sha256=classifier.meta["weights_sha256"], meta=classifier.meta,
-                        calibration=calibration)
+                        calibration=calibration, flip_calibration=flip_calibration, tta=check_tta(tta))
 
 
-def onnx_bytes(classifier: EmotionClassifier, calibration: Calibration | None = None) -> bytes:
+def onnx_bytes(classifier: EmotionClassifier, calibration: Calibration | None = None,
+               flip_calibration: Calibration | None = None, tta: str = "none") -> bytes:
     """The serialised ONNX model of classifier (weights embedded, a few MB for the shipped model), its
-    softmax at calibration's temperature (None: T = 1), calibration recorded in the metadata.
+    softmax at calibration's temperature (None: T = 1); the calibrations and tta recorded in the metadata.
 
     classifier must come from load_model (its meta holds the weights' sha256). Takes a few seconds:
     the exporter traces the network with torch.export.
@@ -79,6 +82,6 @@ def onnx_bytes(classifier: EmotionClassifier, calibration: Calibration | None = 
                                         verbose=False)
     finally:
         exporter_log.setLevel(level)
-    program.model.metadata_props.update(metadata_of(classifier, calibration).to_props())
+    program.model.metadata_props.update(metadata_of(classifier, calibration, flip_calibration, tta).to_props())
     program.model.producer_name = "ferstream"
     return program.model_proto.SerializeToString()

@@ -3,12 +3,13 @@
 The server, fer-annotate, fer-eval and fer-bench classify through `load_classifier`, which needs no
 PyTorch: the shipped model is committed as model/shipped/ferstream-emotion.onnx beside its PyTorch
 file, written by `fer-export` (see onnxexport.py for what the graph holds), and as its int8 form
-ferstream-emotion-int8.xml/.bin (quantize.py), which OpenVINO serves where it runs faster than the f32
-graph, as measured when the model is loaded (fastest_form): about a third of the CPU per face on a CPU
-with VNNI, the same PublicTest accuracy within 0.2 points; ONNX Runtime serves the .onnx. Its ONNX metadata (kept in the IR) carries what serving needs besides the graph: class names,
-the declared preprocessing, the architecture, the parameter count, the PyTorch file's meta, the sha256
-of the PyTorch weights it came from and, for an export with --calibrate, the temperature baked into the
-graph's softmax (calibration.py).
+ferstream-emotion-int8.xml/.bin (quantize.py), which OpenVINO serves where it keeps the f32 graph's
+PublicTest accuracy within 0.2 points and runs faster (choose_form); ONNX Runtime serves the .onnx.
+Its ONNX metadata (kept in the IR) carries what serving needs besides the graph: class names, the
+declared preprocessing, the architecture, the parameter count, the PyTorch file's meta, the sha256 of
+the PyTorch weights it came from and, for an export with --calibrate, the temperature baked into the
+graph's softmax (calibration.py), the one fitted for mirrored views and the test-time augmentation
+served by default (tta.py).
 
 Why OpenVINO by default: on the development machine (Intel Xeon, AVX-512 VNNI), idle, 2 threads, the
 shipped network ran in 0.40 / 0.24 ms per face at batch 1 / 32 against ONNX Runtime's 0.50 / 0.48 and
@@ -33,6 +34,7 @@ import numpy as np
 
 from .calibration import Calibration
 from .onnxmeta import INPUT_NAME, OUTPUT_NAME, OnnxMetadata
+from .tta import check_tta, combine_mirrored, with_mirror_images
 
 SHIPPED_ONNX = Path(__file__).parent / "shipped" / "ferstream-emotion.onnx"
 # OpenVINO's IR of a model: the .xml graph with a .bin of the same stem beside it.
@@ -46,6 +48,8 @@ log = logging.getLogger("ferstream.model")
 # thread typically runs at with several streams open (fer-bench stream), and the one docs compare at.
 CHOICE_BATCH = 32
 CHOICE_RUNS = 5
+# Most PublicTest accuracy the int8 form may lose against the f32 one and still be served (0.2 points).
+INT8_TOLERANCE = 0.002
 
 # Threads of the runtimes loaded from now on; 0 lets the runtime use every core (set_inference_threads).
 _threads = 0
@@ -175,23 +179,26 @@ class ServedClassifier:
     """The served emotion model: call it on (N, S, S) uint8 grey crops for (N, classes) float32 probabilities.
 
     S is preprocessing.input_size (48). Applies the model's declared preprocessing, then runs the ONNX
-    graph. Attributes: path, runtime ("openvino" or "onnxruntime"), preprocessing, spec (ArchSpec),
+    graph, on each face and, with tta "flip", on its mirror image too in the same batch (model/tta.py).
+    Attributes: path, runtime ("openvino" or "onnxruntime"), tta, preprocessing, spec (ArchSpec),
     parameters (of the trained PyTorch network), meta (the PyTorch file's meta, with its
     weights_sha256), source_weights_sha256, class_names, calibration (or None) and temperature. Safe to
-    call from several threads.
+    call from several threads. ValueError for a tta not in model.tta.SERVED_TTA.
     """
 
-    def __init__(self, session: Session, metadata: OnnxMetadata, path: str, runtime: str) -> None:
+    def __init__(self, session: Session, metadata: OnnxMetadata, path: str, runtime: str,
+                 tta: str | None = None) -> None:
         self.session = session
         self.metadata = metadata
         self.path = path
         self.runtime = runtime
+        self.tta = check_tta(tta or metadata.tta)
         self.preprocessing = metadata.preprocessing
         self.spec = metadata.spec
         self.parameters = metadata.parameters
         self.meta = metadata.meta
         self.source_weights_sha256 = metadata.source_weights_sha256
-        # File name -> measured ms per face of each form compared when this one was chosen (fastest_form).
+        # File name -> measured ms per face of each form compared when this one was chosen (choose_form).
         self.form_costs: dict[str, float] = {}
 
     @property
@@ -201,22 +208,37 @@ class ServedClassifier:
 
     @property
     def calibration(self) -> Calibration | None:
-        """The fitted temperature scaling the graph applies (where and how it was fitted), None without one."""
+        """The temperature scaling of what is served (where and how it was fitted), None without one: the
+        graph's own, or with tta "flip" the one fitted on the mirrored views' mean logits."""
+        if self.tta == "flip":
+            return self.metadata.flip_calibration
         return self.metadata.calibration
 
     @property
+    def graph_temperature(self) -> float:
+        """T of the graph's softmax(logits / T), 1.0 for an uncalibrated export."""
+        return self.metadata.calibration.temperature if self.metadata.calibration else 1.0
+
+    @property
     def temperature(self) -> float:
-        """T of the graph's softmax(logits / T): the calibration's, 1.0 for an uncalibrated export."""
-        return self.calibration.temperature if self.calibration else 1.0
+        """T of the served probabilities, softmax(logits / T) with logits averaged over the served views:
+        the graph's T, or with tta "flip" the mirrored views' (the graph's when none was fitted)."""
+        if self.tta == "flip" and self.metadata.flip_calibration is not None:
+            return self.metadata.flip_calibration.temperature
+        return self.graph_temperature
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         """(N, S, S) uint8 crops -> (N, classes) float32 probabilities; ValueError for another shape or dtype."""
         return self.run(self.preprocessing.apply(crops))
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """(N, 1, S, S) float32 input, already preprocessed -> (N, classes) float32 probabilities."""
+        """(N, 1, S, S) float32 input, already preprocessed -> (N, classes) float32 probabilities of the served
+        views (tta)."""
         if len(x) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        if self.tta == "flip":
+            probabilities = self.session.run(np.ascontiguousarray(with_mirror_images(x), dtype=np.float32))
+            return combine_mirrored(probabilities, self.graph_temperature, self.temperature)
         return self.session.run(np.ascontiguousarray(x, dtype=np.float32))
 
 
@@ -235,19 +257,20 @@ def pytorch_to_onnx(path: Path) -> bytes:
 
 
 def load_classifier(path: str | os.PathLike | None = None, runtime: str | None = None,
-                    threads: int | None = None) -> ServedClassifier:
+                    threads: int | None = None, tta: str | None = None) -> ServedClassifier:
     """The served model at path in runtime (default: default_runtime()).
 
-    Without a path: $FER_MODEL when set; else in OpenVINO the shipped model's int8 IR or its f32 ONNX
-    file, whichever runs faster on this CPU (fastest_form); else the shipped ONNX file.
+    Without a path: $FER_MODEL when set; else in OpenVINO the shipped model in the form choose_form picks
+    on this CPU (int8 IR or f32 ONNX file); else the shipped ONNX file.
     path: a ferstream .onnx file, its int8 OpenVINO IR (.xml, OpenVINO only), or a PyTorch model file
     (exported in memory first; needs torch). threads: runtime threads (default: inference_threads()).
+    tta: "none" or "flip" (model/tta.py); None: the model's declared default.
     Loads completely or not at all: FileNotFoundError when the file is missing, ValueError (one line
     naming the file) when the runtime cannot read it or its metadata is missing or unknown.
     """
     runtime = resolve_runtime(runtime)
     if path is None and runtime == "openvino" and "FER_MODEL" not in os.environ:
-        return fastest_form([int8_path(SHIPPED_ONNX), SHIPPED_ONNX], threads)
+        return choose_form(SHIPPED_ONNX, threads, tta)
     path = Path(path) if path is not None else default_served_path(runtime)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
@@ -256,9 +279,9 @@ def load_classifier(path: str | os.PathLike | None = None, runtime: str | None =
             raise ValueError(f"{path}: an OpenVINO IR, which {runtime} cannot run; serve the .onnx file instead")
         if not path.with_suffix(".bin").is_file():
             raise FileNotFoundError(f"{path.with_suffix('.bin')}: no such file (the IR's weights)")
-        return open_classifier(path, str(path), runtime, threads)
+        return open_classifier(path, str(path), runtime, threads, tta)
     model = path.read_bytes() if path.suffix == ".onnx" else pytorch_to_onnx(path)
-    return open_classifier(model, str(path), runtime, threads)
+    return open_classifier(model, str(path), runtime, threads, tta)
 
 
 def ms_per_face(classifier: ServedClassifier, batch: int = CHOICE_BATCH, runs: int = CHOICE_RUNS) -> float:
@@ -275,27 +298,40 @@ def ms_per_face(classifier: ServedClassifier, batch: int = CHOICE_BATCH, runs: i
     return float(np.median(times)) * 1000.0 / batch
 
 
-def fastest_form(paths: list[Path], threads: int | None = None) -> ServedClassifier:
-    """Of the forms of one model at paths (the int8 IR and the f32 ONNX file), the one that runs fastest on
-    this CPU in OpenVINO, measured at load (ms_per_face) and logged; forms whose files are missing are
-    skipped. Why measure: int8 pays only where the CPU multiplies int8 fast (AVX-512 VNNI, AVX-VNNI, AMX:
-    about 3x f32 on the development Xeon); one AVX2 machine was reported at 2.4 ms per face in int8 and 2.5
-    in f32, another ran int8 at half f32's cost (fer-bench classifier). FileNotFoundError when none exists.
+def choose_form(onnx_path: Path, threads: int | None = None, tta: str | None = None) -> ServedClassifier:
+    """The model at onnx_path in OpenVINO, as its int8 IR (int8_path) or its f32 ONNX file: accuracy first,
+    then speed. The int8 form competes only when its metadata records that, with the served tta, it scored
+    within INT8_TOLERANCE of the f32 form's accuracy (fer-export --int8 measures it on PublicTest); then the
+    faster on this CPU is served, measured at load (ms_per_face). Both figures are logged.
+
+    Why measure the speed: int8 pays only where the CPU multiplies int8 fast (AVX-512 VNNI, AVX-VNNI, AMX),
+    and on some AVX2 CPUs too (docs/performance.md). The accuracy measured on one CPU holds on every CPU
+    because the int8 graph is quantized with 7-bit weights (model/quantize.py): its integer arithmetic
+    cannot saturate on CPUs without VNNI, so every CPU computes the same sums. FileNotFoundError when
+    the ONNX file is missing; an int8 IR that is missing or fails its check is left out.
     """
-    found = [path for path in paths if path.is_file()]
-    if not found:
-        raise FileNotFoundError(f"{paths[0]}: no such model file")
-    timed = [(ms_per_face(classifier), classifier)
-             for classifier in (load_classifier(path, "openvino", threads) for path in found)]
+    f32 = load_classifier(onnx_path, "openvino", threads, tta)
+    candidates = [f32]
+    xml = int8_path(onnx_path)
+    check = None
+    if xml.is_file():
+        int8 = load_classifier(xml, "openvino", threads, f32.tta)
+        check = int8.metadata.int8_check(f32.tta)
+        if check is not None and check.loss <= INT8_TOLERANCE:
+            candidates.append(int8)
+    timed = [(ms_per_face(classifier), classifier) for classifier in candidates]
     cost, chosen = min(timed, key=lambda pair: pair[0])
-    log.info("serving %s: %s at batch %d on this CPU", Path(chosen.path).name,
+    accuracy = (f"int8 {check.int8_accuracy:.2%} against f32 {check.f32_accuracy:.2%} on {check.faces} faces "
+                f"of {Path(check.data.get('path', '?')).name}" if check else "int8 accuracy not measured")
+    log.info("serving %s (tta %s): %s (tolerance %.1f points); %s at batch %d on this CPU",
+             Path(chosen.path).name, chosen.tta, accuracy, INT8_TOLERANCE * 100,
              ", ".join(f"{Path(c.path).name} {ms:.3f} ms/face" for ms, c in timed), CHOICE_BATCH)
     chosen.form_costs = {Path(c.path).name: ms for ms, c in timed}
     return chosen
 
 
 def open_classifier(model: bytes | Path, path: str, runtime: str | None = None,
-                    threads: int | None = None) -> ServedClassifier:
+                    threads: int | None = None, tta: str | None = None) -> ServedClassifier:
     """A ServedClassifier from serialised ONNX bytes (or an IR .xml's path, OpenVINO only); path names the
     model in errors and reports.
 
@@ -309,7 +345,7 @@ def open_classifier(model: bytes | Path, path: str, runtime: str | None = None,
     except Exception as error:  # each runtime has its own error types for a damaged graph
         raise ValueError(f"{path}: {runtime} cannot load this model ({last_line(error)})") from None
     metadata = OnnxMetadata.from_props(session.metadata(), path)
-    classifier = ServedClassifier(session, metadata, path, runtime)
+    classifier = ServedClassifier(session, metadata, path, runtime, tta)
     check_runs(classifier)
     return classifier
 

@@ -238,11 +238,12 @@ def set_thread_counts(threads: int) -> None:
 
 
 def load_frame_path(models_dir, model_path, classes: tuple[int, ...], max_pixels: int, max_faces: int,
-                    min_face_px: int = DEFAULT_MIN_FACE_PX) -> FramePath:
+                    min_face_px: int = DEFAULT_MIN_FACE_PX, tta: str | None = None) -> FramePath:
     """Detectors from models_dir (and installed packages) plus the served emotion model; nothing is downloaded.
 
     model_path: None for $FER_MODEL or the shipped ONNX model (model/runtime.py); a PyTorch model file
-    is exported in memory first when torch is installed. Raises before anything is returned, so a
+    is exported in memory first when torch is installed. tta: the model's test-time augmentation (None:
+    its declared default; model/tta.py). Raises before anything is returned, so a
     caller never holds a half-loaded path: FileNotFoundError for a missing model file, ValueError
     (one line naming the file) for one the runtime cannot read or whose metadata is unknown.
     """
@@ -250,5 +251,5 @@ def load_frame_path(models_dir, model_path, classes: tuple[int, ...], max_pixels
 
     from .detectors import load_detectors
 
-    classifier = load_classifier(model_path)
+    classifier = load_classifier(model_path, tta=tta)
     return FramePath(load_detectors(models_dir), classifier, classes, max_pixels, max_faces, min_face_px)

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from ferstream.model.labels import EMOTIONS, class_indices
+from ferstream.model.tta import SERVED_TTA
 
 # 4096² pixels: a 16 MP photo passes; anything larger is refused from its header, before decoding.
 MAX_PIXELS = 4096 * 4096
@@ -73,6 +74,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder with detector weights (default: $FER_MODELS_DIR or ~/.cache/ferstream/models)")
     parser.add_argument("--model", type=Path, default=None,
                         help="emotion model file (default: $FER_MODEL or the shipped model)")
+    parser.add_argument("--tta", choices=SERVED_TTA, default=None,
+                        help="test-time augmentation of the emotion model: none, or flip (each face and its mirror "
+                             "image in one batch, about twice the classifier's cost) (default: what the model "
+                             "declares; the shipped one: flip)")
     parser.add_argument("--classes", default=None,
                         help="comma-separated subset of classes to answer with, renormalised "
                              f"(default: all of {','.join(EMOTIONS)})")

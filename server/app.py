@@ -83,7 +83,7 @@ async def serve(config: ServerConfig, announce: Callable[[str, int], None] = ann
         check_port_free(config.host, config.port)
     set_serving_threads(config)
     frame_path = await asyncio.to_thread(load_frame_path, config.models_dir, config.model_path, config.classes,
-                                         config.max_pixels, config.max_faces, config.min_face_px)
+                                         config.max_pixels, config.max_faces, config.min_face_px, config.tta)
     log_models(frame_path)
     metrics = ServerMetrics()
     if config.metrics_port is not None:

@@ -36,6 +36,8 @@ class ServerConfig:
     models_dir: Path = Path()
     # None: the shipped emotion model (or FER_MODEL).
     model_path: Path | None = None
+    # Test-time augmentation of the emotion model (model/tta.py); None: the model's declared default.
+    tta: str | None = None
     # Indices into EMOTIONS of the classes served, in EMOTIONS order.
     classes: tuple[int, ...] = tuple(range(len(EMOTIONS)))
     max_streams: int = 16
@@ -225,6 +227,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         port=args.port,
         models_dir=args.models_dir or default_models_dir(),
         model_path=args.model,
+        tta=args.tta,
         classes=parse_classes(args.classes),
         max_streams=args.max_streams,
         max_batch=args.max_batch,

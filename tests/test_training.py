@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -150,6 +151,30 @@ def test_resume_continues_where_it_stopped(small_fer2013: Path, two_epochs: Path
     chain = load_model(split / "final.pt").meta["provenance"]
     assert [record["argv"] for record in chain] == [first, ["--out", str(split), "--resume"]]
     assert [record["epochs"] for record in chain] == [[1, 1], [2, 2]]
+
+
+@pytest.mark.slow
+def test_the_compact_checkpoint_resumes_the_schedule_from_the_ema_weights(small_fer2013: Path, two_epochs: Path,
+                                                                         tmp_path: Path, capsys) -> None:
+    split = tmp_path / "split"
+    assert train_main(smoke_args(small_fer2013, split, "--epochs", "2", "--stop-after", "1")) == 0
+    # Each epoch says how fast it went and how long is left.
+    assert re.search(r"epoch 1/2: \d+ images/s, [\d.]+ min an epoch; about 0 min to the end of this command",
+                     capsys.readouterr().err)
+    last, compact = split / "last.pt", split / "resume.pt"
+    assert compact.stat().st_size < last.stat().st_size / 2
+    state = read_training_state(compact)
+    assert state["compact"] and state["epoch"] == 0 and "optimizer" not in state
+    # The compact file alone (as committed when a stage stops part-way) continues the schedule.
+    last.unlink()
+    assert train_main(["--out", str(split), "--resume"]) == 0
+    final, uninterrupted = load_model(split / "final.pt"), load_model(two_epochs / "final.pt")
+    assert final.meta["metrics"]["epoch"] == 2
+    assert [record["epochs"] for record in final.meta["provenance"]] == [[1, 1], [2, 2]]
+    # The first epoch is the uninterrupted run's; the second ran from the float16 EMA weights.
+    rows, expected = (json.loads((out / "metrics.json").read_text()) for out in (split, two_epochs))
+    assert rows[0]["train_loss"] == pytest.approx(expected[0]["train_loss"], rel=1e-6)
+    assert final.meta["weights_sha256"] != uninterrupted.meta["weights_sha256"]
 
 
 # The fields of TrainConfig before this format (git show 0faf6fe:training/train.py).

@@ -12,6 +12,13 @@ file the trainer writes); the training_state section adds what the next epoch ne
   rng         the torch and NumPy global generators, which shuffle, augment and drop out
   provenance  the chain of commands so far, this one's record closed at this epoch
 
+Beside it, OUT/resume.pt is the compact form the repository can hold when a stage stops part-way (a
+width-0.25 network: 1.7 MB; width 0.5: about 7 MB, against 53 MB for its last.pt): the EMA weights in
+float16 and the same section without model, ema and optimizer. Resuming from it (`--resume` when OUT has
+no last.pt) loses SGD's own weights (it continues from the EMA weights), its momentum (it restarts at
+zero) and the weights' float32 digits; the schedule, the history, the generators and the chain of
+commands continue exactly.
+
 Checkpoints written before this format (`torch.save` of a dict with config, epoch, model, ema,
 optimizer, history, torch_rng, numpy_rng and command) are read too, so a run started with the old code
 continues with this one.
@@ -19,6 +26,7 @@ continues with this one.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +35,7 @@ import numpy as np
 import torch
 
 from ferstream.model.archspec import ArchSpec
-from ferstream.model.modelfile import read_training_state, save_model
+from ferstream.model.modelfile import read_payload, read_training_state, save_model
 from ferstream.model.preprocess import Preprocessing
 
 from .provenance import chain_of
@@ -50,6 +58,16 @@ class Checkpoint:
     rng: dict[str, Any]
     provenance: list[dict[str, Any]]
     legacy: bool = False  # read from a pre-format checkpoint
+    compact: bool = False  # read from a resume.pt: model holds the EMA weights; ema and optimizer are empty
+
+
+LAST = "last.pt"
+COMPACT = "resume.pt"
+
+
+def resumable(out: Path) -> Path:
+    """The checkpoint --resume continues in out: last.pt, else the compact resume.pt, else last.pt (missing)."""
+    return out / COMPACT if not (out / LAST).is_file() and (out / COMPACT).is_file() else out / LAST
 
 
 def capture_rng() -> dict[str, Any]:
@@ -80,6 +98,15 @@ def write_checkpoint(path: Path, network: torch.nn.Module, spec: ArchSpec, prepr
     save_model(path, network, spec, preprocessing, meta, training_state=training_state)
 
 
+def write_compact(path: Path, network: torch.nn.Module, spec: ArchSpec, preprocessing: Preprocessing,
+                  meta: dict[str, Any], state: Checkpoint) -> None:
+    """Write path as the compact resume.pt of state (module docstring): network (the EMA module) in float16,
+    the training_state section without model, ema and optimizer."""
+    training_state = {"config": state.config, "epoch": state.epoch, "history": state.history, "rng": state.rng,
+                      "provenance": state.provenance, "compact": True}
+    save_model(path, copy.deepcopy(network).half(), spec, preprocessing, meta, training_state=training_state)
+
+
 def read_checkpoint(path: Path) -> Checkpoint:
     """The training state in path, a last.pt of either format.
 
@@ -95,6 +122,11 @@ def read_checkpoint(path: Path) -> Checkpoint:
         if legacy is None:
             raise error from None
         return legacy
+    if state.get("compact"):
+        weights = {name: tensor.float() if tensor.is_floating_point() else tensor
+                   for name, tensor in read_payload(path)["state_dict"].items()}
+        return Checkpoint(config=state["config"], epoch=state["epoch"], model=weights, ema={}, optimizer={},
+                          history=state["history"], rng=state["rng"], provenance=state["provenance"], compact=True)
     return Checkpoint(config=state["config"], epoch=state["epoch"], model=state["model"], ema=state["ema"],
                       optimizer=state["optimizer"], history=state["history"], rng=state["rng"],
                       provenance=state["provenance"])

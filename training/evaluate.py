@@ -7,7 +7,8 @@ PyTorch model file (exported in memory first, which needs torch).
 Prints accuracy, per-class precision/recall/F1, the confusion matrix and the expected calibration
 error (ECE, 15 equal-width confidence bins, Guo et al. 2017) of the served probabilities; for a model
 exported with --calibrate also the ECE its probabilities had before temperature scaling (T = 1, exact
-without TTA). --json prints one JSON object instead; --reliability draws the reliability diagram(s).
+except for tencrop). Without --tta it scores what the server serves: the model's declared default.
+--json prints one JSON object instead; --reliability draws the reliability diagram(s).
 
 DATA may be a folder of class subfolders (e.g. ../shared/datasets/fer2013/test), a Kaggle or FER+
 root with --split, a FER+ split folder, or fer2013.csv.
@@ -49,8 +50,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="serving runtime (default: $FER_RUNTIME or openvino)")
     parser.add_argument("--split", choices=["Training", "PublicTest", "PrivateTest"], default=None,
                         help="which split of a root that holds several (or a filter on Kaggle file names)")
-    parser.add_argument("--tta", choices=TTA_MODES, default="none",
-                        help="test-time augmentation: averaged over mirror images (flip) or ten crops (tencrop)")
+    parser.add_argument("--tta", choices=TTA_MODES, default=None,
+                        help="test-time augmentation: none, mirror images (flip, as the server serves it: logits "
+                             "averaged, at the temperature fitted for them) or ten crops (tencrop, probabilities "
+                             "averaged; evaluation only) (default: what the model declares it is served with)")
     parser.add_argument("--classes", default=None,
                         help="score a subset, e.g. angry,happy,neutral,sad,surprise (the 7-way output is restricted)")
     parser.add_argument("--confusion-png", type=Path, default=None, help="also save the confusion matrix as PNG")
@@ -82,19 +85,22 @@ def evaluate(args: argparse.Namespace) -> int:
         print_error(PROG, f"--classes: {error}")
         return EXIT_USAGE
     try:
-        classifier = load_classifier(args.model, args.runtime, args.threads)
+        # tencrop is averaged here over single views; none and flip are what the served classifier runs.
+        served_tta = "none" if args.tta == "tencrop" else args.tta
+        classifier = load_classifier(args.model, args.runtime, args.threads, served_tta)
         faces = load_dataset(args.data, args.split)
     except (DatasetError, OSError, ValueError) as error:
         print_error(PROG, str(error))
         return EXIT_FAILED
-    probabilities = predict(classifier, faces.images, args.tta)
+    tta = args.tta or classifier.tta
+    probabilities = predict(classifier, faces.images, "tencrop" if tta == "tencrop" else "none")
     labels, predictions = restrict_to_classes(faces.labels, probabilities, keep)
     report = classification_report(labels, predictions, [EMOTIONS[i] for i in keep])
     temperature = classifier.temperature
     served = reliability_bins(restricted(probabilities, faces.labels, keep), labels)
-    # Undoing T is exact for one softmax, not for the average of several (TTA).
+    # Undoing T is exact for one softmax of the mean logits (none, flip), not for an average of softmaxes.
     uncalibrated = (reliability_bins(restricted(undo_temperature(probabilities, temperature), faces.labels, keep),
-                                     labels) if temperature != 1.0 and args.tta == "none" else None)
+                                     labels) if temperature != 1.0 and tta != "tencrop" else None)
     name = "/".join(Path(args.data).parts[-2:])
     if args.confusion_png:
         plot_confusion(report.confusion, report.class_names, args.confusion_png,
@@ -105,11 +111,11 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**report.to_dict(), "model": classifier.path, "runtime": classifier.runtime,
                           "preprocessing": classifier.preprocessing.to_dict(), "data": str(args.data),
-                          "tta": args.tta, "skipped": faces.skipped, "ece": served.ece, "ece_bins": BINS,
+                          "tta": tta, "skipped": faces.skipped, "ece": served.ece, "ece_bins": BINS,
                           "temperature": temperature, "ece_uncalibrated": uncalibrated.ece if uncalibrated else None}))
     else:
         print(f"model {classifier.path} ({classifier.runtime}; {classifier.preprocessing.describe()})\n"
-              f"data {args.data} (tta: {args.tta})\n")
+              f"data {args.data} (tta: {tta})\n")
         print(report.to_text())
         print(calibration_text(served, temperature, uncalibrated))
     return EXIT_OK

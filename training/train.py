@@ -1,12 +1,14 @@
 """fer-train: train an emotion CNN on FER2013 (or FER+), selecting epochs on PublicTest.
 
-Every epoch writes, in OUT: last.pt (resumable with --resume), best.pt (the best PublicTest epoch),
-metrics.csv, metrics.json and curves.png; the schedule's last epoch also writes final.pt (chosen by no
-score). All three .pt files are model files that `load_model` and fer-eval read; each records the
-preprocessing its crops went through and the chain of commands that produced it, as executed.
+Every epoch writes, in OUT: last.pt (resumable with --resume), resume.pt (its compact form, small enough
+to commit when a stage stops part-way), best.pt (the best PublicTest epoch), metrics.csv, metrics.json and
+curves.png, and prints images per second and the time left; the schedule's last epoch also writes
+final.pt (chosen by no score). The .pt files are model files that `load_model` and fer-eval read; each
+records the preprocessing its crops went through and the chain of commands that produced it, as executed.
 
-`--resume` continues OUT/last.pt with its own settings, also a last.pt written before model files held
-training state. Stop a run at any time (Ctrl-C): it continues from the last finished epoch.
+`--resume` continues OUT/last.pt with its own settings (also a last.pt written before model files held
+training state), or OUT/resume.pt where there is no last.pt (training/checkpoint.py says what that
+loses). Stop a run at any time (Ctrl-C): it continues from the last finished epoch.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from ferstream.pipeline.settings import default_data_dir
 
 from . import distributed
 from .augment import AugmentSpec
-from .checkpoint import Checkpoint, capture_rng, read_checkpoint, restore_rng, write_checkpoint
+from .checkpoint import (COMPACT, LAST, Checkpoint, capture_rng, read_checkpoint, restore_rng, resumable,
+                         write_checkpoint, write_compact)
 from .data import DatasetError
 from .data.splits import training_splits
 from .loop import StepRecipe, lr_at, make_optimizer, seed_everything, train_epoch
@@ -224,7 +227,7 @@ def parse_args(argv: list[str]) -> Invocation:
         else:
             parser.add_argument(flag, type=type(default), metavar=setting.name.upper(), help=text)
     parser.add_argument("--resume", action="store_true",
-                        help="continue OUT/last.pt with its own settings; only --epochs, --stop-after, --threads, "
+                        help="continue OUT/last.pt (else OUT/resume.pt) with its own settings; only --epochs, --stop-after, --threads, "
                              "--device, --data and --equalize may be given with it")
     parser.add_argument("--stop-after", type=int, metavar="N",
                         help="end this command after N epochs, resumable later (runs with little time); "
@@ -298,7 +301,7 @@ def train(run: Invocation) -> dict:
     file in OUT is written.
     """
     out = Path(run.config.out)
-    checkpoint = read_checkpoint(out / "last.pt") if run.resume else None
+    checkpoint = read_checkpoint(resumable(out)) if run.resume else None
     config = resumed_config(checkpoint, run) if checkpoint else run.config
     spec, preprocessing = config.arch_spec, config.preprocessing  # a bad --channels fails before data is read
     if config.threads:
@@ -333,8 +336,11 @@ def train(run: Invocation) -> dict:
     history, first_epoch = [], 0
     if checkpoint:
         model.load_state_dict(checkpoint.model)
-        ema.load_state_dict(checkpoint.ema)
-        optimizer.load_state_dict(checkpoint.optimizer)
+        if checkpoint.compact:  # the EMA continues from its own weights; SGD's momentum starts again at zero
+            ema.module.load_state_dict(checkpoint.model)
+        else:
+            ema.load_state_dict(checkpoint.ema)
+            optimizer.load_state_dict(checkpoint.optimizer)
         history, first_epoch = checkpoint.history, checkpoint.epoch + 1
         restore_rng(checkpoint.rng)
     inputs = input_digests(config, resuming=checkpoint is not None) if context.is_main else {}  # rank 0 writes files
@@ -360,6 +366,7 @@ def train(run: Invocation) -> dict:
                "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - started}
         history.append(row)
         log(json.dumps(row))
+        log(progress_line(row, len(order) * context.world_size, config.epochs, last_epoch))
 
         provenance = chain + [close_record(record, first_epoch + 1, epoch + 1)]
         meta = {"training_command": chain_text(provenance), "provenance": provenance,
@@ -372,9 +379,10 @@ def train(run: Invocation) -> dict:
         if epoch + 1 == config.epochs:  # the schedule's end, whatever PublicTest says: a fixed recipe's result
             save_model(out / "final.pt", ema.module, spec, preprocessing, meta)
         write_history(out, history)
-        write_checkpoint(out / "last.pt", ema.module, spec, preprocessing, meta, Checkpoint(
-            config=asdict(config), epoch=epoch, model=model.state_dict(), ema=ema.state_dict(),
-            optimizer=optimizer.state_dict(), history=history, rng=capture_rng(), provenance=provenance))
+        state = Checkpoint(config=asdict(config), epoch=epoch, model=model.state_dict(), ema=ema.state_dict(),
+                           optimizer=optimizer.state_dict(), history=history, rng=capture_rng(), provenance=provenance)
+        write_checkpoint(out / LAST, ema.module, spec, preprocessing, meta, state)
+        write_compact(out / COMPACT, ema.module, spec, preprocessing, meta, state)
 
     if context.enabled:
         hashes = distributed.weights_per_rank(model, context)
@@ -383,6 +391,16 @@ def train(run: Invocation) -> dict:
                 {"world_size": context.world_size, "weights_sha256_per_rank": hashes}, indent=1))
     distributed.cleanup(context)
     return max(history, key=selection_key) if history else {}
+
+
+def progress_line(row: dict, images: int, epochs: int, last_epoch: int) -> str:
+    """One line after an epoch: training images per second (whole epoch, evaluation included) and the time
+    to the end of this command (last_epoch) and of the schedule (epochs) at that pace."""
+    seconds = row["seconds"]
+    left = (last_epoch - row["epoch"]) * seconds / 60
+    to_end = (epochs - row["epoch"]) * seconds / 60
+    return (f"{PROG}: epoch {row['epoch']}/{epochs}: {images / seconds:.0f} images/s, {seconds / 60:.1f} min an "
+            f"epoch; about {left:.0f} min to the end of this command, {to_end:.0f} min to the schedule's end")
 
 
 def write_history(out: Path, history: list[dict]) -> None:
