@@ -103,8 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "runtimes and in PyTorch, of the first shipped model's "
                                                  "architecture (vgg ×0.25) and of the reference 13.1 M VGG, per "
                                                  "batch size and thread count.")
-    classifier.add_argument("--model", type=Path, default=None,
-                            help="served model, .onnx or a PyTorch model file (default: the shipped model)")
+    classifier.add_argument("--model", default=None, metavar="accurate|FILE",
+                            help="the fast tier's served model, .onnx or a PyTorch model file (default: the "
+                                 "shipped model), or `accurate`: the accurate tier and its expression model's "
+                                 "forms instead")
     classifier.add_argument("--unfolded", action="store_true",
                             help="also time the model in PyTorch with batch norm as trained, not folded")
     classifier.add_argument("--batch-sizes", type=int_list, default=[1, 8, 32, 128],
@@ -178,11 +180,18 @@ def run_command(args: argparse.Namespace, command_line: str, key: str) -> None:
         result = run_stream_bench(jpegs, settings, args.server, models_dir, args.server_threads)
         report(result, stream_table(result))
     elif args.command == "classifier":
-        from .classifier import classifier_table, run_classifier_bench
+        if args.model == "accurate":
+            from .accurate import accurate_table, run_accurate_bench
 
-        result = run_classifier_bench(frames, args.model, args.batch_sizes, args.threads, args.seconds,
-                                      args.unfolded)
-        report(result, classifier_table(result))
+            result = run_accurate_bench(frames, args.batch_sizes, args.threads, args.seconds)
+            report(result, accurate_table(result))
+        else:
+            from .classifier import classifier_table, run_classifier_bench
+
+            model = None if args.model in (None, "fast") else Path(args.model)
+            result = run_classifier_bench(frames, model, args.batch_sizes, args.threads, args.seconds,
+                                          args.unfolded)
+            report(result, classifier_table(result))
     elif args.command == "detectors":
         from .detectors import IOU_MATCH, DetectorBench, detector_table, run_detector_bench, write_chart
         from .photos import FRAME_SIZE
