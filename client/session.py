@@ -73,6 +73,7 @@ class StreamOptions:
     min_detection_score: float = 0.0  # 0: the detector's default threshold
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
     paused: bool = False
+    model: str = ""  # the emotion model by name; empty: the server's default for streams (fast)
 
 
 @dataclass(frozen=True)
@@ -326,7 +327,7 @@ class StreamSession(threading.Thread):
             request = emotion_pb2.StreamAnnotateRequest(
                 frame_id=next(self._frame_ids),
                 image=encode_image(frame.image, options.jpeg_quality),
-                options=make_options(options.detector, options.min_detection_score),
+                options=make_options(options.detector, options.min_detection_score, model=options.model),
             )
             self._window.sent(request.frame_id, _Sent(frame, request.options, time.monotonic()))
             self._stats.count_sent(dropped_before)

@@ -38,13 +38,17 @@ def unknown_tier(name: str, served: tuple[str, ...] = TIER_NAMES) -> str:
 
 
 def parse_model_argument(value: str | None) -> tuple[str | None, Path | None]:
-    """A command line's --model: (tier, None) for a tier name, (None, file) for anything else (the fast
-    tier's model file; write ./fast for a file named like a tier), (None, None) when not given."""
+    """A command line's --model: (tier, None) for a tier name, (None, file) for the fast tier's model file
+    (write ./fast for a file named like a tier), (None, None) when not given. ValueError naming the tiers for
+    a bare word that is neither (no suffix, no such file): a mistyped tier, not a model file."""
     if value is None:
         return None, None
     if value in TIER_NAMES:
         return value, None
-    return None, Path(value)
+    path = Path(value)
+    if not path.suffix and path.parent == Path(".") and not path.exists():
+        raise ValueError(unknown_tier(value) + ", or give a model file")
+    return None, path
 
 
 def mirrored(crops: np.ndarray) -> np.ndarray:

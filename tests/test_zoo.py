@@ -117,4 +117,6 @@ def test_combinations_and_model_arguments() -> None:
     assert parse_model_argument("accurate") == (ACCURATE, None)
     assert parse_model_argument("runs/x.onnx") == (None, Path("runs/x.onnx"))
     assert parse_model_argument(None) == (None, None)
+    with pytest.raises(ValueError, match="unknown model 'Accurate'"):
+        parse_model_argument("Accurate")
     assert unknown_tier("x") == "unknown model 'x'; choose one of fast, accurate"
