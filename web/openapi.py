@@ -46,6 +46,9 @@ def openapi_document(max_message_bytes: int) -> dict:
                      "description": "drop faces scored below this (default 0: the detector's own threshold)"},
                     {"name": "max_faces", "in": "query", "schema": {"type": "integer", "minimum": 0},
                      "description": "most faces answered (default 0: the server's limit)"},
+                    {"name": "model", "in": "query", "schema": {"enum": ["fast", "accurate"]},
+                     "description": "emotion model (default: the server's for photos, accurate); the answer's "
+                                    "`model` names the one used"},
                 ],
                 "requestBody": {"required": True, "content": {
                     "image/*": {"schema": image_body},
@@ -102,6 +105,8 @@ def openapi_document(max_message_bytes: int) -> dict:
                                 "width": {"type": "integer"}, "height": {"type": "integer"},
                                 "faces": {"type": "array", "items": {"$ref": "#/components/schemas/Face"}},
                                 "error": {"type": "string"},
+                                "model": {"type": "string",
+                                          "description": "/v1/annotate: the emotion model that classified the faces"},
                             }},
         }},
     }
