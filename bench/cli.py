@@ -19,7 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ferstream.client.library import DETECTORS
+from ferstream.client.library import DETECTORS, MODELS
 from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT
 from ferstream.pipeline.commandline import EXIT_INTERRUPTED, add_version_argument, positive_int, print_error
 from ferstream.pipeline.commandline import CommandParser
@@ -66,6 +66,8 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--threads of the started server (default: fer-server's own default)")
     parser.add_argument("--detector", choices=DETECTORS, default=None,
                         help="face detector the streams ask for (default: the server's default)")
+    parser.add_argument("--model", choices=MODELS, default="",
+                        help="emotion model the streams ask for (default: the server's for streams, fast)")
     parser.add_argument("--streams", type=positive_int, default=1, help="concurrent streams (default: %(default)s)")
     parser.add_argument("--fps", type=non_negative_float, default=0.0,
                         help="frames offered per second per stream; 0 sends each frame as soon as the previous one "
@@ -176,7 +178,7 @@ def run_command(args: argparse.Namespace, command_line: str, key: str) -> None:
     if args.command == "stream":
         from .stream import StreamSettings, run_stream_bench, stream_table
 
-        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight)
+        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight, args.model)
         result = run_stream_bench(jpegs, settings, args.server, models_dir, args.server_threads)
         report(result, stream_table(result))
     elif args.command == "classifier":
@@ -208,7 +210,7 @@ def run_command(args: argparse.Namespace, command_line: str, key: str) -> None:
         from .reference import reference_table, run_reference_bench
         from .stream import StreamSettings
 
-        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight)
+        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight, args.model)
         result = run_reference_bench(jpegs, models_dir, args.threads, settings, args.server, args.server_threads)
         report(result, reference_table(result))
     elif args.command == "tracking":
