@@ -113,3 +113,15 @@ def test_photos_refuses_an_unknown_folder_and_faces_an_accurate_model(tmp_path: 
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "nowhere" in missing.stderr
     accurate_faces = eval_path("faces", "--model", "accurate", "--limit", "1", *options)
     assert accurate_faces.returncode == 2 and "photos and light" in accurate_faces.stderr
+
+
+def test_photos_place_face_crops_in_frames(options, shared: Path, tmp_path: Path) -> None:
+    """CK+48's 48x48 crops are too small to detect as they are; placed in frames every face is found."""
+    for folder in ("anger", "happy", "contempt"):  # CK+'s spellings; contempt has no class here
+        (tmp_path / folder).mkdir()
+        for photo in sorted((shared / "datasets" / "ckplus" / "CK+48" / folder).iterdir())[:2]:
+            (tmp_path / folder / photo.name).symlink_to(photo)
+    result = eval_path("photos", str(tmp_path), "--place", "--model", "fast", "--json", *options)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["photos"] == 4 and report["no_face"] == 0 and set(report["recall"]) == {"angry", "happy"}

@@ -86,6 +86,13 @@ def place_face(face: np.ndarray, centre: tuple[float, float], roll: float, frame
     return cv2.cvtColor(np.clip(scene + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
 
 
+def placed_in_frame(photo: np.ndarray) -> np.ndarray:
+    """A face crop (BGR or grey, any size) placed grey and upscaled to FACE_PX in the middle of a FRAME_SIZE
+    frame (place_face)."""
+    grey = photo if photo.ndim == 2 else cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
+    return place_face(grey, (FRAME_SIZE[0] / 2.0, FRAME_SIZE[1] / 2.0), 0.0)
+
+
 def random_centre(rng: np.random.Generator, frame_size: tuple[int, int], face_px: int) -> tuple[float, float]:
     """A uniformly random face centre keeping a face_px square inside the frame at any roll (0.71 face_px
     from every edge)."""
@@ -474,6 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
     photos.add_argument("--limit", type=positive_int, default=None,
                         help="score this many photos, drawn at random with --seed (default: all)")
     photos.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    photos.add_argument("--place", action="store_true",
+                        help="the photos are face crops (CK+48, FER2013): place each, grey, upscaled to "
+                             f"{FACE_PX} px, in the middle of a {FRAME_SIZE[0]}x{FRAME_SIZE[1]} frame as the "
+                             "faces command does")
 
     light = commands.add_parser("light", parents=[common], help="photos darkened, flattened, blurred, compressed",
                                 description="The shared photos altered whole as rooms, lenses and networks alter "
@@ -499,7 +510,8 @@ def run(args: argparse.Namespace) -> str:
     detector = DetectorKind[args.detector.upper()] if args.detector else None
     options = DetectOptions(detector=detector, min_face_px=args.min_face_px or 0, model=tier)
     if args.command == "photos":
-        report = evaluate_photos(path, args.data, options, args.limit, args.seed)
+        prepare = placed_in_frame if args.place else None
+        report = evaluate_photos(path, args.data, options, args.limit, args.seed, prepare)
         return json.dumps(asdict(report)) if args.json else report.to_text()
     fill = Fill(args.fill)
     detector_name = (detector or path.default_detector).name

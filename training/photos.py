@@ -10,6 +10,7 @@ when classes are as unequal as realfaces-dev's), the confusion matrix and wall m
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,10 +84,11 @@ def answer(path: FramePath, photo: np.ndarray, options: DetectOptions) -> int:
 
 
 def evaluate_photos(path: FramePath, root: Path, options: DetectOptions, limit: int | None = None,
-                    seed: int = 0) -> PhotosReport:
+                    seed: int = 0, prepare: Callable[[np.ndarray], np.ndarray] | None = None) -> PhotosReport:
     """Scores the tier options.model (empty: the path's default) on the labelled photos under root; with
-    limit, on that many drawn at random with seed (sorted, so a run is repeatable). Unreadable photos
-    count as no face."""
+    limit, on that many drawn at random with seed (sorted, so a run is repeatable). prepare: applied to
+    each decoded BGR photo first (fer-eval-path photos --place puts face crops into frames). Unreadable
+    photos count as no face."""
     photos = labelled_photos(root)
     if limit is not None and limit < len(photos):
         chosen = np.sort(np.random.default_rng(seed).choice(len(photos), limit, replace=False))
@@ -95,6 +97,8 @@ def evaluate_photos(path: FramePath, root: Path, options: DetectOptions, limit: 
     start = time.perf_counter()
     for photo_path, label in photos:
         photo = cv2.imread(str(photo_path), cv2.IMREAD_COLOR)
+        if photo is not None and prepare is not None:
+            photo = prepare(photo)
         confusion[label, -1 if photo is None else answer(path, photo, options)] += 1
     ms = (time.perf_counter() - start) * 1000.0 / len(photos)
     totals = confusion.sum(axis=1)
