@@ -132,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_argument("--jpeg-quality", type=quality, default=DEFAULT_JPEG_QUALITY, metavar="10..100",
                         help="with --server, JPEG quality of the video frames sent; a photo goes as its file "
                              "(default: %(default)s)")
-    add_common_arguments(parser)
+    add_common_arguments(parser, "emotion model: accurate (a real-world expression model on 112x112 colour faces "
+                                 "with the fast one; several times its cost) or fast (a 48x48 grey CNN), or the "
+                                 "fast model's file (default: accurate for images, fast for videos, as the "
+                                 "server's Annotate and StreamAnnotate)")
     parser.add_argument("--threads", type=int, default=default_threads(),
                         help="OpenCV and classifier threads: frames are decoded, detected and classified in "
                              "turn on one thread, each step using this many (default: %(default)s, the cores "
@@ -259,15 +262,20 @@ def annotate_many(args: argparse.Namespace, files: list[Path], classes: tuple[in
 def _backend(args: argparse.Namespace, classes: tuple[int, ...]) -> Iterator[Backend]:
     """The backend args ask for: the frame path in this process, or with --server a connected remote one
     (closed at the end of the block). ServerError (a RuntimeError) when the server cannot be reached."""
+    from ferstream.model.tiers import TIER_NAMES, parse_model_argument
+
     options_detector = DetectorKind[args.detector.upper()] if args.detector else None
+    tier, model_file = parse_model_argument(args.model)
     if args.server is None:
         from .run import InProcessBackend
         from ferstream.pipeline.framepath import DetectOptions, load_frame_path, set_thread_counts
 
         set_thread_counts(args.threads)
-        frame_path = load_frame_path(args.models_dir or default_models_dir(), args.model, classes,
-                                     args.max_pixels, args.max_faces, tta=args.tta)
-        yield InProcessBackend(frame_path, DetectOptions(options_detector, args.min_score), args.track_smoothing_ms)
+        frame_path = load_frame_path(args.models_dir or default_models_dir(), model_file, classes,
+                                     args.max_pixels, args.max_faces, models=(tier,) if tier else TIER_NAMES,
+                                     tta=args.tta)
+        yield InProcessBackend(frame_path, DetectOptions(options_detector, args.min_score, model=tier or ""),
+                               args.track_smoothing_ms)
         return
     # The remote backend is the client's (gRPC); this CLI only wires it in, the pipeline never imports it.
     from ferstream.client.headless import RemoteBackend, ServerError, connect
@@ -278,7 +286,8 @@ def _backend(args: argparse.Namespace, classes: tuple[int, ...]) -> Iterator[Bac
         raise ServerError(problem)
     with EmotionClient(args.server.strip(), token=os.environ.get("FER_TOKEN")) as client:
         connect(client, args.connect_timeout)
-        yield RemoteBackend(client, args.detector, args.min_score, args.jpeg_quality, args.track_smoothing_ms)
+        yield RemoteBackend(client, args.detector, args.min_score, args.jpeg_quality, args.track_smoothing_ms,
+                            tier or "")
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ferstream.model.labels import EMOTIONS
+from ferstream.model.tiers import ACCURATE, FAST
 from ferstream.pipeline.tracking import DEFAULT_SMOOTHING_MS, FaceTracker
 
 from .media import Frame, Media, MediaError, add_audio, open_video_writer, write_image
@@ -73,7 +74,9 @@ class Result:
 class InProcessBackend:
     """The frame path in this process (detect, align, crop, classify), and for a video a FaceTracker whose
     probabilities are smoothed with time constant smoothing_ms (milliseconds of the video's time; 0 off).
-    Raises FrameError (bad or oversized input) from the frame path."""
+    options.model: the emotion model of every frame; empty: accurate for a still image, fast for a video's
+    frames (as the server's Annotate and StreamAnnotate). Raises FrameError (bad or oversized input) from
+    the frame path."""
 
     def __init__(self, frame_path: FramePath, options: DetectOptions,
                  smoothing_ms: float = DEFAULT_SMOOTHING_MS) -> None:
@@ -84,8 +87,9 @@ class InProcessBackend:
     def answers(self, frames: Iterable[Frame], still: bool) -> Iterator[tuple[Frame, Answer]]:
         """See Backend."""
         tracker = None if still else FaceTracker()
+        options = self.options if self.options.model else replace(self.options, model=ACCURATE if still else FAST)
         for frame in frames:
-            annotated = self.frame_path.annotate(frame.image, self.options)
+            annotated = self.frame_path.annotate(frame.image, options)
             tracked = None
             if tracker is not None:
                 tracked = tracker.track(annotated.faces, frame.time_ms or 0.0, self.smoothing_ms)

@@ -3,6 +3,7 @@
     import ferstream
     faces = ferstream.analyze("photo.jpg")      # a path, encoded bytes or a BGR numpy array
     print(faces[0]["emotion"], faces[0]["box"])
+    ferstream.analyze(frame, model="fast")      # the fast model, as live streams use
 
 `analyze` runs the server's frame path (decode, detect, crop, classify) and the shipped model here, loaded
 on the first call. The parts live in sub-packages: ferstream.client (EmotionClient for a fer-server),
@@ -21,11 +22,11 @@ __all__ = ["analyze"]
 
 
 def analyze(image: ImageInput, detector: str | None = None, min_detection_score: float = 0.0,
-            max_faces: int = 0) -> list[dict[str, Any]]:
+            max_faces: int = 0, model: str = "accurate") -> list[dict[str, Any]]:
     """The faces of one image, highest detection score first, as `ferstream.client.face_to_dict` gives them.
 
     See ferstream.inprocess.analyze (imported here on the first call, so that `import ferstream` stays light).
     """
     from .inprocess import analyze as run
 
-    return run(image, detector, min_detection_score, max_faces)
+    return run(image, detector, min_detection_score, max_faces, model)

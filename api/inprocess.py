@@ -34,7 +34,10 @@ def _loaded_frame_path() -> FramePath:
         from ferstream.pipeline.framepath import load_frame_path
         from ferstream.pipeline.settings import MAX_FACES, MAX_PIXELS, default_models_dir, parse_classes
 
-        _frame_path = load_frame_path(default_models_dir(), None, parse_classes(None), MAX_PIXELS, MAX_FACES)
+        from ferstream.model.tiers import ACCURATE, TIER_NAMES
+
+        _frame_path = load_frame_path(default_models_dir(), None, parse_classes(None), MAX_PIXELS, MAX_FACES,
+                                      models=TIER_NAMES, default_model=ACCURATE)
     return _frame_path
 
 
@@ -55,26 +58,31 @@ def image_source(image: ImageInput) -> ImageSource:
 
 
 def analyze(image: ImageInput, detector: str | None = None, min_detection_score: float = 0.0,
-            max_faces: int = 0) -> list[dict[str, Any]]:
+            max_faces: int = 0, model: str = "accurate") -> list[dict[str, Any]]:
     """The faces of one image, highest detection score first, each as `ferstream.client.face_to_dict` gives
     it: {"box": {"x", "y", "width", "height"} in pixels of the image, "detection_score": 0-1, "emotion":
     the most probable class, "probabilities": {class name: 0-1, summing to 1}}.
 
     image: a path, encoded bytes, or a BGR (or grey) uint8 numpy array. detector: "haar", "ssd" or "yunet"
     (None: the best available, as the server chooses); min_detection_score: 0 for the detector's default;
-    max_faces: 0 for the server's limit (32). Thread-safe: calls from several threads take turns on the one
+    max_faces: 0 for the server's limit (32); model: the emotion model, "accurate" (photos' default, as the
+    server's Annotate) or "fast" (live streams' default; several times cheaper per face). Thread-safe: calls from several threads take turns on the one
     frame path (its detectors are not thread-safe). Raises ferstream.pipeline.errors.FrameError for an image
-    that cannot be decoded or is too large, ValueError for an unknown detector, OSError for an unreadable
+    that cannot be decoded or is too large, ValueError for an unknown detector or model, OSError for an unreadable
     file, and FileNotFoundError or ValueError when the emotion model cannot load.
     """
     from ferstream.client.library import detector_value, face_to_dict
     from ferstream.server import protoconv
     from ferstream.v1 import emotion_pb2 as pb
 
+    from ferstream.model.tiers import TIER_NAMES, unknown_tier
+
+    if model not in TIER_NAMES:
+        raise ValueError(unknown_tier(model))
     source = image_source(image)
     options = protoconv.detect_options(pb.AnnotateOptions(detector=detector_value(detector),
                                                           min_detection_score=min_detection_score,
-                                                          max_faces=max_faces))
+                                                          max_faces=max_faces, model=model))
     with _lock:
         annotated = _loaded_frame_path().annotate(source, options)
     return [face_to_dict(face) for face in protoconv.annotate_response(annotated).faces]

@@ -19,7 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ferstream.client.library import DETECTORS
+from ferstream.client.library import DETECTORS, MODELS
 from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT
 from ferstream.pipeline.commandline import EXIT_INTERRUPTED, add_version_argument, positive_int, print_error
 from ferstream.pipeline.commandline import CommandParser
@@ -68,6 +68,8 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--threads of the started server (default: fer-server's own default)")
     parser.add_argument("--detector", choices=DETECTORS, default=None,
                         help="face detector the streams ask for (default: the server's default)")
+    parser.add_argument("--model", choices=MODELS, default="",
+                        help="emotion model the streams ask for (default: the server's for streams, fast)")
     parser.add_argument("--streams", type=positive_int, default=1, help="concurrent streams (default: %(default)s)")
     parser.add_argument("--fps", type=non_negative_float, default=0.0,
                         help="frames offered per second per stream; 0 sends each frame as soon as the previous one "
@@ -108,8 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "runtimes and in PyTorch, of the first shipped model's "
                                                  "architecture (vgg ×0.25) and of the reference 13.1 M VGG, per "
                                                  "batch size and thread count.")
-    classifier.add_argument("--model", type=Path, default=None,
-                            help="served model, .onnx or a PyTorch model file (default: the shipped model)")
+    classifier.add_argument("--model", default=None, metavar="accurate|FILE",
+                            help="the fast tier's served model, .onnx or a PyTorch model file (default: the "
+                                 "shipped model), or `accurate`: the accurate tier and its expression model's "
+                                 "forms instead")
     classifier.add_argument("--unfolded", action="store_true",
                             help="also time the model in PyTorch with batch norm as trained, not folded")
     classifier.add_argument("--batch-sizes", type=int_list, default=[1, 8, 32, 128],
@@ -180,21 +184,28 @@ def run_command(args: argparse.Namespace, command_line: str, key: str) -> None:
     if args.command == "stream" and len(servers) > 1:
         from .stream import StreamSettings, comparison_table, run_stream_comparison
 
-        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight)
+        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight, args.model)
         result = run_stream_comparison(jpegs, settings, servers, args.rounds)
         report(result, comparison_table(result))
     elif args.command == "stream":
         from .stream import StreamSettings, run_stream_bench, stream_table
 
-        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight)
+        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight, args.model)
         result = run_stream_bench(jpegs, settings, servers[0] if servers else None, models_dir, args.server_threads)
         report(result, stream_table(result))
     elif args.command == "classifier":
-        from .classifier import classifier_table, run_classifier_bench
+        if args.model == "accurate":
+            from .accurate import accurate_table, run_accurate_bench
 
-        result = run_classifier_bench(frames, args.model, args.batch_sizes, args.threads, args.seconds,
-                                      args.unfolded)
-        report(result, classifier_table(result))
+            result = run_accurate_bench(frames, args.batch_sizes, args.threads, args.seconds)
+            report(result, accurate_table(result))
+        else:
+            from .classifier import classifier_table, run_classifier_bench
+
+            model = None if args.model in (None, "fast") else Path(args.model)
+            result = run_classifier_bench(frames, model, args.batch_sizes, args.threads, args.seconds,
+                                          args.unfolded)
+            report(result, classifier_table(result))
     elif args.command == "detectors":
         from .detectors import IOU_MATCH, DetectorBench, detector_table, run_detector_bench, write_chart
         from .photos import FRAME_SIZE
@@ -211,7 +222,7 @@ def run_command(args: argparse.Namespace, command_line: str, key: str) -> None:
         from .reference import reference_table, run_reference_bench
         from .stream import StreamSettings
 
-        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight)
+        settings = StreamSettings(args.streams, args.fps, args.seconds, args.detector, args.in_flight, args.model)
         result = run_reference_bench(jpegs, models_dir, args.threads, settings, servers[0] if servers else None,
                                      args.server_threads)
         report(result, reference_table(result))

@@ -62,6 +62,8 @@ class StreamSettings:
     # With fps 0: frames each stream keeps sent and unanswered. 2 lets the server detect a stream's next frame
     # while classifying its previous one; 1 is strict lockstep.
     in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    # The emotion model the streams ask for ("fast", "accurate"); empty: the server's default for streams.
+    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -319,7 +321,7 @@ def measure_streams(address: str, frames: Sequence[bytes], settings: StreamSetti
         for client in clients:
             if not client.wait_ready(10.0):
                 raise BenchError(f"cannot connect to {address}")
-        options = make_options(settings.detector)
+        options = make_options(settings.detector, model=settings.model)
         start = time.perf_counter() + START_DELAY_S
         # Offered rate: stream k starts k/N of a frame interval after stream 0.
         spacing = 1.0 / (settings.fps * settings.streams) if settings.fps > 0 else 0.0
@@ -415,7 +417,8 @@ def stream_table(bench: StreamBench) -> str:
                  None if bench.server_cpu_s_per_frame is None else bench.server_cpu_s_per_frame * 1000.0))
     offered = (f"as fast as answered, {bench.settings.in_flight} in flight each" if bench.settings.fps == 0
                else f"{bench.settings.fps:g} fps offered per stream")
-    heading = (f"{bench.settings.streams} stream(s), {offered}, detector {bench.detector}, "
+    model = f"model {bench.settings.model}" if bench.settings.model else "the server's default model"
+    heading = (f"{bench.settings.streams} stream(s), {offered}, detector {bench.detector}, {model}, "
                f"{bench.seconds:.1f} s against {bench.server}{' (spawned)' if bench.server_spawned else ''}\n\n")
     return heading + markdown_table(("stream", "sent", "answered", "answered fps", "dropped", "p50 ms", "p95 ms",
                                      "p99 ms", "server CPU ms/frame"), rows) + "\n\n" + proportion_table(bench)

@@ -23,7 +23,7 @@ import numpy as np
 from tktooltip import ToolTip
 
 from ferstream.client.capture import CaptureThread, FrameSource, LatestFrame
-from ferstream.client.library import DETECTORS, EMOTIONS, EmotionClient, detector_name, omitted_note
+from ferstream.client.library import DETECTORS, EMOTIONS, MODELS, EmotionClient, detector_name, omitted_note
 from ferstream.client.render import annotations, render_reply
 from ferstream.client.session import (
     Annotated,
@@ -267,6 +267,14 @@ class ClientApp:
         )
         self.detector_box.bind("<<ComboboxSelected>>", lambda event: self._detector_changed())
 
+        # The emotion model: the server's default for streams (fast), or one by name.
+        self.model_var = tk.StringVar(value=self._options.model or DEFAULT_DETECTOR_LABEL)
+        self.model_box = ttk.Combobox(
+            controls, textvariable=self.model_var, values=(DEFAULT_DETECTOR_LABEL, *MODELS), state="readonly",
+            width=14,
+        )
+        self.model_box.bind("<<ComboboxSelected>>", lambda event: self._model_changed())
+
         self.min_score_var = tk.DoubleVar(value=self._options.min_detection_score)
         self.min_score_scale = ttk.Scale(
             controls, from_=0.0, to=1.0, variable=self.min_score_var, length=110, command=self._min_score_changed
@@ -313,6 +321,8 @@ class ClientApp:
             (self.connect_button,),
             (ttk.Label(controls, text="Detector"),),
             (self.detector_box,),
+            (ttk.Label(controls, text="Emotion model"),),
+            (self.model_box,),
             (ttk.Label(controls, text="Min detection score"),),
             (self.min_score_scale, self._min_score_label),
             (ttk.Label(controls, text="JPEG quality"),),
@@ -352,6 +362,8 @@ class ClientApp:
             self.server_entry: "Server address, HOST:PORT; Enter connects to it",
             self.connect_button: "Connect to the server, or disconnect from it",
             self.detector_box: "Face detector the server runs (server default: its most accurate one)",
+            self.model_box: "Emotion model: fast (a 48x48 CNN, the server's default for live video) or accurate "
+            "(a real-world expression model on 112x112 colour faces with the fast one; several times its cost)",
             self.min_score_scale: "Minimum detection score: faces scored lower are dropped (0: the detector's default)",
             self.quality_scale: "JPEG quality of the video and camera frames sent: lower is lighter on the "
             "network, coarser for the model (a photo goes as its file)",
@@ -427,6 +439,10 @@ class ClientApp:
         if self._options.paused:  # no frames go out: a frame rate would read as current
             self.stats_text = ""
             self._layout_status()
+
+    def _model_changed(self) -> None:
+        chosen = self.model_var.get()
+        self._set_options(model="" if chosen == DEFAULT_DETECTOR_LABEL else chosen)
 
     def _detector_changed(self) -> None:
         chosen = self.detector_var.get()

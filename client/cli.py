@@ -19,7 +19,8 @@ from typing import NamedTuple
 import cv2
 
 from ferstream.client.capture import FrameSource, SourceError, open_source
-from ferstream.client.library import DEFAULT_JPEG_QUALITY, DETECTORS, EmotionClient, default_target, token_problem
+from ferstream.client.library import (DEFAULT_JPEG_QUALITY, DETECTORS, MODELS, EmotionClient, default_target,
+                                      token_problem)
 from ferstream.client.session import StreamOptions, target_problem
 from ferstream.pipeline.commandline import (
     EXIT_FAILED,
@@ -60,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="camera index, video file or image file (default: camera 0)",
     )
     parser.add_argument("--detector", choices=DETECTORS, help="face detector (default: the server's)")
+    parser.add_argument("--model", choices=MODELS, default="",
+                        help="emotion model: fast (a 48x48 grey CNN) or accurate (a real-world expression model "
+                             "on 112x112 colour faces with the fast one; several times its cost per face) "
+                             "(default: the server's, fast for live video and accurate for a still image)")
     parser.add_argument(
         "--min-score",
         type=_fraction,
@@ -188,6 +193,7 @@ def _run_headless(args: argparse.Namespace, source: FrameSource, client: Emotion
         detector=args.detector,
         min_detection_score=args.min_score,
         jpeg_quality=args.jpeg_quality,
+        model=args.model,
     )
     source.close()  # it was opened to check it; run_headless reads it again (a camera cannot be opened twice)
     with client:
@@ -221,7 +227,7 @@ def _run_app(args: argparse.Namespace, source: FrameSource, connect: Callable[[s
         source.close()
         return _fail(f"cannot open a window ({error}); use --headless without a screen", EXIT_USAGE)
     options = StreamOptions(
-        detector=args.detector, min_detection_score=args.min_score, jpeg_quality=args.jpeg_quality
+        detector=args.detector, min_detection_score=args.min_score, jpeg_quality=args.jpeg_quality, model=args.model
     )
     ClientApp(
         root, source, connect, args.server, options, snapshot_dir=args.snapshot_dir, close_requested=close_requested

@@ -47,21 +47,24 @@ class HeadlessSettings:
     detector: str | None = None  # None: the server's default
     min_detection_score: float = 0.0  # 0: the detector's own threshold
     jpeg_quality: int = 85  # of the video and camera frames sent (a still image goes as its file)
+    model: str = ""  # the emotion model by name; empty: the server's (accurate for an image, fast for a video)
 
 
 class RemoteBackend:
     """Frames answered by a fer-server (annotate.run.Backend).
 
     detector: a detector name, None for the server's; min_detection_score 0..1 (0: the detector's own);
-    jpeg_quality 10..100 of the video frames sent (a still image goes as its file's bytes); smoothing_ms: the track smoothing time constant asked for
-    (milliseconds of frame time, 0 off), None for the server's --track-smoothing-ms. Iterating `answers`
+    jpeg_quality 10..100 of the video frames sent (a still image goes as its file's bytes); smoothing_ms: the
+    track smoothing time constant asked for (milliseconds of frame time, 0 off), None for the server's
+    --track-smoothing-ms; model: the emotion model by name, empty for the server's default (accurate for still
+    images, fast for videos). Iterating `answers`
     raises ServerError when the server fails the call or ends it before answering every frame.
     """
 
     def __init__(self, client: EmotionClient, detector: str | None = None, min_detection_score: float = 0.0,
-                 jpeg_quality: int = 85, smoothing_ms: float | None = None) -> None:
+                 jpeg_quality: int = 85, smoothing_ms: float | None = None, model: str = "") -> None:
         self.client = client
-        self.options = make_options(detector, min_detection_score)
+        self.options = make_options(detector, min_detection_score, model=model)
         if smoothing_ms is not None:
             self.options.track_smoothing_ms = smoothing_ms
         self.jpeg_quality = jpeg_quality
@@ -74,7 +77,7 @@ class RemoteBackend:
                     image = frame.encoded if frame.encoded is not None else frame.image
                     response = self.client.annotate(image, detector=self.options.detector,
                                                     min_detection_score=self.options.min_detection_score,
-                                                    jpeg_quality=self.jpeg_quality)
+                                                    jpeg_quality=self.jpeg_quality, model=self.options.model)
                     yield frame, Answer([face_record(face) for face in response.faces])
             else:
                 yield from self._stream(frames)
@@ -128,7 +131,8 @@ def run_headless(client: EmotionClient, source: str, settings: HeadlessSettings)
     runs until it ends or Ctrl-C. Raises OutputError when the source or an output cannot be read or written,
     ServerError when the server fails the call.
     """
-    backend = RemoteBackend(client, settings.detector, settings.min_detection_score, settings.jpeg_quality)
+    backend = RemoteBackend(client, settings.detector, settings.min_detection_score, settings.jpeg_quality,
+                            model=settings.model)
     outputs = Outputs(settings.output, settings.jsonl, None)
     try:
         if source.strip().isdigit():

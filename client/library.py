@@ -67,6 +67,8 @@ KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
 ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 DETECTORS: tuple[str, ...] = ("haar", "ssd", "yunet")
+# The emotion models a fer-server serves by name (AnnotateOptions.model; GetModelInfo lists them).
+MODELS: tuple[str, ...] = ("fast", "accurate")
 
 # close() waits this long for each cancelled stream's sending thread; it leaves at once unless the caller's
 # frames iterable is blocked (a camera that stopped delivering).
@@ -136,12 +138,15 @@ def box_tuple(face: emotion_pb2.Face) -> tuple[int, int, int, int]:
 
 
 def make_options(
-    detector: str | int | None = None, min_detection_score: float = 0.0, max_faces: int = 0
+    detector: str | int | None = None, min_detection_score: float = 0.0, max_faces: int = 0, model: str = ""
 ) -> emotion_pb2.AnnotateOptions:
     """AnnotateOptions for a request: detector by name (None: the server's), score threshold 0-1 (0: the
-    detector's own), most faces (0: the server's limit). ValueError for an unknown detector."""
+    detector's own), most faces (0: the server's limit), emotion model by name ("fast", "accurate"; empty:
+    the server's default for the call). ValueError for an unknown detector; the server refuses an unknown
+    model (INVALID_ARGUMENT naming the ones it serves)."""
     return emotion_pb2.AnnotateOptions(
-        detector=detector_value(detector), min_detection_score=min_detection_score, max_faces=max_faces
+        detector=detector_value(detector), min_detection_score=min_detection_score, max_faces=max_faces,
+        model=model
     )
 
 
@@ -522,16 +527,20 @@ class EmotionClient:
         max_faces: int = 0,
         jpeg_quality: int | None = DEFAULT_JPEG_QUALITY,
         token: str | None = None,
+        model: str = "",
     ) -> emotion_pb2.AnnotateResponse:
-        """Faces, boxes and emotion probabilities of one image.
+        """Faces, boxes and emotion probabilities of one image; the response's `model` names the emotion
+        model that classified them (model: "fast" or "accurate"; empty: the server's default for photos,
+        accurate unless fer-server --annotate-model says otherwise).
 
         token: sent instead of the client's own for this call (a gateway passing on its caller's).
-        grpc.RpcError on failure: INVALID_ARGUMENT for a bad image or option, FAILED_PRECONDITION for a
+        grpc.RpcError on failure: INVALID_ARGUMENT for a bad image or option (an unknown model included),
+        FAILED_PRECONDITION for a
         detector the server lacks, UNAVAILABLE when the server cannot be reached.
         """
         request = emotion_pb2.AnnotateRequest(
             image=encode_image(image, jpeg_quality),
-            options=make_options(detector, min_detection_score, max_faces),
+            options=make_options(detector, min_detection_score, max_faces, model),
         )
         return self._stub.Annotate(request, timeout=self.timeout, metadata=self._metadata(token))
 
@@ -546,6 +555,7 @@ class EmotionClient:
         max_faces: int = 0,
         jpeg_quality: int | None = DEFAULT_JPEG_QUALITY,
         token: str | None = None,
+        model: str = "",
     ) -> ResponseStream:
         """Streams frames through StreamAnnotate; iterate the result for the responses.
 
@@ -561,14 +571,16 @@ class EmotionClient:
         of fer-annotate's and fer-client --headless's JSON lines) and the given options; a
         StreamAnnotateRequest is sent as it is (its own id and options), which lets a caller change
         options mid-stream. A frame the server cannot use is answered with its `error` set, and the stream
-        goes on. token: sent instead of the client's own for this stream. ValueError for an unknown mode,
-        max_in_flight below 1, an unknown detector or a token that cannot travel as metadata.
+        goes on. token: sent instead of the client's own for this stream. model: the emotion model ("fast",
+        "accurate"; empty: the server's default for streams, fast unless fer-server --stream-model says
+        otherwise). ValueError for an unknown mode, max_in_flight below 1, an unknown detector or a token that
+        cannot travel as metadata.
         """
         if mode not in ("live", "file"):
             raise ValueError(f"mode must be 'live' or 'file', not {mode!r}")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
-        source = _FrameRequests(frames, make_options(detector, min_detection_score, max_faces), jpeg_quality)
+        source = _FrameRequests(frames, make_options(detector, min_detection_score, max_faces, model), jpeg_quality)
         metadata = self._metadata(token)
         if mode == "live":
             call = self._stub.StreamAnnotate(iter(source), metadata=metadata)

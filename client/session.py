@@ -73,6 +73,7 @@ class StreamOptions:
     min_detection_score: float = 0.0  # 0: the detector's default threshold
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
     paused: bool = False
+    model: str = ""  # the emotion model by name; empty: the server's default for streams (fast)
 
 
 @dataclass(frozen=True)
@@ -322,7 +323,7 @@ class StreamSession(threading.Thread):
                 last_seq = None  # frames not sent while paused are not "dropped"
                 self._stop_requested.wait(POLL_S)
                 continue
-            asked = make_options(options.detector, options.min_detection_score)
+            asked = make_options(options.detector, options.min_detection_score, model=options.model)
             if last_seq is not None and asked != last_options:
                 frame = self._latest.newest()
             else:

@@ -152,9 +152,12 @@ class OpenVinoSession:
 
 
 class OnnxRuntimeSession:
-    """ONNX Runtime's CPU execution provider; its threads sleep between calls instead of spinning."""
+    """ONNX Runtime's CPU execution provider; its threads sleep between calls instead of spinning.
+    input_name / output_name: the graph's (a ferstream export's by default)."""
 
-    def __init__(self, model: bytes, threads: int) -> None:
+    def __init__(self, model: bytes, threads: int, input_name: str = INPUT_NAME,
+                 output_name: str = OUTPUT_NAME) -> None:
+        self.input_name, self.output_name = input_name, output_name
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -169,7 +172,7 @@ class OnnxRuntimeSession:
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        return self.session.run([self.output_name], {self.input_name: x})[0]
 
 
 SESSIONS = {"openvino": OpenVinoSession, "onnxruntime": OnnxRuntimeSession}

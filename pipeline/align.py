@@ -39,6 +39,19 @@ FER_TEMPLATE = np.array([
     (31.4, 36.4),  # left mouth corner
 ])
 TEMPLATE_SIZE = 48
+
+# Where the accurate tier's expression model (model/zoo.py) was trained to see the five landmarks: the
+# ArcFace template of InsightFace, used by OpenCV Zoo's facial-expression model, in pixels of a 112x112
+# crop (LANDMARK_NAMES order). Faces are mapped onto it by the least-squares similarity transform.
+ARCFACE_TEMPLATE = np.array([
+    (38.2946, 51.6963),  # right eye (the person's; left in the image)
+    (73.5318, 51.5014),  # left eye
+    (56.0252, 71.7366),  # nose tip
+    (41.5493, 92.3655),  # right mouth corner
+    (70.7299, 92.2041),  # left mouth corner
+])
+ARCFACE_SIZE = 112
+ARCFACE_POINTS: tuple[Point, ...] = tuple((float(x), float(y)) for x, y in ARCFACE_TEMPLATE)
 RIGHT_EYE = LANDMARK_NAMES.index("right_eye")
 LEFT_EYE = LANDMARK_NAMES.index("left_eye")
 
@@ -97,6 +110,18 @@ def template_matrix(landmarks: Sequence[Point], size: int = TEMPLATE_SIZE) -> np
     if not math.isfinite(sum(x + y for x, y in points)):  # inf or NaN anywhere makes the sum so
         return None
     return similarity_to(points, template_points(size))
+
+
+def arcface_matrix(landmarks: Sequence[Point]) -> np.ndarray | None:
+    """(2, 3) map from frame pixels to the pixels of a 112x112 crop that puts the landmarks on
+    ARCFACE_TEMPLATE (least squares, no reflection); None for degenerate or non-finite landmarks.
+    ValueError for fewer than 5."""
+    if len(landmarks) < len(LANDMARK_NAMES):
+        raise ValueError(f"expected {len(LANDMARK_NAMES)} landmarks in {LANDMARK_NAMES} order, got {len(landmarks)}")
+    points = [(float(x), float(y)) for x, y in landmarks[:len(LANDMARK_NAMES)]]
+    if not math.isfinite(sum(x + y for x, y in points)):
+        return None
+    return similarity_to(points, ARCFACE_POINTS)
 
 
 def transform_points(points: Sequence[Point], matrix: np.ndarray) -> tuple[Point, ...]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .align import Point, template_matrix, transform_points
+from .align import ARCFACE_SIZE, Point, arcface_matrix, template_matrix, transform_points
 from .detectors import Detection
 
 CROP_SIZE = 48
@@ -126,3 +126,53 @@ def face_crops(frame: np.ndarray, boxes: Sequence[Detection], align: bool = True
 def landmarks_in_crop(box: Detection, align: bool = True) -> tuple[Point, ...]:
     """The detection's landmarks in pixels of its 48x48 crop (empty when it has none)."""
     return transform_points(box.landmarks, crop_map(box, align).to_crop())
+
+
+# The accurate tier's crops (model/zoo.py): 112x112 colour, aligned on the ArcFace template (align.py).
+COLOUR_SIZE = ARCFACE_SIZE
+# Fallback for a detection without landmarks (SSD, Haar, or YuNet's degenerate ones): where YuNet's box
+# lies in the aligned crop, measured (median of 224 faces: the shared photos and 150 realfaces-dev photos):
+# centre (55.9, 63.7) px, 80.7 x 100.7 px, whose geometric mean side is BOX_SIDE. The box is mapped there
+# upright, its geometric mean side to BOX_SIDE.
+BOX_CENTRE = (55.9, 63.7)
+BOX_SIDE = 90.1
+
+
+def colour_matrix(box: Detection) -> np.ndarray:
+    """(2, 3) map from frame pixels to the pixels of the box's 112x112 colour crop: the ArcFace alignment
+    when the box has usable landmarks, else the box fallback (BOX_CENTRE, BOX_SIDE)."""
+    if box.landmarks:
+        matrix = arcface_matrix(box.landmarks)
+        if matrix is not None:
+            return matrix
+    scale = BOX_SIDE / max(float(np.sqrt(box.width * box.height)), 1.0)
+    centre_x, centre_y = box.x + box.width / 2.0, box.y + box.height / 2.0
+    # The same point convention as the measurement of BOX_CENTRE (the box centre at x + width / 2).
+    return np.array([[scale, 0.0, BOX_CENTRE[0] - scale * centre_x],
+                     [0.0, scale, BOX_CENTRE[1] - scale * centre_y]])
+
+
+def cut_colour(bgr: np.ndarray, matrix: np.ndarray, fill: Fill = FILL) -> np.ndarray:
+    """(112, 112, 3) uint8 crop of an (H, W, 3) BGR frame through matrix (frame -> crop pixels). Cut at the
+    frame's own resolution first (bilinear), then shrunk by area averaging, as `cut` does."""
+    border = cv2.BORDER_REPLICATE if fill is Fill.REPLICATE else cv2.BORDER_CONSTANT
+    scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))  # crop pixels per frame pixel
+    native = max(COLOUR_SIZE, int(round(COLOUR_SIZE / scale)))
+    ratio = native / COLOUR_SIZE
+    region = cv2.warpAffine(bgr, matrix * ratio + np.array([[0.0, 0.0, 0.5 * ratio - 0.5]] * 2), (native, native),
+                            flags=cv2.INTER_LINEAR, borderMode=border, borderValue=(NEUTRAL_GREY,) * 3)
+    if native == COLOUR_SIZE:
+        return region
+    return cv2.resize(region, (COLOUR_SIZE, COLOUR_SIZE), interpolation=cv2.INTER_AREA)
+
+
+def colour_crops(frame: np.ndarray, boxes: Sequence[Detection], fill: Fill = FILL) -> np.ndarray:
+    """(N, 112, 112, 3) uint8 BGR crops of an (H, W, 3) BGR or (H, W) grey uint8 frame, one per box, in order,
+    aligned on the ArcFace template (colour_matrix)."""
+    crops = np.empty((len(boxes), COLOUR_SIZE, COLOUR_SIZE, 3), dtype=np.uint8)
+    if not boxes:
+        return crops
+    bgr = frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    for index, box in enumerate(boxes):
+        crops[index] = cut_colour(bgr, colour_matrix(box), fill)
+    return crops

@@ -4,6 +4,8 @@ Two halves, so that crops of several frames can share one classifier call:
   `FramePath.detect`           decode, detect and crop one frame (any thread with its own detectors)
   `FramePath.classify_frames`  one classifier call for the crops of several frames, then each
                                frame's AnnotatedFrame (the only place that assembles one)
+Each request names a model tier (model/tiers.py: "fast", "accurate"; DetectOptions.model): `detect` cuts
+the crops that tier needs, and `classify_frames` makes one call per tier for the frames that named it.
 `FramePath.annotate` runs both on the calling thread (fer-annotate, the headless client); the server runs
 `detect` on a pool of worker threads and `classify_frames` on its batcher thread (server/workers.py).
 """
@@ -17,10 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ferstream.model.runtime import ServedClassifier
 from ferstream.model.labels import EMOTIONS
+from ferstream.model.runtime import ServedClassifier
+from ferstream.model.tiers import COLOUR, FAST, GREY, TIER_NAMES, Tier, fast_tier, unknown_tier
 
-from .crops import face_crops
+from .crops import colour_crops, face_crops
 from .decode import ImageSource, decode
 from .detectors import DEFAULT_MIN_FACE_PX, Detection, DetectorKind, DetectorStatus, default_detector
 from .errors import Abandoned, DetectorUnavailable, invalid
@@ -39,6 +42,8 @@ class DetectOptions:
     max_faces: int = 0
     # Smallest face height to find, px of the sent image; 0: the frame path's min_face_px.
     min_face_px: int = 0
+    # The model tier that classifies the faces (model/tiers.py); empty: the frame path's default_model.
+    model: str = ""
 
 
 @dataclass
@@ -92,6 +97,8 @@ class AnnotatedFrame:
     timing: Timing = field(default_factory=Timing)
     # Faces found but left out by the face limit (the lowest scored ones).
     faces_omitted: int = 0
+    # The model tier that classified the faces.
+    model: str = FAST
 
 
 @dataclass
@@ -109,6 +116,14 @@ class DetectedFrame:
     faces_omitted: int = 0
     # tracking.scene_thumbnail of the decoded frame: what face tracks compare to find cuts.
     scene: np.ndarray | None = None
+    # The model tier that will classify the faces, and the (N, 112, 112, 3) uint8 BGR crops it needs
+    # besides the grey ones (None when it needs none).
+    model: str = FAST
+    colour: np.ndarray | None = None
+
+    def crops_for(self, kinds: Sequence[str]) -> dict[str, np.ndarray]:
+        """{crop kind: crops} for the kinds a tier needs (model/tiers.py GREY, COLOUR)."""
+        return {kind: self.crops if kind == GREY else self.colour for kind in kinds}
 
 
 def milliseconds_since(start: float) -> float:
@@ -121,16 +136,22 @@ class FramePath:
 
     `detect` uses the detectors, which are not thread-safe: each thread that detects needs its own
     FramePath (`with_detectors`). `classify_frames` uses the classifier from one thread at a time.
+
+    classifier: the fast tier's CNN; tiers: every served tier by name (default: the fast tier alone, built on
+    classifier); default_model: the tier of requests that name none (ValueError when not served).
     """
 
     def __init__(self, detectors: dict[DetectorKind, DetectorStatus], classifier: ServedClassifier,
                  classes: tuple[int, ...], max_pixels: int, max_faces: int,
-                 min_face_px: int = DEFAULT_MIN_FACE_PX) -> None:
+                 min_face_px: int = DEFAULT_MIN_FACE_PX, tiers: dict[str, Tier] | None = None,
+                 default_model: str = FAST) -> None:
         if tuple(classifier.class_names) != EMOTIONS:
             raise ValueError(f"{classifier.path}: classes {classifier.class_names} are not {EMOTIONS}")
         self.detectors = detectors
         self.default_detector = default_detector(detectors)
         self.classifier = classifier
+        self.tiers = tiers if tiers is not None else {FAST: fast_tier(classifier)}
+        self.default_model = self.check_model(default_model)
         self.classes = classes
         self.max_pixels = max_pixels
         self.max_faces = max_faces
@@ -147,6 +168,20 @@ class FramePath:
         twin = copy.copy(self)
         twin.detectors = detectors
         return twin
+
+    def check_model(self, name: str) -> str:
+        """name when it is a served tier; ValueError naming the served ones otherwise."""
+        if name not in self.tiers:
+            raise ValueError(unknown_tier(name, tuple(self.tiers)))
+        return name
+
+    def choose_model(self, name: str) -> str:
+        """The tier a request names, or default_model for an empty name; FrameError (INVALID_ARGUMENT)
+        naming the served tiers for an unknown one."""
+        name = name or self.default_model
+        if name not in self.tiers:
+            raise invalid(unknown_tier(name, tuple(self.tiers)))
+        return name
 
     def choose_detector(self, kind: DetectorKind | None) -> DetectorStatus:
         """The requested detector, or the default; DetectorUnavailable when its weights were not found."""
@@ -167,6 +202,7 @@ class FramePath:
             raise invalid(f"min_detection_score must be within 0-1, got {options.min_score}")
         if options.min_face_px < 0:
             raise invalid(f"min_face_px cannot be negative, got {options.min_face_px}")
+        model = self.choose_model(options.model)
         detector = self.choose_detector(options.detector).detector
         start = time.perf_counter()
         frame = decode(source, self.max_pixels)
@@ -181,27 +217,52 @@ class FramePath:
         if stop is not None and stop():
             raise Abandoned("the caller stopped waiting")
         crops = face_crops(frame, detections)
+        colour = colour_crops(frame, detections) if COLOUR in self.tiers[model].inputs else None
         timing = Timing(decode_ms=(decoded - start) * 1000.0, detect_ms=milliseconds_since(decoded))
-        return DetectedFrame(frame.shape[:2], detections, crops, timing, omitted, scene_thumbnail(frame))
+        return DetectedFrame(frame.shape[:2], detections, crops, timing, omitted, scene_thumbnail(frame), model,
+                             colour)
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
-        """(N, len(classes)) float probabilities of the served classes for (N, 48, 48) uint8 crops,
-        renormalised to sum to 1 per row."""
-        probabilities = self.classifier(crops)[:, list(self.classes)]
+        """(N, len(classes)) float probabilities of the served classes for (N, 48, 48) uint8 crops by the
+        fast tier's CNN, renormalised to sum to 1 per row."""
+        return self.served_classes(self.classifier(crops))
+
+    def served_classes(self, probabilities: np.ndarray) -> np.ndarray:
+        """(N, 7) EMOTIONS probabilities -> (N, len(classes)), renormalised to sum to 1 per row."""
+        probabilities = probabilities[:, list(self.classes)]
         return probabilities / np.maximum(probabilities.sum(axis=1, keepdims=True), 1e-12)
 
-    def classify_frames(self, frames: Sequence[DetectedFrame]) -> list[AnnotatedFrame]:
-        """Classifies the crops of every frame in one classifier call and assembles each frame's answer.
+    def classify_with(self, model: str, crops: dict[str, np.ndarray]) -> np.ndarray:
+        """(N, len(classes)) probabilities of the served classes by tier `model` for {crop kind: crops}
+        holding every kind the tier needs (DetectedFrame.crops_for); KeyError for a tier not served."""
+        return self.served_classes(self.tiers[model].classify(crops))
 
-        Sets each frame's timing.classify_ms (the whole call) and timing.batch_faces (crops in it). A frame
-        without faces costs nothing; a call with no crops at all never reaches the classifier.
+    def classify_frames(self, frames: Sequence[DetectedFrame]) -> list[AnnotatedFrame]:
+        """Classifies the crops of every frame in one classifier call per model tier (the frames that named
+        it) and assembles each frame's answer, in the order of frames.
+
+        Sets each frame's timing.classify_ms (its tier's whole call) and timing.batch_faces (crops in that
+        call). A frame without faces costs nothing; a call with no crops at all never reaches a classifier.
         """
+        answers: list[AnnotatedFrame | None] = [None] * len(frames)
+        for model in dict.fromkeys(frame.model for frame in frames):
+            group = [index for index, frame in enumerate(frames) if frame.model == model]
+            for index, answer in zip(group, self.classify_group(model, [frames[index] for index in group])):
+                answers[index] = answer
+        return answers  # type: ignore[return-value]
+
+    def classify_group(self, model: str, frames: Sequence[DetectedFrame]) -> list[AnnotatedFrame]:
+        """classify_frames for frames that all named tier `model`: one call of its classifier."""
         counts = [len(frame.crops) for frame in frames]
         total = sum(counts)
         start = time.perf_counter()
         if total:
-            crops = frames[0].crops if len(frames) == 1 else np.concatenate([frame.crops for frame in frames])
-            probabilities = self.classify(crops)
+            kinds = self.tiers[model].inputs
+            if len(frames) == 1:
+                crops = frames[0].crops_for(kinds)
+            else:
+                crops = {kind: np.concatenate([frame.crops_for((kind,))[kind] for frame in frames]) for kind in kinds}
+            probabilities = self.classify_with(model, crops)
         classify_ms = milliseconds_since(start) if total else 0.0
         answers = []
         offset = 0
@@ -212,7 +273,7 @@ class FramePath:
                      for index, box in enumerate(frame.detections)]
             offset += count
             height, width = frame.size
-            answers.append(AnnotatedFrame(width, height, faces, frame.timing, frame.faces_omitted))
+            answers.append(AnnotatedFrame(width, height, faces, frame.timing, frame.faces_omitted, model))
         return answers
 
     def annotate(self, source: ImageSource, options: DetectOptions = DetectOptions()) -> AnnotatedFrame:
@@ -238,18 +299,30 @@ def set_thread_counts(threads: int) -> None:
 
 
 def load_frame_path(models_dir, model_path, classes: tuple[int, ...], max_pixels: int, max_faces: int,
-                    min_face_px: int = DEFAULT_MIN_FACE_PX, tta: str | None = None) -> FramePath:
-    """Detectors from models_dir (and installed packages) plus the served emotion model; nothing is downloaded.
+                    min_face_px: int = DEFAULT_MIN_FACE_PX, models: Sequence[str] = (FAST,),
+                    default_model: str = FAST, tta: str | None = None) -> FramePath:
+    """Detectors from models_dir (and installed packages) plus the served emotion models; nothing is downloaded.
 
-    model_path: None for $FER_MODEL or the shipped ONNX model (model/runtime.py); a PyTorch model file
-    is exported in memory first when torch is installed. tta: the model's test-time augmentation (None:
-    its declared default; model/tta.py). Raises before anything is returned, so a
-    caller never holds a half-loaded path: FileNotFoundError for a missing model file, ValueError
-    (one line naming the file) for one the runtime cannot read or whose metadata is unknown.
+    model_path: the fast tier's CNN, None for $FER_MODEL or the shipped ONNX model (model/runtime.py); a
+    PyTorch model file is exported in memory first when torch is installed. models: the tiers to serve
+    (model/tiers.py TIER_NAMES); default_model: the tier of requests that name none; tta: the fast CNN's
+    test-time augmentation (None: its declared default; model/tta.py). Raises before anything is returned,
+    so a caller never holds a half-loaded path: FileNotFoundError for a missing model file, ValueError (one
+    line naming the file or the unknown tier) for one the runtime cannot read, whose metadata is unknown,
+    or a tier name not in TIER_NAMES.
     """
     from ferstream.model.runtime import load_classifier
+    from ferstream.model.tiers import load_tiers
 
     from .detectors import load_detectors
 
+    names = tuple(dict.fromkeys(models))
+    for name in (*names, default_model):
+        if name not in TIER_NAMES:
+            raise ValueError(unknown_tier(name))
+    if default_model not in names:
+        names += (default_model,)
     classifier = load_classifier(model_path, tta=tta)
-    return FramePath(load_detectors(models_dir), classifier, classes, max_pixels, max_faces, min_face_px)
+    tiers = load_tiers(classifier, names)
+    return FramePath(load_detectors(models_dir), classifier, classes, max_pixels, max_faces, min_face_px, tiers,
+                     default_model)

@@ -67,17 +67,22 @@ def parse_classes(text: str | None) -> tuple[int, ...]:
     return tuple(indices)
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+def add_common_arguments(parser: argparse.ArgumentParser, model_help: str | None = None) -> None:
     """Options shared by fer-server and fer-annotate: where the weights are and what is served (each adds
-    its own --threads: the two use their threads differently)."""
+    its own --threads: the two use their threads differently). model_help: --model's help where it takes a
+    model tier's name too (left a string; model/tiers.py parse_model_argument reads it), None where it
+    takes a file only."""
     parser.add_argument("--models-dir", type=Path, default=None,
                         help="folder with detector weights (default: $FER_MODELS_DIR or ~/.cache/ferstream/models)")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="emotion model file (default: $FER_MODEL or the shipped model)")
+    if model_help is None:
+        parser.add_argument("--model", type=Path, default=None,
+                            help="the fast emotion model's file (default: $FER_MODEL or the shipped model)")
+    else:
+        parser.add_argument("--model", default=None, metavar="fast|accurate|FILE", help=model_help)
     parser.add_argument("--tta", choices=SERVED_TTA, default=None,
-                        help="test-time augmentation of the emotion model: none, or flip (each face and its mirror "
-                             "image in one batch, about twice the classifier's cost) (default: what the model "
-                             "declares; the shipped one: flip)")
+                        help="test-time augmentation of the fast emotion model: none, or flip (each face and its "
+                             "mirror image in one batch, about twice the classifier's cost) (default: what the "
+                             "model declares; the shipped one: flip)")
     parser.add_argument("--classes", default=None,
                         help="comma-separated subset of classes to answer with, renormalised "
                              f"(default: all of {','.join(EMOTIONS)})")

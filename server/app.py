@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from ferstream.v1 import emotion_pb2, emotion_pb2_grpc
 
 from ferstream.pipeline.detectors import load_detectors
+from ferstream.model.tiers import TIER_NAMES
 from ferstream.pipeline.framepath import FramePath, load_frame_path, set_thread_counts
 
 from .config import ServerConfig, available_cores
@@ -83,7 +84,8 @@ async def serve(config: ServerConfig, announce: Callable[[str, int], None] = ann
         check_port_free(config.host, config.port)
     set_serving_threads(config)
     frame_path = await asyncio.to_thread(load_frame_path, config.models_dir, config.model_path, config.classes,
-                                         config.max_pixels, config.max_faces, config.min_face_px, config.tta)
+                                         config.max_pixels, config.max_faces, config.min_face_px, TIER_NAMES,
+                                         config.stream_model, config.tta)
     log_models(frame_path)
     metrics = ServerMetrics()
     if config.metrics_port is not None:
@@ -96,7 +98,8 @@ async def serve(config: ServerConfig, announce: Callable[[str, int], None] = ann
         streams = StreamRegistry(config.max_streams, StreamLimits(config.idle_timeout_s, config.max_stream_seconds),
                                  metrics)
         server, health_servicer = grpc_server(config, EmotionServicer(frame_path, workers, streams,
-                                                                    config.track_smoothing_ms))
+                                                                    config.track_smoothing_ms, config.annotate_model,
+                                                                    config.stream_model))
         port = listen(server, config)
         await server.start()
         for service in ("", SERVICE_NAME):
@@ -122,6 +125,8 @@ def log_models(frame_path: FramePath) -> None:
         log.info("detector %s: %s (%s)", status.kind.name, "available" if status.available else "unavailable",
                  status.detail)
     log.info("emotion model %s; default detector %s", frame_path.classifier.path, frame_path.default_detector.name)
+    for tier in frame_path.tiers.values():
+        log.info("model %s: %s; %.2f ms per face at batch 1", tier.name, tier.description, tier.cost_ms)
 
 
 def grpc_server(config: ServerConfig, servicer: EmotionServicer) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:

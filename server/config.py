@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferstream.model.labels import EMOTIONS
+from ferstream.model.tiers import ACCURATE, FAST, TIER_NAMES
 from ferstream.pipeline.commandline import CommandParser, add_version_argument
 from ferstream.pipeline.detectors import DEFAULT_MIN_FACE_PX
 from ferstream.pipeline.settings import (MAX_FACES, MAX_PIXELS, add_common_arguments, default_models_dir,
@@ -34,10 +35,14 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     models_dir: Path = Path()
-    # None: the shipped emotion model (or FER_MODEL).
+    # None: the shipped emotion model (or FER_MODEL), the fast tier's CNN.
     model_path: Path | None = None
-    # Test-time augmentation of the emotion model (model/tta.py); None: the model's declared default.
+    # Test-time augmentation of the fast emotion model (model/tta.py); None: the model's declared default.
     tta: str | None = None
+    # The model tier (model/tiers.py) of Annotate calls and of stream frames that name none: the accurate
+    # tier for photos, where a few more milliseconds per face do not matter, the fast one for live streams.
+    annotate_model: str = ACCURATE
+    stream_model: str = FAST
     # Indices into EMOTIONS of the classes served, in EMOTIONS order.
     classes: tuple[int, ...] = tuple(range(len(EMOTIONS)))
     max_streams: int = 16
@@ -113,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "connections over them. Processes, not threads; --workers is its former name "
                              "(default: %(default)s)")
     add_common_arguments(parser)
+    parser.add_argument("--annotate-model", choices=TIER_NAMES, default=ServerConfig.annotate_model,
+                        help="emotion model of Annotate calls that name none (AnnotateOptions.model) "
+                             "(default: %(default)s)")
+    parser.add_argument("--stream-model", choices=TIER_NAMES, default=ServerConfig.stream_model,
+                        help="emotion model of StreamAnnotate frames that name none (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=ServerConfig.threads,
                         help="classifier threads (of each --replicas process); decoding and detection run on "
                              "--detect-workers threads, one each (default: %(default)s)")
@@ -228,6 +238,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         models_dir=args.models_dir or default_models_dir(),
         model_path=args.model,
         tta=args.tta,
+        annotate_model=args.annotate_model,
+        stream_model=args.stream_model,
         classes=parse_classes(args.classes),
         max_streams=args.max_streams,
         max_batch=args.max_batch,

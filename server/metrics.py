@@ -50,6 +50,13 @@ class ServerMetrics:
                                registry=registry)
         self.stage_seconds = Histogram("ferstream_stage_seconds", "Time per frame in each stage of the frame path",
                                        ["stage"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.model_frames = Counter("ferstream_model_frames", "Frames answered, by the emotion model that "
+                                    "classified them", ["model"], registry=registry)
+        self.model_faces = Counter("ferstream_model_faces", "Faces classified, by emotion model", ["model"],
+                                   registry=registry)
+        self.model_classify_seconds = Histogram("ferstream_model_classify_seconds",
+                                                "Time per frame in its emotion model's classifier call, by model",
+                                                ["model"], buckets=LATENCY_BUCKETS, registry=registry)
         # Looked up once: a labelled child costs a lock and a dict lookup per call.
         self.stage_children = [self.stage_seconds.labels(stage) for stage in STAGES]
 
@@ -62,6 +69,9 @@ class ServerMetrics:
         """Counts one answered frame, its faces, and each stage's time."""
         self.frames_answered.inc()
         self.faces.inc(len(frame.faces))
+        self.model_frames.labels(frame.model).inc()
+        self.model_faces.labels(frame.model).inc(len(frame.faces))
+        self.model_classify_seconds.labels(frame.model).observe(frame.timing.classify_ms / 1000.0)
         timing = frame.timing
         for child, milliseconds in zip(self.stage_children, (timing.decode_ms, timing.detect_ms, timing.classify_ms,
                                                              timing.queue_ms, timing.total_ms)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ferstream.model.tiers import INPUT_DESCRIPTIONS
 from ferstream.pipeline.decode import EncodedImage, ImageSource, PixelFormat, RawImage
 from ferstream.pipeline.detectors import DetectorKind
 from ferstream.pipeline.errors import FrameError, invalid
@@ -41,14 +42,15 @@ def image_source(image: pb.Image) -> ImageSource:
 
 def detect_options(options: pb.AnnotateOptions) -> DetectOptions:
     """The request's detection settings; FrameError (INVALID_ARGUMENT) for an unknown detector number.
-    Zero values (detector unset, scores, counts, min_face_px) mean the server's defaults."""
+    Zero values (detector unset, scores, counts, min_face_px, model) mean the server's defaults (the servicer
+    fills in the call's default model before the frame reaches the workers)."""
     detector: DetectorKind | None = None
     if options.detector != pb.DETECTOR_UNSPECIFIED:
         try:
             detector = DetectorKind(options.detector)
         except ValueError:
             raise invalid(f"unknown detector {options.detector}") from None
-    return DetectOptions(detector, options.min_detection_score, options.max_faces, options.min_face_px)
+    return DetectOptions(detector, options.min_detection_score, options.max_faces, options.min_face_px, options.model)
 
 
 def fill_timing(message: pb.Timing, timing: Timing) -> None:
@@ -88,7 +90,7 @@ def add_faces(faces: RepeatedCompositeFieldContainer[pb.Face], frame: AnnotatedF
 
 def annotate_response(frame: AnnotatedFrame) -> pb.AnnotateResponse:
     """The unary answer for an annotated frame."""
-    response = pb.AnnotateResponse(faces_omitted=frame.faces_omitted)
+    response = pb.AnnotateResponse(faces_omitted=frame.faces_omitted, model=frame.model)
     add_faces(response.faces, frame)
     fill_timing(response.timing, frame.timing)
     return response
@@ -108,11 +110,13 @@ def stream_response(frame_id: int, outcome: AnnotatedFrame | FrameError, skipped
         add_faces(response.faces, outcome, tracks)
         fill_timing(response.timing, outcome.timing)
         response.faces_omitted = outcome.faces_omitted
+        response.model = outcome.model
     return response
 
 
-def model_info(frame_path: FramePath) -> pb.GetModelInfoResponse:
-    """GetModelInfo's answer: the served classes, the detectors, and the served model's description.
+def model_info(frame_path: FramePath, annotate_model: str = "", stream_model: str = "") -> pb.GetModelInfoResponse:
+    """GetModelInfo's answer: the served classes, the detectors, the fast tier's CNN, every served model tier
+    (model/tiers.py: inputs, classes, cost measured at load, provenance) and each call's default tier.
 
     The model fields come from the served ONNX file's metadata (model/runtime.py): architecture and
     width from its ArchSpec, parameters of the trained network, input size from its preprocessing, and
@@ -131,9 +135,17 @@ def model_info(frame_path: FramePath) -> pb.GetModelInfoResponse:
     )
     detectors = [pb.DetectorInfo(detector=int(status.kind), available=status.available, detail=status.detail)
                  for status in frame_path.detectors.values()]
+    classes = [index + EMOTION_OFFSET for index in frame_path.classes]
+    models = [pb.ServedModel(name=tier.name, description=tier.description,
+                             inputs=[INPUT_DESCRIPTIONS[kind] for kind in tier.inputs], classes=classes,
+                             cost_ms=tier.cost_ms, provenance=tier.provenance, weights_sha256=tier.sha256)
+              for tier in frame_path.tiers.values()]
     return pb.GetModelInfoResponse(
-        classes=[index + EMOTION_OFFSET for index in frame_path.classes],
+        classes=classes,
         detectors=detectors,
         default_detector=int(frame_path.default_detector),
         model=model,
+        models=models,
+        default_annotate_model=annotate_model or frame_path.default_model,
+        default_stream_model=stream_model or frame_path.default_model,
     )

@@ -72,18 +72,25 @@ class EmotionServicer(pb_grpc.EmotionServiceServicer):
     """The three RPCs of ferstream.v1.EmotionService on top of the workers and the stream registry.
 
     track_smoothing_ms: the time constant of the face tracks' smoothing for stream requests that do not set
-    their own (ServerConfig.track_smoothing_ms).
+    their own (ServerConfig.track_smoothing_ms). annotate_model, stream_model: the model tier of Annotate
+    calls and of stream frames that name none (ServerConfig; empty: the frame path's default); ValueError
+    for a tier the frame path does not serve.
     """
 
     def __init__(self, frame_path: FramePath, workers: FrameWorkers, streams: StreamRegistry,
-                 track_smoothing_ms: float = DEFAULT_SMOOTHING_MS) -> None:
+                 track_smoothing_ms: float = DEFAULT_SMOOTHING_MS, annotate_model: str = "",
+                 stream_model: str = "") -> None:
         self.frame_path = frame_path
         self.workers = workers
         self.streams = streams
         self.track_smoothing_ms = check_smoothing_ms(track_smoothing_ms)
+        self.annotate_model = frame_path.check_model(annotate_model or frame_path.default_model)
+        self.stream_model = frame_path.check_model(stream_model or frame_path.default_model)
 
     async def Annotate(self, request: pb.AnnotateRequest, context: grpc.aio.ServicerContext) -> pb.AnnotateResponse:
         """One image: its faces, or the call ends with the frame's status (INVALID_ARGUMENT, ...)."""
+        if not request.options.model:
+            request.options.model = self.annotate_model
         outcome = await self.workers.annotate(request.image, request.options, call_deadline(context))
         if isinstance(outcome, FrameError):
             log.debug("Annotate from %s refused: %s", context.peer(), outcome.message)
@@ -92,7 +99,7 @@ class EmotionServicer(pb_grpc.EmotionServiceServicer):
 
     async def GetModelInfo(self, request: pb.GetModelInfoRequest, context) -> pb.GetModelInfoResponse:
         """Classes, detectors and the emotion model this server runs."""
-        return protoconv.model_info(self.frame_path)
+        return protoconv.model_info(self.frame_path, self.annotate_model, self.stream_model)
 
     async def StreamAnnotate(self, request_iterator: AsyncIterator[pb.StreamAnnotateRequest],
                              context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StreamAnnotateResponse]:
@@ -116,6 +123,8 @@ class EmotionServicer(pb_grpc.EmotionServiceServicer):
             except FrameError as error:
                 self.streams.metrics.failed(status_code(error))
                 return Refused(error)
+            if not request.options.model:
+                request.options.model = self.stream_model
             return self.workers.submit(request.image, request.options, deadline, stream, arrival.arrived)
 
         outcome = "cancelled"

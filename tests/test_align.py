@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from ferstream.pipeline.align import FER_TEMPLATE, eye_roll_degrees, similarity_to, transform_points
-from ferstream.pipeline.crops import face_crops, landmarks_in_crop
+from ferstream.pipeline.align import (ARCFACE_SIZE, ARCFACE_TEMPLATE, FER_TEMPLATE, eye_roll_degrees, similarity_to,
+                                      transform_points)
+from ferstream.pipeline.crops import BOX_CENTRE, BOX_SIDE, colour_crops, colour_matrix, face_crops, landmarks_in_crop
 from ferstream.pipeline.detectors import Detection, DetectorKind, load_detectors
 
 # Whole heads 130-380 px tall: faces large enough for YuNet's landmarks to follow a roll (see below).
@@ -94,3 +95,47 @@ def test_yunet_landmarks_turn_with_a_large_face(yunet, faces_dir: Path) -> None:
         assert np.abs(np.array(found.landmarks) - expected).max() < 0.5 * eye_distance  # the same points
     assert len(shown) >= 0.8 * len(faces)
     assert np.median(shown) > 0.5, shown
+
+
+def test_colour_crop_puts_a_shared_photos_face_on_the_arcface_template(yunet, faces_dir: Path) -> None:
+    """The accurate tier's 112x112 crop of each large face, searched again by YuNet, shows the face with its
+    landmarks where the ArcFace template has them, upright, in colour."""
+    photo = cv2.imread(str(faces_dir / LARGE_FACES_PHOTO))
+    faces = yunet.detect(photo, yunet.default_threshold)
+    crops = colour_crops(photo, faces)
+    assert crops.shape == (len(faces), ARCFACE_SIZE, ARCFACE_SIZE, 3) and crops.dtype == np.uint8
+    errors, residuals = [], []
+    for face, crop in zip(faces, crops):
+        mapped = np.array(transform_points(face.landmarks, colour_matrix(face)))
+        # Least squares: the five fit together, up to how a turned head differs from the template.
+        residuals.append(float(np.hypot(*(mapped - ARCFACE_TEMPLATE).T).mean()))
+        # Detected in the crop itself, on a frame padded so the face is not at its edge.
+        padded = cv2.copyMakeBorder(crop, 56, 56, 56, 56, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        again = yunet.detect(padded, yunet.default_threshold, 1)
+        if not again:
+            continue
+        landmarks = np.array(nearest(again, (112.0, 112.0)).landmarks) - 56.0
+        error = np.hypot(*(landmarks - ARCFACE_TEMPLATE).T)
+        assert error.max() < 14.0, landmarks
+        errors.append(float(error.mean()))
+    assert np.median(residuals) < 4.0, residuals
+    assert len(errors) >= 0.8 * len(faces)
+    assert np.median(errors) < 5.0, errors
+
+
+def test_colour_crop_of_a_face_without_landmarks_frames_it_as_aligned_faces_are(yunet, faces_dir: Path) -> None:
+    """SSD and Haar give no landmarks: the box fallback puts YuNet's box where aligned crops have it."""
+    photo = cv2.imread(str(faces_dir / LARGE_FACES_PHOTO))
+    shifts = []
+    for face in yunet.detect(photo, yunet.default_threshold):
+        bare = replace(face, landmarks=())
+        centre = np.array(transform_points([centre_of(bare)], colour_matrix(bare))[0])
+        assert np.allclose(centre, BOX_CENTRE, atol=1e-6)
+        scale = float(np.hypot(*colour_matrix(bare)[:, 0]))
+        assert scale * np.sqrt(face.width * face.height) == pytest.approx(BOX_SIDE)
+        # And near where alignment itself puts the face (a face's own framing differs by some pixels).
+        aligned_centre = np.array(transform_points([centre_of(face)], colour_matrix(face))[0])
+        shifts.append(float(np.hypot(*(aligned_centre - centre))))
+    assert np.median(shifts) < 8.0, shifts  # turned heads move their box off the aligned centre
+    grey = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
+    assert colour_crops(grey, [bare]).shape == (1, ARCFACE_SIZE, ARCFACE_SIZE, 3)

@@ -95,6 +95,28 @@ def test_annotate_a_video(tmp_path: Path, faces_dir: Path, fer_models_dir: Path)
     assert all("track_id" in face and "track_probabilities" not in face for face in faces)
 
 
+def test_annotate_chooses_the_model_per_kind_of_input(tmp_path: Path, faces_dir: Path, fer_models_dir: Path) -> None:
+    """Images default to the accurate model and videos to the fast one, as the server's calls; --model picks."""
+    photo = faces_dir / PHOTO
+    video = tmp_path / "clip.avi"
+    write_video(video, [cv2.imread(str(photo))] * 2)
+
+    def probabilities(path: Path, *model: str) -> list[list[float]]:
+        result = annotate(str(path), "--json", "--out", str(tmp_path / f"out{path.suffix or '.jpg'}"), "--models-dir",
+                          str(fer_models_dir), *model)
+        assert result.returncode == 0, result.stderr
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        return [list(face["probabilities"].values()) for record in records for face in record["faces"]]
+
+    image_default, image_fast = probabilities(photo), probabilities(photo, "--model", "fast")
+    assert image_default == probabilities(photo, "--model", "accurate") != image_fast
+    video_default = probabilities(video)
+    assert video_default == probabilities(video, "--model", "fast") != probabilities(video, "--model", "accurate")
+    assert len(video_default) == 2 * len(image_fast) == 6
+    mistyped = annotate(str(photo), "--models-dir", str(fer_models_dir), "--model", "precise")
+    assert mistyped.returncode == 1 and "unknown model 'precise'; choose one of fast, accurate" in mistyped.stderr
+
+
 def test_annotate_decides_the_kind_by_content(tmp_path: Path, faces_dir: Path, fer_models_dir: Path) -> None:
     """A JPEG without a suffix is an image; a video named .jpg is a video; neither overwrites the other's output."""
     photo = tmp_path / "photo"

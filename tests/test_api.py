@@ -28,6 +28,10 @@ def test_analyze_gives_the_faces_the_servers_annotate_gives(fer_server_factory, 
             assert ferstream.analyze(path.read_bytes()) == served
             # A decoded array skips the JPEG decoder, which gives the same pixels: the same faces.
             assert ferstream.analyze(cv2.imread(str(path))) == served
+            # Both photos' defaults are the accurate model; the fast one is asked for by name.
+            fast = client.annotate(path.read_bytes(), model="fast")
+            assert fast.model == "fast" and client.annotate(path.read_bytes()).model == "accurate"
+            assert ferstream.analyze(path, model="fast") == [face_to_dict(face) for face in fast.faces] != served
 
 
 def test_analyze_loads_once_and_serves_threads(faces_dir: Path) -> None:
@@ -56,6 +60,8 @@ def test_bad_input_raises_one_clear_error(tmp_path: Path) -> None:
         ferstream.analyze(tmp_path / "missing.jpg")
     with pytest.raises(ValueError, match="detector"):
         ferstream.analyze(b"", detector="nope")
+    with pytest.raises(ValueError, match="unknown model 'precise'; choose one of fast, accurate"):
+        ferstream.analyze(b"", model="precise")
 
 
 def test_import_ferstream_is_light_and_keeps_the_sub_packages() -> None:

@@ -65,9 +65,10 @@ def test_face_matching_pairs_each_true_box_once(face_boxes) -> None:
 def test_stream_against_a_running_server(fer_server_factory, fer_models_dir: Path, data_options) -> None:
     server = fer_server_factory("--models-dir", str(fer_models_dir))
     result = bench_json("stream", "--server", server.address, "--streams", "2", "--fps", "8", "--seconds", "1.5",
-                        "--detector", "yunet", *data_options)
+                        "--detector", "yunet", "--model", "accurate", *data_options)
     check_stream_bench(result, streams=2)
-    assert result["settings"] == {"streams": 2, "fps": 8.0, "seconds": 1.5, "detector": "yunet", "in_flight": 2}
+    assert result["settings"] == {"streams": 2, "fps": 8.0, "seconds": 1.5, "detector": "yunet", "in_flight": 2,
+                                  "model": "accurate"}
     assert result["server"] == server.address and not result["server_spawned"] and result["detector"] == "yunet"
     assert result["server_cpu_s"] is None  # not our child: its CPU time is not measured
 
@@ -94,6 +95,17 @@ def vgg_multiply_adds(channels) -> int:
         total += pixels * 9 * (previous * width + (depth - 1) * width * width)
         previous = width
     return total + previous * 7
+
+
+def test_classifier_of_the_accurate_model(data_options) -> None:
+    result = bench_json("classifier", "--model", "accurate", "--seconds", "0.1", "--batch-sizes", "1,2", "--threads",
+                        "1", *data_options)
+    labels = [model["label"] for model in result["models"]]
+    assert labels == ["accurate", "zoo int8, openvino", "zoo int8, onnxruntime", "zoo f32, openvino",
+                      "zoo f32, onnxruntime"]
+    cells = {(timing["model"], timing["threads"], timing["batch"]) for timing in result["timings"]}
+    assert cells == {(label, 1, batch) for label in labels for batch in (1, 2)}
+    assert all(timing["faces_per_s"] > 0 and timing["cpu_ms_per_face"] > 0 for timing in result["timings"])
 
 
 @pytest.mark.slow

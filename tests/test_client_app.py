@@ -163,9 +163,19 @@ def test_the_detector_control_changes_what_the_server_is_asked(server, make_app)
     assert boxes == haar
 
 
+def test_the_model_control_changes_which_model_answers(server, make_app):
+    app = make_app(server.address)
+    pump(app, lambda: app.last_annotated is not None, 30, "an annotated frame")
+    assert app.last_annotated.response.model == "fast"  # the server's default for streams
+    app.model_box.set("accurate")
+    app.model_box.event_generate("<<ComboboxSelected>>")
+    pump(app, lambda: app.last_annotated.response.model == "accurate", 20, "an answer of the accurate model")
+    assert app.last_annotated.options.model == "accurate"
+
+
 def test_every_control_explains_itself_on_hover(server, make_app, tmp_path):
     app = make_app(server.address)
-    controls = [app.connect_button, app.detector_box, app.min_score_scale, app.quality_scale, app.pause_button,
+    controls = [app.connect_button, app.detector_box, app.model_box, app.min_score_scale, app.quality_scale, app.pause_button,
                 app.snapshot_button]
     assert set(controls) <= {tip.widget for tip in app.tooltips}
     pump(app, lambda: app.detector_box.winfo_viewable() and app.detector_box.winfo_rootx() > 0, 10, "the window")

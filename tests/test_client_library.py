@@ -139,6 +139,22 @@ def test_health_and_model_info(client):
     assert any(d.available for d in info.detectors)
 
 
+def test_each_call_chooses_its_model(client, faces_dir):
+    """Photos default to the accurate model, streams to the fast one; model= picks, the answers name it."""
+    path = faces_dir / PHOTO
+    assert client.annotate(path).model == "accurate"
+    fast = client.annotate(path, model="fast")
+    assert fast.model == "fast" and len(fast.faces) == 3
+    frames = [cv2.imread(str(path))] * 2
+    assert [r.model for r in client.stream(frames, mode="file")] == ["fast", "fast"]
+    streamed = list(client.stream(frames, mode="file", model="accurate"))
+    assert [r.model for r in streamed] == ["accurate", "accurate"] and all(len(r.faces) == 3 for r in streamed)
+    assert [m.name for m in client.model_info().models] == ["fast", "accurate"]
+    with pytest.raises(grpc.RpcError) as error:
+        client.annotate(path, model="precise")
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "fast, accurate" in error.value.details()
+
+
 def test_bad_image_is_an_invalid_argument_error(client):
     with pytest.raises(grpc.RpcError) as error:
         client.annotate(b"this is not an image")

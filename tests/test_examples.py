@@ -154,8 +154,8 @@ def test_commands_write_annotated_copies_and_one_json_lines_format(example_folde
 def test_node_prints_one_json_line_per_face(example_folder: Path, server, node_and_npm) -> None:
     done = run_example("examples/node.sh", example_folder, server)
     printed = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]  # not npm's report
-    with EmotionClient(server.address) as client:
-        faces = client.annotate(example_folder / "photo.jpg").faces
+    with EmotionClient(server.address) as client:  # the Node client streams: the server's stream model, fast
+        faces = client.annotate(example_folder / "photo.jpg", model="fast").faces
     assert len(printed) == 3
     assert [face["box"] for face in printed] == [face_to_dict(face)["box"] for face in faces]
     assert [face["emotion"] for face in printed] == [emotion_name(face.emotion) for face in faces]

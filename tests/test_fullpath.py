@@ -75,3 +75,53 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, options) -> None:
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "nowhere" in result.stderr
     usage = eval_path("faces", "--limit", "0")
     assert usage.returncode == 2 and "--limit" in usage.stderr
+
+
+@pytest.fixture(scope="module")
+def labelled_photos(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three realfaces-dev photos per class, a class folder the evaluation skips, and an unreadable photo."""
+    root = tmp_path_factory.mktemp("labelled")
+    for folder in sorted((shared / "datasets" / "realfaces-dev").iterdir()):
+        if folder.is_dir():
+            (root / folder.name).mkdir()
+            for photo in sorted(folder.iterdir())[:3]:
+                (root / folder.name / photo.name).symlink_to(photo)
+    (root / "contempt").mkdir()
+    (root / "contempt" / "a.jpg").symlink_to(next((shared / "datasets" / "realfaces-dev" / "happy").iterdir()))
+    (root / "sad" / "broken.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
+@pytest.mark.parametrize("model", ["fast", "accurate"])
+def test_photos_report_scores_a_tier_on_labelled_photos(options, labelled_photos: Path, model: str) -> None:
+    result = eval_path("photos", str(labelled_photos), "--model", model, "--json", *options)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["model"] == model and report["photos"] == 22  # 7 classes x 3, the broken one; not contempt
+    confusion = np.array(report["confusion"])
+    assert confusion.shape == (7, 8) and confusion.sum() == 22
+    assert report["no_face"] == confusion[:, -1].sum() >= 1  # the unreadable photo counts as no face
+    assert report["accuracy"] == pytest.approx(np.trace(confusion[:, :7]) / 22)
+    assert report["balanced_accuracy"] == pytest.approx(np.mean(list(report["recall"].values())))
+    assert 0.2 < report["accuracy"] <= 1.0 and report["ms_per_photo"] > 0
+    text = eval_path("photos", str(labelled_photos), "--model", model, "--limit", "5", *options)
+    assert text.returncode == 0 and "5 photos, model " + model in text.stdout and "| recall |" in text.stdout
+
+
+def test_photos_refuses_an_unknown_folder_and_faces_an_accurate_model(tmp_path: Path, options) -> None:
+    missing = eval_path("photos", str(tmp_path / "nowhere"), *options)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "nowhere" in missing.stderr
+    accurate_faces = eval_path("faces", "--model", "accurate", "--limit", "1", *options)
+    assert accurate_faces.returncode == 2 and "photos and light" in accurate_faces.stderr
+
+
+def test_photos_place_face_crops_in_frames(options, shared: Path, tmp_path: Path) -> None:
+    """CK+48's 48x48 crops are too small to detect as they are; placed in frames every face is found."""
+    for folder in ("anger", "happy", "contempt"):  # CK+'s spellings; contempt has no class here
+        (tmp_path / folder).mkdir()
+        for photo in sorted((shared / "datasets" / "ckplus" / "CK+48" / folder).iterdir())[:2]:
+            (tmp_path / folder / photo.name).symlink_to(photo)
+    result = eval_path("photos", str(tmp_path), "--place", "--model", "fast", "--json", *options)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["photos"] == 4 and report["no_face"] == 0 and set(report["recall"]) == {"angry", "happy"}

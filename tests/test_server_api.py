@@ -96,6 +96,50 @@ def test_model_info(stub) -> None:
     assert info.model.architecture == shipped.spec.name and info.model.width == pytest.approx(shipped.spec.width)
     assert info.model.input_size == 48 and info.model.parameters > 1000
     assert info.model.training_command == shipped.meta["training_command"]
+    models = {model.name: model for model in info.models}
+    assert list(models) == ["fast", "accurate"]
+    assert (info.default_annotate_model, info.default_stream_model) == ("accurate", "fast")
+    assert models["fast"].inputs == ["48x48 grey face, aligned on YuNet's landmarks to FER2013's framing"]
+    assert any("112x112 colour" in text for text in models["accurate"].inputs)
+    assert "Apache-2.0" in models["accurate"].provenance and "MobileFaceNet" in models["accurate"].description
+    assert models["accurate"].weights_sha256 == "f0d7093aff10e2638c734c5f18a6a7eabd2b9239b20bdb9b8090865a6f69a1ed"
+    assert models["fast"].weights_sha256 == shipped.meta["weights_sha256"]
+    for model in models.values():
+        assert list(model.classes) == SERVED and model.cost_ms > 0
+
+
+def test_each_model_answers_and_names_itself(stub, lockstep_stream, photo: bytes) -> None:
+    """Photos default to the accurate model, streams to the fast one; each answer names its model. Without
+    YuNet (this server's is damaged) the accurate model's faces are cut by the box fallback."""
+    answers = {}
+    for name in ("", "fast", "accurate"):
+        response = stub.Annotate(pb.AnnotateRequest(image=pb.Image(encoded=photo),
+                                                    options=pb.AnnotateOptions(model=name)), timeout=60)
+        assert response.model == (name or "accurate")
+        assert_annotated(response.faces)
+        answers[name] = np.array([[s.probability for s in face.scores] for face in response.faces])
+    assert np.allclose(answers[""], answers["accurate"], atol=1e-6)
+    assert not np.allclose(answers["fast"], answers["accurate"], atol=1e-3)  # two different models
+    stream = lockstep_stream(stub)
+    assert stream.send(stream_frame(1, photo)).model == "fast"
+    streamed = stream.send(stream_frame(2, photo, model="accurate"))
+    assert streamed.model == "accurate" and np.allclose(
+        [[s.probability for s in face.scores] for face in streamed.faces], answers["accurate"], atol=1e-5)
+    assert stream.close() == []
+
+
+def test_an_unknown_model_is_invalid_argument_naming_the_choices(stub, lockstep_stream, photo: bytes) -> None:
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Annotate(pb.AnnotateRequest(image=pb.Image(encoded=photo), options=pb.AnnotateOptions(model="precise")),
+                      timeout=30)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'precise'" in raised.value.details() and "fast, accurate" in raised.value.details()
+    stream = lockstep_stream(stub)
+    refused = stream.send(stream_frame(1, photo, model="Fast"))
+    assert refused.error.code == INVALID_ARGUMENT and "fast, accurate" in refused.error.message
+    assert refused.model == "" and not refused.faces
+    assert_annotated(stream.send(stream_frame(2, photo)).faces)  # the stream goes on
+    assert stream.close() == []
 
 
 def test_unary_annotate(stub, photo: bytes) -> None:

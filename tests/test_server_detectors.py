@@ -166,6 +166,12 @@ def test_the_packaged_yunet_is_intact_licensed_and_in_the_wheel(tmp_path: Path) 
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"ferstream/__init__.py", "ferstream/pipeline/shipped/face_detection_yunet_2026may.onnx",
             "ferstream/pipeline/shipped/LICENSE-yunet.txt"} <= names
+    # The accurate model's expression network, both forms, with its licence text and provenance.
+    shipped = "ferstream/model/shipped/"
+    assert {shipped + name for name in ("facial_expression_recognition_mobilefacenet_2022july_int8.onnx",
+                                        "facial_expression_recognition_mobilefacenet_2022july_f32.onnx",
+                                        "LICENSE-facial-expression-recognition-apache-2.0.txt",
+                                        "PROVENANCE-facial-expression-recognition.md")} <= names
 
 
 # A close-up portrait: one face of GROUP_PHOTO, cropped (x 105-220, y 35-185) and enlarged, the face filling

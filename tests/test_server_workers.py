@@ -74,14 +74,51 @@ def test_two_streams_share_one_classifier_call(batching_server, lockstep_stream,
     assert grew("ferstream_batch_faces_sum") == 5
 
 
-def send_together(streams: list, frame_id: int, photos: list[bytes]) -> dict[int, pb.StreamAnnotateResponse]:
-    """Each stream sends one frame at the same moment (threads behind a barrier); their answers by stream."""
+def test_a_batch_classifies_each_model_s_frames_in_their_own_call(batching_server, lockstep_stream,
+                                                                    faces_dir: Path) -> None:
+    """Two streams, one on each model, their frames gathered in one batch: each model classifies its own
+    stream's crops (batch_faces 3 and 2, not 5), each answer names its model, the metrics count by model."""
+    photos = [(faces_dir / name).read_bytes() for name in (THREE_FACES, TWO_FACES)]
+    models = ["fast", "accurate"]
+    url = metrics_url(batching_server)
+    with grpc.insecure_channel(batching_server.address) as channel:
+        stub = pb_grpc.EmotionServiceStub(channel)
+        streams = [lockstep_stream(stub) for _ in photos]
+        for stream, photo, model in zip(streams, photos, models):
+            assert stream.send(stream_frame(1, photo, model=model)).model == model
+        for frame_id in range(2, 7):
+            before = scrape(url)
+            answers = send_together(streams, frame_id, photos, models)
+            after = scrape(url)
+            assert [answers[number].model for number in (0, 1)] == models
+            if after.get(("ferstream_batch_frames_sum", ()), 0.0) - before.get(("ferstream_batch_frames_sum", ()), 0.0) \
+                    == 2 and after.get(("ferstream_batch_frames_count", ()), 0.0) - \
+                    before.get(("ferstream_batch_frames_count", ()), 0.0) == 1:
+                break
+        for stream in streams:
+            assert stream.close() == []
+    # Both frames were in one batch, and each model's call held its own frame's crops only.
+    assert [answers[number].timing.batch_faces for number in (0, 1)] == [3, 2]
+
+    def grew(name: str, model: str) -> float:
+        labels = (("model", model),)
+        return after.get((name, labels), 0.0) - before.get((name, labels), 0.0)
+
+    assert grew("ferstream_model_faces_total", "fast") == 3 and grew("ferstream_model_faces_total", "accurate") == 2
+    assert grew("ferstream_model_frames_total", "accurate") == 1
+
+
+def send_together(streams: list, frame_id: int, photos: list[bytes],
+                  models: list[str] | None = None) -> dict[int, pb.StreamAnnotateResponse]:
+    """Each stream sends one frame at the same moment (threads behind a barrier); their answers by stream.
+    models: each stream's AnnotateOptions.model (default: none named)."""
     start = threading.Barrier(len(streams))
     answers: dict[int, pb.StreamAnnotateResponse] = {}
 
     def send(number: int) -> None:
         start.wait()
-        answers[number] = streams[number].send(stream_frame(frame_id, photos[number]))
+        options = {"model": models[number]} if models else {}
+        answers[number] = streams[number].send(stream_frame(frame_id, photos[number], **options))
 
     threads = [threading.Thread(target=send, args=(number,)) for number in range(len(streams))]
     for thread in threads:

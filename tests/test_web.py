@@ -159,6 +159,15 @@ def test_annotate_passes_its_options_on(gateway, photo):
     assert status == 200 and len(record["faces"]) == 1
 
 
+def test_annotate_chooses_the_model(gateway, photo):
+    """Photos default to the accurate model; ?model= picks; an unknown one is the server's 400."""
+    assert post(f"{gateway.url}/v1/annotate", photo)[1]["model"] == "accurate"
+    status, fast = post(f"{gateway.url}/v1/annotate?model=fast", photo)
+    assert status == 200 and fast["model"] == "fast"
+    status, error = post(f"{gateway.url}/v1/annotate?model=precise", photo)
+    assert (status, error["code"]) == (400, "INVALID_ARGUMENT") and "fast, accurate" in error["error"]
+
+
 def test_annotate_refuses_a_body_over_the_limit_with_413_before_forwarding(server, photo):
     limit = len(photo) - 1
     small = launch_gateway(server.address, "--max-message-bytes", str(limit))

@@ -6,6 +6,9 @@
                         crops and beside the share of faces the detector did not find.
   fer-eval-path border  the shared photos cut 2 px beyond each detected face box on each side in turn:
                         how often the face's top emotion stays what it was in the whole photo.
+  fer-eval-path photos  labelled photos in class folders (e.g. realfaces-dev) through the whole path with a
+                        model tier (--model fast|accurate): accuracy, per-class recall, balanced accuracy,
+                        confusion matrix, ms per photo (photos.py).
   fer-eval-path light   the shared photos darkened, flattened, blurred or JPEG-compressed whole
                         (training/photometric.py ALTERATIONS): how many faces are found again and keep
                         the top emotion they have in the unaltered photo.
@@ -27,6 +30,7 @@ import cv2
 import numpy as np
 
 from ferstream.model.labels import EMOTIONS
+from ferstream.model.tiers import ACCURATE, FAST, TIER_NAMES, parse_model_argument
 from ferstream.pipeline.crops import FILL, Fill, face_crops
 from ferstream.pipeline.detectors import DEFAULT_MIN_FACE_PX, Detection, DetectorKind
 from ferstream.pipeline.framepath import DetectOptions, FramePath, load_frame_path, set_thread_counts
@@ -36,6 +40,7 @@ from ferstream.pipeline.tracking import match
 
 from .data import DatasetError, load_dataset
 from .photometric import ALTERATIONS
+from .photos import evaluate_photos
 
 # Frame the faces are placed in, and the side of a placed 48x48 face: 3x upscaled, about the size of a
 # face a webcam sees at arm's length in 640x480.
@@ -79,6 +84,13 @@ def place_face(face: np.ndarray, centre: tuple[float, float], roll: float, frame
         turn = cv2.getRotationMatrix2D(centre, roll, 1.0)
         scene = cv2.warpAffine(scene, turn, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     return cv2.cvtColor(np.clip(scene + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
+def placed_in_frame(photo: np.ndarray) -> np.ndarray:
+    """A face crop (BGR or grey, any size) placed grey and upscaled to FACE_PX in the middle of a FRAME_SIZE
+    frame (place_face)."""
+    grey = photo if photo.ndim == 2 else cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
+    return place_face(grey, (FRAME_SIZE[0] / 2.0, FRAME_SIZE[1] / 2.0), 0.0)
 
 
 def random_centre(rng: np.random.Generator, frame_size: tuple[int, int], face_px: int) -> tuple[float, float]:
@@ -377,8 +389,9 @@ def evaluate_light(path: FramePath, faces_dir: Path, options: DetectOptions,
             counts[name][1] += len(pairs)
             counts[name][2] += sum(before[i].top_class == after[j].top_class for i, j in pairs)
     rows = [LightRow(name, *counts[name]) for name in alterations]
-    return LightReport(str(faces_dir), str(path.classifier.path), (options.detector or path.default_detector).name,
-                       rows)
+    model = path.choose_model(options.model)
+    return LightReport(str(faces_dir), str(path.classifier.path) if model == FAST else model,
+                       (options.detector or path.default_detector).name, rows)
 
 
 def boxed(box: Detection) -> tuple[int, int, int, int]:
@@ -424,8 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version_argument(parser)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", type=Path, default=None,
-                        help="served .onnx or PyTorch model file (default: $FER_MODEL or the shipped model)")
+    common.add_argument("--model", default=None, metavar="TIER|FILE",
+                        help=f"model tier ({' or '.join(TIER_NAMES)}; photos and light only for {ACCURATE}) or the "
+                             "fast tier's .onnx or PyTorch model file (default: the fast tier, $FER_MODEL or the "
+                             "shipped model; photos: accurate)")
     common.add_argument("--models-dir", type=Path, default=None,
                         help="detector weights (default: $FER_MODELS_DIR, else $FER_DATA_DIR/models)")
     common.add_argument("--detector", choices=[kind.name.lower() for kind in DetectorKind], default=None,
@@ -459,6 +474,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"folder of photos (default: {default_faces_dir()})")
     border.add_argument("--no-align", action="store_true", help="crop without alignment")
 
+    photos = commands.add_parser("photos", parents=[common], help="labelled photos through the whole path",
+                                 description="Labelled photos in class folders through the whole path with a "
+                                             "model tier: the largest face answers, no face counts as wrong.")
+    photos.add_argument("data", type=Path, help="folder of class folders (angry/, disgust/, ...) of photos")
+    photos.add_argument("--limit", type=positive_int, default=None,
+                        help="score this many photos, drawn at random with --seed (default: all)")
+    photos.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    photos.add_argument("--place", action="store_true",
+                        help="the photos are face crops (CK+48, FER2013): place each, grey, upscaled to "
+                             f"{FACE_PX} px, in the middle of a {FRAME_SIZE[0]}x{FRAME_SIZE[1]} frame as the "
+                             "faces command does")
+
     light = commands.add_parser("light", parents=[common], help="photos darkened, flattened, blurred, compressed",
                                 description="The shared photos altered whole as rooms, lenses and networks alter "
                                             "them: how many faces are found again and keep their top emotion?")
@@ -473,10 +500,19 @@ def run(args: argparse.Namespace) -> str:
     """Runs the chosen command; the report as Markdown, or JSON with --json. Raises DatasetError,
     FileNotFoundError or ValueError for bad input."""
     set_thread_counts(args.threads)
-    path = load_frame_path(args.models_dir or default_models_dir(), args.model, tuple(range(len(EMOTIONS))),
-                           MAX_PIXELS, MAX_FACES)
+    tier, model_file = parse_model_argument(args.model)
+    tier = tier or (ACCURATE if args.command == "photos" else FAST)
+    if tier != FAST and args.command not in ("photos", "light"):
+        raise ValueError(f"{args.command} scores the fast tier's 48x48 crops; --model {tier} applies to photos "
+                         "and light")
+    path = load_frame_path(args.models_dir or default_models_dir(), model_file, tuple(range(len(EMOTIONS))),
+                           MAX_PIXELS, MAX_FACES, models=(tier,), default_model=tier)
     detector = DetectorKind[args.detector.upper()] if args.detector else None
-    options = DetectOptions(detector=detector, min_face_px=args.min_face_px or 0)
+    options = DetectOptions(detector=detector, min_face_px=args.min_face_px or 0, model=tier)
+    if args.command == "photos":
+        prepare = placed_in_frame if args.place else None
+        report = evaluate_photos(path, args.data, options, args.limit, args.seed, prepare)
+        return json.dumps(asdict(report)) if args.json else report.to_text()
     fill = Fill(args.fill)
     detector_name = (detector or path.default_detector).name
     if args.command == "light":

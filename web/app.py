@@ -217,8 +217,8 @@ async def image_of(request: Request, settings: GatewaySettings) -> bytes:
 
 
 def options_of(request: Request) -> emotion_pb2.AnnotateOptions:
-    """AnnotateOptions from the query (?detector=yunet&min_detection_score=0.5&max_faces=4); ValueError for
-    a value that is not one."""
+    """AnnotateOptions from the query (?detector=yunet&min_detection_score=0.5&max_faces=4&model=fast);
+    ValueError for a value that is not one (an unknown model is the server's to refuse)."""
     query = request.query_params
     score_text, max_faces_text = query.get("min_detection_score", "0"), query.get("max_faces", "0")
     try:
@@ -231,7 +231,7 @@ def options_of(request: Request) -> emotion_pb2.AnnotateOptions:
         raise ValueError(f"min_detection_score must be between 0 and 1, not {score}")
     if max_faces < 0:
         raise ValueError(f"max_faces must be 0 or more, not {max_faces}")
-    return make_options(query.get("detector"), score, max_faces)
+    return make_options(query.get("detector"), score, max_faces, query.get("model", ""))
 
 
 def answer_json(record: FrameRecord, faces_omitted: int) -> dict[str, object]:
@@ -309,7 +309,7 @@ def build_app(client: EmotionClient, settings: GatewaySettings = GatewaySettings
         try:
             reply = await run_in_threadpool(
                 client.annotate, image, detector=options.detector,
-                min_detection_score=options.min_detection_score, max_faces=options.max_faces,
+                min_detection_score=options.min_detection_score, max_faces=options.max_faces, model=options.model,
                 token=token_of(request.scope))
         except grpc.RpcError as error:
             body, status = rpc_error_body(error)
@@ -318,7 +318,7 @@ def build_app(client: EmotionClient, settings: GatewaySettings = GatewaySettings
             return JSONResponse(error_body(str(error), grpc.StatusCode.UNAUTHENTICATED), status_code=401)
         width, height = await run_in_threadpool(image_size, image)
         record = FrameRecord(frame=0, width=width, height=height, faces=[face_record(face) for face in reply.faces])
-        return JSONResponse(answer_json(record, reply.faces_omitted))
+        return JSONResponse({**answer_json(record, reply.faces_omitted), "model": reply.model})
 
     async def healthz(request: Request) -> Response:
         body, status = await health.check()

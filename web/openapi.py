@@ -49,6 +49,9 @@ def openapi_document(max_message_bytes: int, tokens_required: bool = False) -> d
                      "description": "drop faces scored below this (default 0: the detector's own threshold)"},
                     {"name": "max_faces", "in": "query", "schema": {"type": "integer", "minimum": 0},
                      "description": "most faces answered (default 0: the server's limit)"},
+                    {"name": "model", "in": "query", "schema": {"enum": ["fast", "accurate"]},
+                     "description": "emotion model (default: the server's for photos, accurate); the answer's "
+                                    "`model` names the one used"},
                 ],
                 "requestBody": {"required": True, "content": {
                     "image/*": {"schema": image_body},
@@ -121,6 +124,8 @@ def openapi_document(max_message_bytes: int, tokens_required: bool = False) -> d
                                 "faces_omitted": {"type": "integer", "minimum": 0,
                                                   "description": "faces found but left out by the face limit "
                                                                  "(max_faces, else the server's --max-faces)"},
+                                "model": {"type": "string",
+                                          "description": "/v1/annotate: the emotion model that classified the faces"},
                             }},
         }},
     }

@@ -328,7 +328,8 @@ async function annotatePhoto(file) {
   setStatus(`annotating ${file.name}`);
   let reply;
   try {
-    const response = await fetch("/v1/annotate", { method: "POST", body: file,
+    const model = encodeURIComponent(document.getElementById("model").value);
+    const response = await fetch(`/v1/annotate?model=${model}`, { method: "POST", body: file,
       headers: { "content-type": file.type || "application/octet-stream", ...authHeaders() } });
     reply = await response.json();
     if (response.status === 401) { askToken(reply.error); return; }

@@ -69,18 +69,20 @@ class RawImage(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., format: _Optional[_Union[PixelFormat, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class AnnotateOptions(_message.Message):
-    __slots__ = ("detector", "min_detection_score", "max_faces", "min_face_px", "track_smoothing_ms")
+    __slots__ = ("detector", "min_detection_score", "max_faces", "min_face_px", "model", "track_smoothing_ms")
     DETECTOR_FIELD_NUMBER: _ClassVar[int]
     MIN_DETECTION_SCORE_FIELD_NUMBER: _ClassVar[int]
     MAX_FACES_FIELD_NUMBER: _ClassVar[int]
     MIN_FACE_PX_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     TRACK_SMOOTHING_MS_FIELD_NUMBER: _ClassVar[int]
     detector: Detector
     min_detection_score: float
     max_faces: int
     min_face_px: int
+    model: str
     track_smoothing_ms: float
-    def __init__(self, detector: _Optional[_Union[Detector, str]] = ..., min_detection_score: _Optional[float] = ..., max_faces: _Optional[int] = ..., min_face_px: _Optional[int] = ..., track_smoothing_ms: _Optional[float] = ...) -> None: ...
+    def __init__(self, detector: _Optional[_Union[Detector, str]] = ..., min_detection_score: _Optional[float] = ..., max_faces: _Optional[int] = ..., min_face_px: _Optional[int] = ..., model: _Optional[str] = ..., track_smoothing_ms: _Optional[float] = ...) -> None: ...
 
 class StreamAnnotateRequest(_message.Message):
     __slots__ = ("frame_id", "image", "options", "capture_time_ms")
@@ -95,20 +97,22 @@ class StreamAnnotateRequest(_message.Message):
     def __init__(self, frame_id: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., options: _Optional[_Union[AnnotateOptions, _Mapping]] = ..., capture_time_ms: _Optional[float] = ...) -> None: ...
 
 class StreamAnnotateResponse(_message.Message):
-    __slots__ = ("frame_id", "faces", "timing", "error", "skipped_frame_ids", "faces_omitted")
+    __slots__ = ("frame_id", "faces", "timing", "error", "skipped_frame_ids", "faces_omitted", "model")
     FRAME_ID_FIELD_NUMBER: _ClassVar[int]
     FACES_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FRAME_IDS_FIELD_NUMBER: _ClassVar[int]
     FACES_OMITTED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     frame_id: int
     faces: _containers.RepeatedCompositeFieldContainer[Face]
     timing: Timing
     error: Error
     skipped_frame_ids: _containers.RepeatedScalarFieldContainer[int]
     faces_omitted: int
-    def __init__(self, frame_id: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., skipped_frame_ids: _Optional[_Iterable[int]] = ..., faces_omitted: _Optional[int] = ...) -> None: ...
+    model: str
+    def __init__(self, frame_id: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., skipped_frame_ids: _Optional[_Iterable[int]] = ..., faces_omitted: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
 
 class AnnotateRequest(_message.Message):
     __slots__ = ("image", "options")
@@ -119,14 +123,16 @@ class AnnotateRequest(_message.Message):
     def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., options: _Optional[_Union[AnnotateOptions, _Mapping]] = ...) -> None: ...
 
 class AnnotateResponse(_message.Message):
-    __slots__ = ("faces", "timing", "faces_omitted")
+    __slots__ = ("faces", "timing", "faces_omitted", "model")
     FACES_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     FACES_OMITTED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     faces: _containers.RepeatedCompositeFieldContainer[Face]
     timing: Timing
     faces_omitted: int
-    def __init__(self, faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., faces_omitted: _Optional[int] = ...) -> None: ...
+    model: str
+    def __init__(self, faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., faces_omitted: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
 
 class Face(_message.Message):
     __slots__ = ("box", "detection_score", "emotion", "scores", "landmarks", "track_id", "track_scores")
@@ -203,16 +209,40 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetModelInfoResponse(_message.Message):
-    __slots__ = ("classes", "detectors", "default_detector", "model")
+    __slots__ = ("classes", "detectors", "default_detector", "model", "models", "default_annotate_model", "default_stream_model")
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     DETECTORS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_DETECTOR_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_ANNOTATE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_STREAM_MODEL_FIELD_NUMBER: _ClassVar[int]
     classes: _containers.RepeatedScalarFieldContainer[Emotion]
     detectors: _containers.RepeatedCompositeFieldContainer[DetectorInfo]
     default_detector: Detector
     model: ModelInfo
-    def __init__(self, classes: _Optional[_Iterable[_Union[Emotion, str]]] = ..., detectors: _Optional[_Iterable[_Union[DetectorInfo, _Mapping]]] = ..., default_detector: _Optional[_Union[Detector, str]] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
+    models: _containers.RepeatedCompositeFieldContainer[ServedModel]
+    default_annotate_model: str
+    default_stream_model: str
+    def __init__(self, classes: _Optional[_Iterable[_Union[Emotion, str]]] = ..., detectors: _Optional[_Iterable[_Union[DetectorInfo, _Mapping]]] = ..., default_detector: _Optional[_Union[Detector, str]] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., models: _Optional[_Iterable[_Union[ServedModel, _Mapping]]] = ..., default_annotate_model: _Optional[str] = ..., default_stream_model: _Optional[str] = ...) -> None: ...
+
+class ServedModel(_message.Message):
+    __slots__ = ("name", "description", "inputs", "classes", "cost_ms", "provenance", "weights_sha256")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    COST_MS_FIELD_NUMBER: _ClassVar[int]
+    PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_SHA256_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    inputs: _containers.RepeatedScalarFieldContainer[str]
+    classes: _containers.RepeatedScalarFieldContainer[Emotion]
+    cost_ms: float
+    provenance: str
+    weights_sha256: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., classes: _Optional[_Iterable[_Union[Emotion, str]]] = ..., cost_ms: _Optional[float] = ..., provenance: _Optional[str] = ..., weights_sha256: _Optional[str] = ...) -> None: ...
 
 class DetectorInfo(_message.Message):
     __slots__ = ("detector", "available", "detail")
