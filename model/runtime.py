@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .calibration import Calibration
+from .formchoice import cache_dir, choose
 from .onnxmeta import INPUT_NAME, OUTPUT_NAME, OnnxMetadata
 from .tta import check_tta, combine_mirrored, with_mirror_images
 
@@ -305,7 +306,8 @@ def choose_form(onnx_path: Path, threads: int | None = None, tta: str | None = N
     """The model at onnx_path in OpenVINO, as its int8 IR (int8_path) or its f32 ONNX file: accuracy first,
     then speed. The int8 form competes only when its metadata records that, with the served tta, it scored
     within INT8_TOLERANCE of the f32 form's accuracy (fer-export --int8 measures it on PublicTest); then the
-    faster on this CPU is served, measured at load (ms_per_face). Both figures are logged.
+    faster on this CPU is served, timed once per machine (ms_per_face) and remembered (formchoice.py), so
+    every process of a machine serves the same form. Both figures are logged.
 
     Why measure the speed: int8 pays only where the CPU multiplies int8 fast (AVX-512 VNNI, AVX-VNNI, AMX),
     and on some AVX2 CPUs too (docs/performance.md). The accuracy measured on one CPU holds on every CPU
@@ -314,22 +316,25 @@ def choose_form(onnx_path: Path, threads: int | None = None, tta: str | None = N
     the ONNX file is missing; an int8 IR that is missing or fails its check is left out.
     """
     f32 = load_classifier(onnx_path, "openvino", threads, tta)
-    candidates = [f32]
+    candidates = {onnx_path.name: f32}
+    files = {onnx_path.name: [onnx_path]}
     xml = int8_path(onnx_path)
     check = None
     if xml.is_file():
         int8 = load_classifier(xml, "openvino", threads, f32.tta)
         check = int8.metadata.int8_check(f32.tta)
         if check is not None and check.loss <= INT8_TOLERANCE:
-            candidates.append(int8)
-    timed = [(ms_per_face(classifier), classifier) for classifier in candidates]
-    cost, chosen = min(timed, key=lambda pair: pair[0])
+            candidates[xml.name], files[xml.name] = int8, [xml, xml.with_suffix(".bin")]
+    choice = choose(files, lambda name: ms_per_face(candidates[name]),
+                    f"openvino threads={threads if threads is not None else inference_threads()} tta={f32.tta}")
+    chosen = candidates[choice.name]
     accuracy = (f"int8 {check.int8_accuracy:.2%} against f32 {check.f32_accuracy:.2%} on {check.faces} faces "
                 f"of {Path(check.data.get('path', '?')).name}" if check else "int8 accuracy not measured")
-    log.info("serving %s (tta %s): %s (tolerance %.1f points); %s at batch %d on this CPU",
-             Path(chosen.path).name, chosen.tta, accuracy, INT8_TOLERANCE * 100,
-             ", ".join(f"{Path(c.path).name} {ms:.3f} ms/face" for ms, c in timed), CHOICE_BATCH)
-    chosen.form_costs = {Path(c.path).name: ms for ms, c in timed}
+    log.info("serving %s (tta %s): %s (tolerance %.1f points); %s at batch %d on this CPU%s",
+             choice.name, chosen.tta, accuracy, INT8_TOLERANCE * 100,
+             ", ".join(f"{name} {ms:.3f} ms/face" for name, ms in choice.costs.items()), CHOICE_BATCH,
+             " (timed earlier, remembered in " + str(cache_dir()) + ")" if choice.remembered else "")
+    chosen.form_costs = dict(choice.costs)
     return chosen
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .labels import EMOTIONS
+from .formchoice import choose
 from .onnxmeta import INPUT_NAME, OUTPUT_NAME
 from .runtime import (OnnxRuntimeSession, OpenVinoSession, Session, inference_threads, last_line,
                       resolve_runtime)
@@ -133,19 +134,21 @@ def ms_per_face(classifier: ZooClassifier, batch: int = CHOICE_BATCH, runs: int 
 
 def load_zoo(runtime: str | None = None, threads: int | None = None,
              forms: tuple[Path, ...] = (ZOO_F32, ZOO_INT8)) -> ZooClassifier:
-    """Of the zoo model's forms whose files exist, the one that runs fastest on this CPU, measured at load
-    (ms_per_face) and logged. Why measure: the int8 graph pays only where the CPU multiplies int8 fast
-    (VNNI); on an AVX2 EPYC it ran at 17 ms per face in OpenVINO against the f32 form's few ms.
-    FileNotFoundError when none exists; ValueError as open_zoo."""
-    found = [path for path in forms if path.is_file()]
+    """Of the zoo model's forms whose files exist, the one that runs fastest on this CPU, timed once per
+    machine (ms_per_face), remembered (formchoice.py) and logged. Why measure: the int8 graph pays only
+    where the CPU multiplies int8 fast (VNNI); on an AVX2 EPYC it ran at 17 ms per face in OpenVINO against
+    the f32 form's few ms. FileNotFoundError when none exists; ValueError as open_zoo."""
+    found = {path.name: path for path in forms if path.is_file()}
     if not found:
         raise FileNotFoundError(f"{forms[0]}: no such model file")
-    timed = [(ms_per_face(classifier), classifier) for classifier in (open_zoo(path, runtime, threads)
-                                                                          for path in found)]
-    cost, chosen = min(timed, key=lambda pair: pair[0])
-    log.info("serving %s: %s per face on this CPU", chosen.path.name,
-             ", ".join(f"{c.path.name} {ms:.2f} ms" for ms, c in timed))
-    chosen.form_costs = {c.path.name: ms for ms, c in timed}
+    opened = {name: open_zoo(path, runtime, threads) for name, path in found.items()}
+    choice = choose({name: [path] for name, path in found.items()}, lambda name: ms_per_face(opened[name]),
+                    f"{resolve_runtime(runtime)} threads={threads if threads is not None else inference_threads()}")
+    chosen = opened[choice.name]
+    log.info("serving %s: %s per face on this CPU%s", choice.name,
+             ", ".join(f"{name} {ms:.2f} ms" for name, ms in choice.costs.items()),
+             " (timed earlier, remembered)" if choice.remembered else "")
+    chosen.form_costs = dict(choice.costs)
     return chosen
 
 

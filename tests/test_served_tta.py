@@ -14,6 +14,7 @@ import openvino
 import pytest
 
 from ferstream.model.calibration import expected_calibration_error, softmax
+from ferstream.model.formchoice import choose
 from ferstream.model.modelfile import SHIPPED_MODEL, load_model
 from ferstream.model.onnxmeta import FormCheck
 from ferstream.model.runtime import INT8_TOLERANCE, SHIPPED_ONNX, choose_form, int8_path, load_classifier
@@ -120,3 +121,23 @@ def test_int8_competes_only_where_its_recorded_accuracy_holds(tmp_path: Path, ch
     line = next(record.getMessage() for record in caplog.records if "serving" in record.getMessage())
     assert ("int8 65." in line and "f32 66.00%" in line) if checks and checks[-1].tta == "flip" \
         else "not measured" in line
+
+
+def test_a_machine_times_its_forms_once_and_remembers_the_choice(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    files = {}
+    for name in ("a", "b"):
+        files[name] = [tmp_path / name]
+        files[name][0].write_bytes(name.encode())
+    first = choose(files, {"a": 1.0, "b": 2.0}.get, "threads=1")
+    assert (first.name, first.remembered, first.costs) == ("a", False, {"a": 1.0, "b": 2.0})
+    # A later load on this machine serves the same form, however a busy moment would time it now.
+    again = choose(files, {"a": 3.0, "b": 2.0}.get, "threads=1")
+    assert (again.name, again.remembered) == ("a", True)
+    # Other settings or other files are timed afresh.
+    assert choose(files, {"a": 3.0, "b": 2.0}.get, "threads=2").name == "b"
+    files["a"][0].write_bytes(b"a, retrained")
+    retimed = choose(files, {"a": 3.0, "b": 2.0}.get, "threads=1")
+    assert (retimed.name, retimed.remembered) == ("b", False)
+    assert choose(files, {"a": 0.0, "b": 9.0}.get, "threads=1").name == "b"
