@@ -2,14 +2,16 @@
 
 Folders are searched recursively, each folder's entries in sorted order, for images and videos by content
 (the first bytes, never the name): JPEG, PNG, BMP and WebP images (what the frame path decodes), and
-videos and animated GIFs by their container's signature. Other files, and hidden files and folders (a
-name starting with "."), are left alone. A file named on the command line is always annotated: one that
+videos and animated GIFs by their container's signature. Other files, hidden files and folders (a
+name starting with "."), and fer-annotate's own outputs (a name with ".annotated." in it, as
+photo.annotated.jpg) are left alone. A file named on the command line is always annotated: one that
 is no image or video fails like a broken one. No file is annotated twice.
 
 Each file is annotated in full before any of its lines or rows are written, so a file that fails part of
 the way adds nothing to the outputs; its one-line reason goes to stderr and the batch goes on.
 
-CSV columns (CSV_COLUMNS), one row per face: the input file, the 0-based frame, the frame's time in its
+CSV columns (CSV_COLUMNS), one row per face: the input file (records.display_name: a byte of its name
+that is not UTF-8 is written as \\xNN), the 0-based frame, the frame's time in its
 source in ms (empty for a still image), the face box x, y, width, height in pixels of the frame, the
 detector's score 0-1, the most probable served emotion, the seven probabilities in EMOTIONS order (empty
 for a class not served), and the face's track id within its video (empty for a still image).
@@ -30,11 +32,14 @@ from ferstream.model.labels import EMOTIONS
 from ferstream.pipeline.errors import FrameError
 
 from .media import MediaError, check_input, is_still_image, probe, read_frames
-from .records import DECIMALS, FaceRecord, FrameRecord, JsonLinesWriter, open_jsonl
+from .records import DECIMALS, FaceRecord, FrameRecord, JsonLinesWriter, display_name, open_jsonl
 from .run import Backend, Outputs, annotate_media
 
 CSV_COLUMNS: tuple[str, ...] = ("file", "frame", "time_ms", "x", "y", "width", "height", "detection_score",
                                 "emotion", *EMOTIONS, "track_id")
+# In the names of what fer-annotate writes beside an input (media.default_output, timeline.default_prefix:
+# photo.annotated.jpg, clip.annotated.timeline.png): folder searches leave these out.
+OWN_OUTPUT = ".annotated."
 # Enough of a file's start for every signature puremagic knows of the video containers (MP4's ftyp box
 # at byte 4, AVI's RIFF header, Matroska's EBML id, GIF...).
 _SIGNATURE_BYTES = 4096
@@ -67,7 +72,7 @@ def _folder_files(folder: Path) -> Iterator[Path]:
     except OSError:  # an unreadable subfolder: nothing in it can be annotated either
         return
     for entry in entries:
-        if entry.name.startswith("."):
+        if entry.name.startswith(".") or OWN_OUTPUT in entry.name:
             continue
         if entry.is_dir():
             yield from _folder_files(entry)
@@ -168,7 +173,7 @@ def annotate_batch(files: Sequence[Path], backend: Backend, max_pixels: int, jso
                 failed += 1
                 report(str(error) if isinstance(error, MediaError) else f"{path}: {one_line(error)}")
                 continue
-            name = str(path)
+            name = display_name(path)
             for record in records:
                 if lines is not None:
                     lines.write(replace(record, file=name))

@@ -23,15 +23,16 @@ from typing import TYPE_CHECKING
 import cv2
 
 from ferstream.pipeline.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
-                                            add_version_argument, error_line, print_error)
+                                            add_version_argument, error_line)
 from ferstream.pipeline.detectors import DetectorKind
 from ferstream.pipeline.errors import FrameError
 from ferstream.pipeline.settings import add_common_arguments, default_models_dir, default_threads, parse_classes
 from ferstream.pipeline.tracking import DEFAULT_SMOOTHING_MS, check_smoothing_ms
 
-from .media import MediaError, check_input, default_output, probe, quiet_opencv_logs, read_frames
-from .records import STDOUT, FrameRecord
-from .timeline import default_prefix
+from .media import (MediaError, check_input, default_output, output_clash, probe, quiet_opencv_logs,
+                    read_frames)
+from .records import STDOUT, FrameRecord, display_name
+from .timeline import default_prefix, timeline_paths
 
 if TYPE_CHECKING:
     from .run import Backend
@@ -154,16 +155,20 @@ def main(argv: list[str] | None = None) -> int:
             check_input(args.inputs[0])
             return annotate(args, args.inputs[0], classes)
         if (problem := batch_usage_problem(args)) is not None:
-            print_error(PROG, problem)
+            _error(problem)
             return EXIT_USAGE
         from .batch import find_inputs
 
-        return annotate_many(args, find_inputs(args.inputs), classes)
+        files = find_inputs(args.inputs)
+        if (problem := output_clash(files, {"--jsonl": args.jsonl, "--csv": args.csv})) is not None:
+            _error(problem)
+            return EXIT_USAGE
+        return annotate_many(args, files, classes)
     except MediaError as error:  # an input path that does not exist or cannot be read: nothing was done
-        print_error(PROG, str(error))
+        _error(str(error))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print_error(PROG, "interrupted")
+        _error("interrupted")
         return EXIT_INTERRUPTED
 
 
@@ -186,10 +191,14 @@ def annotate(args: argparse.Namespace, path: Path, classes: tuple[int, ...]) -> 
     try:
         media = probe(path)
         out = args.out or default_output(media)
-        if out.resolve() == path.resolve():
-            raise MediaError(f"{out}: --out would overwrite the input")
         jsonl = STDOUT if args.json else (args.jsonl or out.with_suffix(".jsonl"))
         prefix = None if args.no_timeline or media.still else (args.timeline or default_prefix(out))
+        timeline_csv, timeline_png = timeline_paths(prefix) if prefix is not None else (None, None)
+        outputs = {"--out": out, "--jsonl": jsonl, "--csv": args.csv, "--timeline (its .csv)": timeline_csv,
+                   "--timeline (its .png)": timeline_png}
+        if (problem := output_clash([path], outputs)) is not None:
+            _error(problem)
+            return EXIT_USAGE
         with _backend(args, classes) as backend:
             result = annotate_media(media, read_frames(media, args.max_pixels), backend,
                                     Outputs(out, jsonl, prefix), on_record=records.append)
@@ -197,25 +206,25 @@ def annotate(args: argparse.Namespace, path: Path, classes: tuple[int, ...]) -> 
             with open_csv(args.csv) as stream:
                 table = CsvFaceWriter(stream)
                 for record in records:
-                    table.write(str(path), record)
+                    table.write(display_name(path), record)
     except FrameError as error:
-        print_error(PROG, f"{path}: {error.message}")
+        _error(f"{path}: {error.message}")
         return EXIT_FAILED
     except BrokenPipeError:  # the reader of --json stopped early (`| head`): nobody is left to tell
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except (MediaError, OSError, ValueError, RuntimeError) as error:  # RuntimeError: also the remote ServerError
-        print_error(PROG, str(error))
+        _error(str(error))
         return EXIT_FAILED
     except cv2.error as error:  # a file OpenCV opened but cannot decode
-        print_error(PROG, f"{path}: {one_line(error)}")
+        _error(f"{path}: {one_line(error)}")
         return EXIT_FAILED
     where = "stdout" if str(jsonl) == STDOUT else str(jsonl)
     timeline = f", timeline {prefix}.csv/.png ({result.tracks} track(s))" if prefix is not None else ""
     table_text = f", {args.csv}" if args.csv is not None else ""
     refused = f", {result.errors} refused by the server" if result.errors else ""
-    print(f"{PROG}: {result.frames} frame(s), {result.faces} face(s){refused} -> {out}, {where}{table_text}"
-          f"{timeline}", file=sys.stderr)
+    _say(f"{PROG}: {result.frames} frame(s), {result.faces} face(s){refused} -> {out}, {where}{table_text}"
+         f"{timeline}")
     return EXIT_OK
 
 
@@ -227,12 +236,12 @@ def annotate_many(args: argparse.Namespace, files: list[Path], classes: tuple[in
     from .batch import annotate_batch
 
     if not files:
-        print_error(PROG, f"no image or video files in {', '.join(str(path) for path in args.inputs)}")
+        _error(f"no image or video files in {', '.join(str(path) for path in args.inputs)}")
         return EXIT_FAILED
     jsonl = STDOUT if args.json else args.jsonl
 
     def report(message: str) -> None:
-        tqdm.write(error_line(PROG, message), file=sys.stderr)  # above the bar, which stays whole
+        tqdm.write(error_line(PROG, display_name(message)), file=sys.stderr)  # above the bar, which stays whole
 
     def progress(paths: list[Path]) -> tqdm:
         # disable=None: a bar only on a terminal, so logs and pipes get the error lines and summary alone.
@@ -245,13 +254,23 @@ def annotate_many(args: argparse.Namespace, files: list[Path], classes: tuple[in
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except (OSError, RuntimeError) as error:  # an output that cannot be written; the remote ServerError
-        print_error(PROG, str(error))
+        _error(str(error))
         return EXIT_FAILED
     written = ", ".join(("stdout" if str(path) == STDOUT else str(path)) for path in (jsonl, args.csv)
                         if path is not None)
-    print(f"{PROG}: {result.done} file(s) done, {result.failed} failed, {result.faces} face(s) in "
-          f"{result.frames} frame(s) -> {written}", file=sys.stderr)
+    _say(f"{PROG}: {result.done} file(s) done, {result.failed} failed, {result.faces} face(s) in "
+         f"{result.frames} frame(s) -> {written}")
     return EXIT_FAILED if result.failed else EXIT_OK
+
+
+def _say(line: str) -> None:
+    """One line on stderr, a file name's bytes that are not UTF-8 shown as records.display_name shows them."""
+    print(display_name(line), file=sys.stderr)
+
+
+def _error(message: str) -> None:
+    """An error line on stderr (error_line's format), names shown as _say shows them."""
+    _say(error_line(PROG, message))
 
 
 @contextmanager

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Protocol
 from ferstream.model.labels import EMOTIONS
 from ferstream.pipeline.tracking import DEFAULT_SMOOTHING_MS, FaceTracker
 
-from .media import Frame, Media, MediaError, add_audio, open_video_writer, write_image
-from .records import FaceRecord, FrameRecord, JsonLinesWriter, face_record_from_result, open_jsonl
+from .media import Frame, Media, MediaError, VideoOutput, add_audio, write_image
+from .records import FaceRecord, FrameRecord, JsonLinesWriter, display_name, face_record_from_result, open_jsonl
 from .timeline import Timeline, timeline_paths
 
 if TYPE_CHECKING:  # the frame path loads the model runtime; only the types are needed here
@@ -140,8 +140,8 @@ def annotate_media(media: Media, frames: Iterable[Frame], backend: Backend, outp
                     write_image(outputs.annotated, drawn)
                 else:
                     if writer is None:
-                        writer = open_video_writer(outputs.annotated, (width, height), media.fps)
-                        opened.callback(writer.release)
+                        writer = VideoOutput(outputs.annotated, (width, height), media.fps)
+                        opened.callback(writer.close)
                     writer.write(drawn)
             if timeline is not None:
                 timeline.add(record)
@@ -155,5 +155,5 @@ def annotate_media(media: Media, frames: Iterable[Frame], backend: Backend, outp
     if timeline is not None and outputs.timeline is not None:
         table, plot = timeline_paths(outputs.timeline)
         timeline.write_csv(table)
-        timeline.plot(plot, title=media.path.name)
+        timeline.plot(plot, title=display_name(media.path.name))
     return Result(frame_count, face_count, errors, len(timeline.track_ids) if timeline is not None else 0)

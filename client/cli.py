@@ -140,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--server-name is for TLS connections (with --tls-ca)")
     if (problem := token_problem(args.token)) is not None:
         return _fail(f"--token or $FER_TOKEN: {problem}", EXIT_USAGE)
+    if args.headless and (problem := _output_problem(args)) is not None:
+        return _fail(problem, EXIT_USAGE)
     try:
         paths = (args.tls_ca, args.tls_key, args.tls_cert)
         tls = _TlsMaterial(*(path.read_bytes() if path else None for path in paths))
@@ -155,6 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_app(args, source, connect)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _output_problem(args: argparse.Namespace) -> str | None:
+    """Why --out and --jsonl cannot be written (one line): one names the --source file, or both one file."""
+    from ferstream.annotate.media import output_clash
+
+    source = [] if args.source.strip().isdigit() else [Path(args.source).expanduser()]
+    return output_clash(source, {"--out": args.out, "--jsonl": args.jsonl})
 
 
 def _quiet_opencv() -> None:

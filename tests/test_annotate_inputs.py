@@ -1,0 +1,96 @@
+"""fer-annotate on the files of real folders: names that are not UTF-8, folders that link back into
+themselves, outputs that would land on inputs, earlier annotated copies, and every image kind a single
+run takes (HEIC, TIFF)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ferstream.annotate.records import read_jsonl
+
+from test_annotate_cli import PHOTO, annotate, one_error_line, write_video
+
+# b"caf\xe9": "café" in Latin-1, as names come from old zips and camera cards; not UTF-8.
+LATIN1 = b"caf\xe9"
+
+
+def latin1_path(folder: Path, suffix: str) -> Path:
+    """folder/café{suffix} with the é as the Latin-1 byte 0xE9 (Python's surrogateescape str of it)."""
+    return folder / os.fsdecode(LATIN1 + suffix.encode())
+
+
+def test_a_name_that_is_not_utf8_is_annotated_and_written_escaped(tmp_path: Path, faces_dir: Path,
+                                                                  fer_models_dir: Path) -> None:
+    photo = latin1_path(tmp_path, ".jpg")
+    shutil.copy(faces_dir / PHOTO, photo)
+    video = latin1_path(tmp_path, ".avi")
+    image = cv2.imread(str(faces_dir / PHOTO))
+    write_video(tmp_path / "clip.avi", [image, image])  # OpenCV itself cannot take the name
+    (tmp_path / "clip.avi").rename(video)
+
+    for source in (photo, video):
+        result = annotate(str(source), "--models-dir", str(fer_models_dir))
+        assert result.returncode == 0, result.stderr
+        assert "caf\\xe9" in result.stderr  # the summary names the files as the outputs do
+    written = sorted(os.listdir(os.fsencode(tmp_path)))
+    assert LATIN1 + b".annotated.jpg" in written and LATIN1 + b".annotated.avi" in written
+    annotated = cv2.imdecode(np.fromfile(latin1_path(tmp_path, ".annotated.jpg"), np.uint8), cv2.IMREAD_COLOR)
+    assert annotated.shape == image.shape
+    assert len(read_jsonl(latin1_path(tmp_path, ".annotated.jsonl"))) == 2
+
+    table, lines = tmp_path / "out" / "faces.csv", tmp_path / "out" / "faces.jsonl"
+    table.parent.mkdir()
+    result = annotate(str(photo), str(video), "--csv", str(table), "--jsonl", str(lines),
+                      "--models-dir", str(fer_models_dir))
+    assert result.returncode == 0, result.stderr
+    with open(table, encoding="utf-8", newline="") as stream:
+        files = {row["file"] for row in csv.DictReader(stream)}
+    escaped = str(tmp_path / "caf\\xe9")
+    assert files == {escaped + ".jpg", escaped + ".avi"}
+    assert {record["file"] for record in read_jsonl(lines)} == files
+
+
+@pytest.mark.parametrize("option", ["--csv", "--jsonl"])
+def test_an_output_naming_the_input_is_refused_and_the_photo_kept(option: str, tmp_path: Path, faces_dir: Path,
+                                                                  fer_models_dir: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    shutil.copy(faces_dir / PHOTO, photo)
+    original = photo.read_bytes()
+    for inputs in ([photo], [tmp_path]):  # one file, and a batch of its folder
+        result = annotate(*map(str, inputs), option, str(photo), "--models-dir", str(fer_models_dir))
+        assert result.returncode == 2
+        assert "is an input file" in one_error_line(result, "fer-annotate")
+        assert photo.read_bytes() == original
+    assert sorted(os.listdir(tmp_path)) == ["photo.jpg"]
+
+
+def test_csv_and_jsonl_naming_one_file_are_refused(tmp_path: Path, faces_dir: Path, fer_models_dir: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    shutil.copy(faces_dir / PHOTO, photo)
+    both = tmp_path / "faces.txt"
+    for inputs in ([photo], [tmp_path]):
+        result = annotate(*map(str, inputs), "--csv", str(both), "--jsonl", str(both),
+                          "--models-dir", str(fer_models_dir))
+        assert result.returncode == 2
+        assert "both name" in one_error_line(result, "fer-annotate")
+        assert not both.exists()
+
+
+def test_a_folder_run_leaves_the_annotated_copies_of_earlier_runs_out(tmp_path: Path, faces_dir: Path,
+                                                                     fer_models_dir: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    shutil.copy(faces_dir / PHOTO, photo)
+    assert annotate(str(photo), "--models-dir", str(fer_models_dir)).returncode == 0
+    assert (tmp_path / "photo.annotated.jpg").exists()
+    lines = tmp_path / "faces.jsonl"
+    result = annotate(str(tmp_path), "--jsonl", str(lines), "--models-dir", str(fer_models_dir))
+    assert result.returncode == 0, result.stderr
+    assert [record["file"] for record in read_jsonl(lines)] == [str(photo)]
+    assert "1 file(s) done" in result.stderr
