@@ -5,7 +5,8 @@ Folders are searched recursively, each folder's entries in sorted order, for ima
 videos and animated GIFs by their container's signature. Other files, hidden files and folders (a
 name starting with "."), and fer-annotate's own outputs (a name with ".annotated." in it, as
 photo.annotated.jpg) are left alone. A file named on the command line is always annotated: one that
-is no image or video fails like a broken one. No file is annotated twice.
+is no image or video fails like a broken one. No file is annotated twice, and no folder searched twice:
+links that lead back into a folder (or to one searched already) are not followed again.
 
 Each file is annotated in full before any of its lines or rows are written, so a file that fails part of
 the way adds nothing to the outputs; its one-line reason goes to stderr and the batch goes on.
@@ -65,17 +66,26 @@ def is_media_file(path: Path) -> bool:
     return mime.startswith("video/") or mime == "image/gif"
 
 
-def _folder_files(folder: Path) -> Iterator[Path]:
-    """The media files below folder, recursively, each folder's entries sorted; hidden entries skipped."""
+def _folder_files(folder: Path, visited: set[Path]) -> Iterator[Path]:
+    """The media files below folder, recursively, each folder's entries sorted; hidden entries skipped.
+
+    visited: the real paths (links resolved) of the folders searched so far, this one added: a folder
+    reached again, by a link back into the tree (ln -s . loop) or to a folder searched already, is skipped,
+    so every real folder is searched once and the search ends.
+    """
     try:
+        real = folder.resolve(strict=True)
         entries = sorted(folder.iterdir())
-    except OSError:  # an unreadable subfolder: nothing in it can be annotated either
+    except (OSError, RuntimeError):  # an unreadable subfolder (or a link loop): nothing in it can be read
         return
+    if real in visited:
+        return
+    visited.add(real)
     for entry in entries:
         if entry.name.startswith(".") or OWN_OUTPUT in entry.name:
             continue
         if entry.is_dir():
-            yield from _folder_files(entry)
+            yield from _folder_files(entry, visited)
         elif entry.is_file() and is_media_file(entry):
             yield entry
 
@@ -87,9 +97,10 @@ def find_inputs(paths: Sequence[Path]) -> list[Path]:
     MediaError (naming the path) for a path that does not exist or cannot be read, before any work.
     """
     found: dict[Path, Path] = {}  # resolved -> as the user will see it
+    visited: set[Path] = set()
     for path in paths:
         if path.is_dir():
-            candidates: Iterable[Path] = _folder_files(path)
+            candidates: Iterable[Path] = _folder_files(path, visited)
         else:
             check_input(path)
             candidates = (path,)

@@ -94,3 +94,16 @@ def test_a_folder_run_leaves_the_annotated_copies_of_earlier_runs_out(tmp_path: 
     assert result.returncode == 0, result.stderr
     assert [record["file"] for record in read_jsonl(lines)] == [str(photo)]
     assert "1 file(s) done" in result.stderr
+
+
+def test_links_back_into_the_folder_end_the_search_and_each_file_is_done_once(tmp_path: Path, faces_dir: Path,
+                                                                              fer_models_dir: Path) -> None:
+    folder = tmp_path / "photos"
+    (folder / "inner").mkdir(parents=True)
+    shutil.copy(faces_dir / PHOTO, folder / "inner" / "photo.jpg")
+    (folder / "again").symlink_to(".")  # two links to the folder itself, one up from below
+    (folder / "inner" / "up").symlink_to("..")
+    lines = tmp_path / "faces.jsonl"
+    result = annotate(str(folder), "--jsonl", str(lines), "--models-dir", str(fer_models_dir))
+    assert result.returncode == 0, result.stderr
+    assert [record["file"] for record in read_jsonl(lines)] == [str(folder / "inner" / "photo.jpg")]
