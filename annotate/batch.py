@@ -139,12 +139,14 @@ def face_row(file: str, record: FrameRecord, face: FaceRecord) -> list[object]:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """What a batch did: files annotated, files that failed, and the faces and frames of the annotated."""
+    """What a batch did: files annotated, files that failed, the faces and frames of the annotated, and the
+    faces the face limit left out of them."""
 
     done: int
     failed: int
     faces: int
     frames: int
+    faces_omitted: int = 0
 
 
 def open_csv(path: Path) -> IO[str]:
@@ -166,7 +168,7 @@ def annotate_batch(files: Sequence[Path], backend: Backend, max_pixels: int, jso
     wraps the files' iteration (a progress bar). Raises OSError when an output cannot be written, and what
     the backend raises for anything but the file (the remote backend's ServerError: a RuntimeError).
     """
-    done = failed = faces = frames = 0
+    done = failed = faces = frames = omitted = 0
     with ExitStack() as opened:
         lines: JsonLinesWriter | None = opened.enter_context(open_jsonl(jsonl)) if jsonl is not None else None
         table = CsvFaceWriter(opened.enter_context(open_csv(csv_path))) if csv_path is not None else None
@@ -193,7 +195,8 @@ def annotate_batch(files: Sequence[Path], backend: Backend, max_pixels: int, jso
             done += 1
             faces += result.faces
             frames += result.frames
-    return BatchResult(done, failed, faces, frames)
+            omitted += result.faces_omitted
+    return BatchResult(done, failed, faces, frames, omitted)
 
 
 def one_line(error: BaseException) -> str:

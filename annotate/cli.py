@@ -223,8 +223,8 @@ def annotate(args: argparse.Namespace, path: Path, classes: tuple[int, ...]) -> 
     timeline = f", timeline {prefix}.csv/.png ({result.tracks} track(s))" if prefix is not None else ""
     table_text = f", {args.csv}" if args.csv is not None else ""
     refused = f", {result.errors} refused by the server" if result.errors else ""
-    _say(f"{PROG}: {result.frames} frame(s), {result.faces} face(s){refused} -> {out}, {where}{table_text}"
-         f"{timeline}")
+    _say(f"{PROG}: {result.frames} frame(s), {result.faces} face(s){left_out(result.faces_omitted)}{refused} -> "
+         f"{out}, {where}{table_text}{timeline}")
     return EXIT_OK
 
 
@@ -258,9 +258,16 @@ def annotate_many(args: argparse.Namespace, files: list[Path], classes: tuple[in
         return EXIT_FAILED
     written = ", ".join(("stdout" if str(path) == STDOUT else str(path)) for path in (jsonl, args.csv)
                         if path is not None)
-    _say(f"{PROG}: {result.done} file(s) done, {result.failed} failed, {result.faces} face(s) in "
-         f"{result.frames} frame(s) -> {written}")
+    _say(f"{PROG}: {result.done} file(s) done, {result.failed} failed, {result.faces} face(s)"
+         f"{left_out(result.faces_omitted)} in {result.frames} frame(s) -> {written}")
     return EXIT_FAILED if result.failed else EXIT_OK
+
+
+def left_out(faces_omitted: int) -> str:
+    """" (and N more left out by the face limit, --max-faces)" for a summary line; "" when none were."""
+    if not faces_omitted:
+        return ""
+    return f" (and {faces_omitted} more left out by the face limit, --max-faces)"
 
 
 def _say(line: str) -> None:

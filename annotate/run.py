@@ -35,10 +35,12 @@ if TYPE_CHECKING:  # the frame path loads the model runtime; only the types are 
 @dataclass(frozen=True)
 class Answer:
     """A backend's answer for one frame: its faces (highest detection score first) or, for a frame the
-    backend refused, no faces and the one-line reason."""
+    backend refused, no faces and the one-line reason; faces_omitted: the faces found beyond the face
+    limit, left out of faces (the lowest scored)."""
 
     faces: list[FaceRecord]
     error: str | None = None
+    faces_omitted: int = 0
 
 
 class Backend(Protocol):
@@ -62,12 +64,14 @@ class Outputs:
 
 @dataclass(frozen=True)
 class Result:
-    """What a run did: frames written, faces found, frames the backend refused, timeline tracks."""
+    """What a run did: frames written, faces found, frames the backend refused, timeline tracks, and the
+    faces the face limit left out (over all frames)."""
 
     frames: int
     faces: int
     errors: int = 0
     tracks: int = 0
+    faces_omitted: int = 0
 
 
 class InProcessBackend:
@@ -91,7 +95,7 @@ class InProcessBackend:
                 tracked = tracker.track(annotated.faces, frame.time_ms or 0.0, self.smoothing_ms)
             faces = [face_record_from_result(face, EMOTIONS, None if tracked is None else tracked[index])
                      for index, face in enumerate(annotated.faces)]
-            yield frame, Answer(faces)
+            yield frame, Answer(faces, faces_omitted=annotated.faces_omitted)
 
 
 def annotation_of(face: FaceRecord, number: int) -> FaceAnnotation:
@@ -120,13 +124,14 @@ def annotate_media(media: Media, frames: Iterable[Frame], backend: Backend, outp
     from .draw import render
 
     timeline = Timeline() if outputs.timeline is not None and not media.still else None
-    frame_count = face_count = errors = 0
+    frame_count = face_count = errors = omitted = 0
     with ExitStack() as opened:
         lines: JsonLinesWriter | None = None
         writer = None
         for frame, answer in backend.answers(frames, media.still):
             height, width = frame.image.shape[:2]
-            record = FrameRecord(frame.index, width, height, answer.faces, frame.time_ms, answer.error)
+            record = FrameRecord(frame.index, width, height, answer.faces, frame.time_ms, answer.error,
+                                 faces_omitted=answer.faces_omitted)
             if on_record is not None:
                 on_record(record)
             if outputs.jsonl is not None:
@@ -148,6 +153,7 @@ def annotate_media(media: Media, frames: Iterable[Frame], backend: Backend, outp
             frame_count += 1
             face_count += len(answer.faces)
             errors += answer.error is not None
+            omitted += answer.faces_omitted
     if frame_count == 0:
         raise MediaError(f"{media.path}: no frame could be read")
     if outputs.annotated is not None and not media.still and media.path.is_file():  # not a camera
@@ -156,4 +162,4 @@ def annotate_media(media: Media, frames: Iterable[Frame], backend: Backend, outp
         table, plot = timeline_paths(outputs.timeline)
         timeline.write_csv(table)
         timeline.plot(plot, title=display_name(media.path.name))
-    return Result(frame_count, face_count, errors, len(timeline.track_ids) if timeline is not None else 0)
+    return Result(frame_count, face_count, errors, len(timeline.track_ids) if timeline is not None else 0, omitted)

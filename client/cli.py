@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write the annotated video here (.mp4, .m4v, .mov, .avi or .mkv; an image source "
                           "takes .jpg, .png, .bmp or .webp); the same path as fer-annotate --server")
     headless.add_argument("--jsonl", type=Path, metavar="FILE", help="write one JSON line of faces per frame here")
+    headless.add_argument("--max-faces", type=_count, default=0, metavar="N",
+                          help="the most faces annotated per frame, up to the server's --max-faces; a frame's JSON "
+                          "line counts those left out in faces_omitted (default: the server's limit)")
     headless.add_argument(
         "--connect-timeout",
         type=_seconds,
@@ -123,6 +126,7 @@ def server_target(text: str) -> str:
 _fraction = number_type(float, lambda value: 0.0 <= value <= 1.0, "a number between 0 and 1")
 _quality = number_type(int, lambda value: 10 <= value <= 100, "a whole number between 10 and 100")
 _seconds = number_type(float, lambda value: value > 0, "a positive number of seconds")
+_count = number_type(int, lambda value: value > 0, "a positive whole number")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,8 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_opencv()
     if args.headless and args.out is None and args.jsonl is None:
         parser.error("--headless needs --out and/or --jsonl")
-    if not args.headless and (args.out or args.jsonl):
-        parser.error("--out and --jsonl are for --headless mode")
+    if not args.headless and (args.out or args.jsonl or args.max_faces):
+        parser.error("--out, --jsonl and --max-faces are for --headless mode")
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
     if args.server_name is not None and args.tls_ca is None and args.tls_cert is None:
@@ -198,6 +202,7 @@ def _run_headless(args: argparse.Namespace, source: FrameSource, client: Emotion
         detector=args.detector,
         min_detection_score=args.min_score,
         jpeg_quality=args.jpeg_quality,
+        max_faces=args.max_faces,
     )
     source.close()  # it was opened to check it; run_headless reads it again (a camera cannot be opened twice)
     with client:
@@ -213,7 +218,9 @@ def _run_headless(args: argparse.Namespace, source: FrameSource, client: Emotion
             return _fail(str(error), EXIT_USAGE)
         except ServerError as error:
             return _fail(str(error), EXIT_SERVER)
-    print(f"{PROG}: annotated {result.frames} frames, {result.faces} faces", file=sys.stderr)
+    left_out = (f" (and {result.faces_omitted} more left out by the face limit, --max-faces)"
+                if result.faces_omitted else "")
+    print(f"{PROG}: annotated {result.frames} frames, {result.faces} faces{left_out}", file=sys.stderr)
     return 0
 
 

@@ -46,6 +46,7 @@ class HeadlessSettings:
     detector: str | None = None  # None: the server's default
     min_detection_score: float = 0.0  # 0: the detector's own threshold
     jpeg_quality: int = 85  # of the frames sent
+    max_faces: int = 0  # most faces per frame; 0: the server's limit (which also caps larger values)
 
 
 class RemoteBackend:
@@ -53,14 +54,16 @@ class RemoteBackend:
 
     detector: a detector name, None for the server's; min_detection_score 0..1 (0: the detector's own);
     jpeg_quality 10..100 of the frames sent; smoothing_ms: the track smoothing time constant asked for
-    (milliseconds of frame time, 0 off), None for the server's --track-smoothing-ms. Iterating `answers`
-    raises ServerError when the server fails the call or ends it before answering every frame.
+    (milliseconds of frame time, 0 off), None for the server's --track-smoothing-ms; max_faces: the most
+    faces per frame, 0 for the server's --max-faces (which also caps larger values); each answer carries
+    the server's count of the faces left out. Iterating `answers` raises ServerError when the server fails
+    the call or ends it before answering every frame.
     """
 
     def __init__(self, client: EmotionClient, detector: str | None = None, min_detection_score: float = 0.0,
-                 jpeg_quality: int = 85, smoothing_ms: float | None = None) -> None:
+                 jpeg_quality: int = 85, smoothing_ms: float | None = None, max_faces: int = 0) -> None:
         self.client = client
-        self.options = make_options(detector, min_detection_score)
+        self.options = make_options(detector, min_detection_score, max_faces)
         if smoothing_ms is not None:
             self.options.track_smoothing_ms = smoothing_ms
         self.jpeg_quality = jpeg_quality
@@ -72,8 +75,10 @@ class RemoteBackend:
                 for frame in frames:
                     response = self.client.annotate(frame.image, detector=self.options.detector,
                                                     min_detection_score=self.options.min_detection_score,
+                                                    max_faces=self.options.max_faces,
                                                     jpeg_quality=self.jpeg_quality)
-                    yield frame, Answer([face_record(face) for face in response.faces])
+                    yield frame, Answer([face_record(face) for face in response.faces],
+                                        faces_omitted=response.faces_omitted)
             else:
                 yield from self._stream(frames)
         except grpc.RpcError as error:
@@ -97,7 +102,8 @@ class RemoteBackend:
             for response in responses:
                 failed = response.error.code != 0  # google.rpc.Code; 0 (or no error set) means answered
                 faces = [] if failed else [face_record(face) for face in response.faces]
-                yield sent.popleft(), Answer(faces, response.error.message if failed else None)
+                yield sent.popleft(), Answer(faces, response.error.message if failed else None,
+                                             0 if failed else response.faces_omitted)
 
 
 def connect(client: EmotionClient, timeout_s: float) -> None:
@@ -126,7 +132,8 @@ def run_headless(client: EmotionClient, source: str, settings: HeadlessSettings)
     runs until it ends or Ctrl-C. Raises OutputError when the source or an output cannot be read or written,
     ServerError when the server fails the call.
     """
-    backend = RemoteBackend(client, settings.detector, settings.min_detection_score, settings.jpeg_quality)
+    backend = RemoteBackend(client, settings.detector, settings.min_detection_score, settings.jpeg_quality,
+                            max_faces=settings.max_faces)
     outputs = Outputs(settings.output, settings.jsonl, None)
     try:
         if source.strip().isdigit():

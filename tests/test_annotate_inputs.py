@@ -107,3 +107,30 @@ def test_links_back_into_the_folder_end_the_search_and_each_file_is_done_once(tm
     result = annotate(str(folder), "--jsonl", str(lines), "--models-dir", str(fer_models_dir))
     assert result.returncode == 0, result.stderr
     assert [record["file"] for record in read_jsonl(lines)] == [str(folder / "inner" / "photo.jpg")]
+
+
+def test_a_crowd_says_what_the_face_limit_left_out_and_max_faces_is_honoured(tmp_path: Path, faces_dir: Path,
+                                                                             fer_models_dir: Path,
+                                                                             face_boxes) -> None:
+    from helpers import face_mosaic
+
+    mosaic, tiles = face_mosaic(faces_dir, face_boxes)  # 43 faces, over the default limit of 32
+    cv2.imwrite(str(tmp_path / "crowd.png"), mosaic)
+    table, lines = tmp_path / "out" / "faces.csv", tmp_path / "out" / "faces.jsonl"
+    table.parent.mkdir()
+
+    def run(*options: str) -> tuple[dict, int, str]:
+        result = annotate(str(tmp_path / "crowd.png"), str(tmp_path / "crowd.png"), "--csv", str(table),
+                          "--jsonl", str(lines), "--models-dir", str(fer_models_dir), *options)
+        assert result.returncode == 0, result.stderr
+        [record] = read_jsonl(lines)
+        with open(table, encoding="utf-8", newline="") as stream:
+            rows = len(list(csv.DictReader(stream)))
+        return record, rows, result.stderr
+
+    record, rows, said = run()
+    assert len(record["faces"]) == rows == 32 and record["faces_omitted"] > 0
+    assert f"{record['faces_omitted']} more left out by the face limit" in said
+    everyone, rows, said = run("--max-faces", "200")
+    assert len(everyone["faces"]) == rows == 32 + record["faces_omitted"]
+    assert "faces_omitted" not in everyone and "left out" not in said

@@ -194,3 +194,26 @@ def test_headless_refuses_outputs_on_the_source_or_on_one_file(faces_dir, tmp_pa
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("fer-client: error: ") and ("is an input file" in line or "both name" in line)
     assert source.read_bytes() == original and sorted(os.listdir(tmp_path)) == ["photo.jpg"]
+
+
+def test_headless_says_what_the_face_limit_left_out_and_takes_a_limit(server, faces_dir, face_boxes, tmp_path):
+    from helpers import face_mosaic
+
+    mosaic, tiles = face_mosaic(faces_dir, face_boxes)  # 43 faces, over the server's limit of 32
+    crowd = tmp_path / "crowd.png"
+    cv2.imwrite(str(crowd), mosaic)
+    jsonl = tmp_path / "crowd.jsonl"
+
+    def faces(*options: str) -> tuple[dict, str]:
+        done = subprocess.run(fer_client("--headless", "--server", server.address, "--source", str(crowd),
+                                         "--jsonl", str(jsonl), *options),
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        [record] = read_jsonl(jsonl)
+        return record, done.stderr
+
+    record, said = faces()
+    assert len(record["faces"]) == 32 and record["faces_omitted"] > 0
+    assert f"{record['faces_omitted']} more left out by the face limit" in said
+    record, said = faces("--max-faces", "10")
+    assert len(record["faces"]) == 10 and record["faces_omitted"] > 22
