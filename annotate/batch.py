@@ -1,10 +1,11 @@
 """fer-annotate on a batch: files and folders in, one JSON-lines file and one flat CSV table out.
 
 Folders are searched recursively, each folder's entries in sorted order, for images and videos by content
-(the first bytes, never the name): JPEG, PNG, BMP and WebP images (what the frame path decodes), and
-videos and animated GIFs by their container's signature. Other files, hidden files and folders (a
-name starting with "."), and fer-annotate's own outputs (a name with ".annotated." in it, as
-photo.annotated.jpg) are left alone. A file named on the command line is always annotated: one that
+(the first bytes, never the name): JPEG, PNG, BMP and WebP images (what the frame path decodes), videos
+by their container's signature, and the images OpenCV's FFmpeg reads (GIF, HEIC/HEIF, AVIF, TIFF):
+whatever a single run takes. Hidden files and folders (a name starting with ".") and fer-annotate's own
+outputs (a name with ".annotated." in it, as photo.annotated.jpg) are left alone; other files are left
+out too, and named by kind (find_inputs' skipped) so that nothing is left out without a word. A file named on the command line is always annotated: one that
 is no image or video fails like a broken one. No file is annotated twice, and no folder searched twice:
 links that lead back into a folder (or to one searched already) are not followed again.
 
@@ -41,33 +42,49 @@ CSV_COLUMNS: tuple[str, ...] = ("file", "frame", "time_ms", "x", "y", "width", "
 # In the names of what fer-annotate writes beside an input (media.default_output, timeline.default_prefix:
 # photo.annotated.jpg, clip.annotated.timeline.png): folder searches leave these out.
 OWN_OUTPUT = ".annotated."
+# Images OpenCV's FFmpeg reads (as a one-frame video), by puremagic's type: GIF, HEIC/HEIF (the iPhone's
+# default), AVIF and TIFF. A single run takes them, so folder runs do too.
+FFMPEG_IMAGES = ("image/gif", "image/heic", "image/heif", "image/avif", "image/tiff")
 # Enough of a file's start for every signature puremagic knows of the video containers (MP4's ftyp box
 # at byte 4, AVI's RIFF header, Matroska's EBML id, GIF...).
 _SIGNATURE_BYTES = 4096
 
 
-def is_media_file(path: Path) -> bool:
-    """True when path's first bytes are an image the frame path decodes (JPEG, PNG, BMP, WebP), a video
-    container or a GIF (which OpenCV reads as a video). False for anything else, and for a file that
-    cannot be read."""
+def unread_kind(path: Path) -> str | None:
+    """None when path's first bytes are an image the frame path decodes (JPEG, PNG, BMP, WebP), a video
+    container, or an image OpenCV's FFmpeg reads (GIF, HEIC/HEIF, AVIF, TIFF: FFMPEG_IMAGES), as a single
+    run takes it. Else the kind of file it is, for people: its type by signature ("application/pdf"), or
+    by name when the content is not known (".txt", "no suffix"); "unreadable" for a file that cannot be read."""
     import puremagic
 
     try:
         with open(path, "rb") as stream:
             head = stream.read(_SIGNATURE_BYTES)
     except OSError:
-        return False
+        return "unreadable"
     if is_still_image(head):
-        return True
+        return None
     try:
         mime = puremagic.from_string(head, mime=True)
     except (puremagic.PureError, ValueError):  # no known signature (or an empty file)
-        return False
-    return mime.startswith("video/") or mime == "image/gif"
+        mime = ""
+    if mime.startswith("video/") or mime in FFMPEG_IMAGES:
+        return None
+    return mime or path.suffix.lower() or "no suffix"
 
 
-def _folder_files(folder: Path, visited: set[Path]) -> Iterator[Path]:
-    """The media files below folder, recursively, each folder's entries sorted; hidden entries skipped.
+@dataclass(frozen=True)
+class Inputs:
+    """What find_inputs found: the files to annotate, in order, and the files of the folders left out,
+    by kind (unread_kind), each in the order found."""
+
+    files: list[Path]
+    skipped: dict[str, list[Path]]
+
+
+def _folder_files(folder: Path, visited: set[Path], skipped: dict[str, list[Path]]) -> Iterator[Path]:
+    """The media files below folder, recursively, each folder's entries sorted; hidden entries and
+    fer-annotate's own outputs left out, other files that are no media added to skipped by kind.
 
     visited: the real paths (links resolved) of the folders searched so far, this one added: a folder
     reached again, by a link back into the tree (ln -s . loop) or to a folder searched already, is skipped,
@@ -85,28 +102,32 @@ def _folder_files(folder: Path, visited: set[Path]) -> Iterator[Path]:
         if entry.name.startswith(".") or OWN_OUTPUT in entry.name:
             continue
         if entry.is_dir():
-            yield from _folder_files(entry, visited)
-        elif entry.is_file() and is_media_file(entry):
-            yield entry
+            yield from _folder_files(entry, visited, skipped)
+        elif entry.is_file():
+            if (kind := unread_kind(entry)) is None:
+                yield entry
+            else:
+                skipped.setdefault(kind, []).append(entry)
 
 
-def find_inputs(paths: Sequence[Path]) -> list[Path]:
+def find_inputs(paths: Sequence[Path]) -> Inputs:
     """The files a batch annotates: each path that is a file, and the media files found in each folder
-    (see the module docstring), in the order given, none twice.
+    (see the module docstring), in the order given, none twice; and the folders' files left out, by kind.
 
     MediaError (naming the path) for a path that does not exist or cannot be read, before any work.
     """
     found: dict[Path, Path] = {}  # resolved -> as the user will see it
     visited: set[Path] = set()
+    skipped: dict[str, list[Path]] = {}
     for path in paths:
         if path.is_dir():
-            candidates: Iterable[Path] = _folder_files(path, visited)
+            candidates: Iterable[Path] = _folder_files(path, visited, skipped)
         else:
             check_input(path)
             candidates = (path,)
         for candidate in candidates:
             found.setdefault(candidate.resolve(), candidate)
-    return list(found.values())
+    return Inputs(list(found.values()), skipped)
 
 
 class CsvFaceWriter:

@@ -86,14 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "--headless) and, for a video, each face track's emotions over time (NAME.timeline.csv "
                     "and .png). Several inputs or a folder: a batch, written to one JSON-lines file (--jsonl) "
                     "and/or one CSV table (--csv) only, with a progress bar and a summary; a file that cannot "
-                    "be annotated is reported on one line and skipped. Folders are searched recursively for "
-                    "images and videos by content (the first bytes, not the name): JPEG, PNG, BMP and WebP "
-                    "images, video containers and GIFs; other files and hidden ones (.name) are left alone. "
+                    "be annotated is reported on one line and skipped. Folders are searched recursively, each "
+                    "real folder once, for images and videos by content (the first bytes, not the name): "
+                    "JPEG, PNG, BMP, WebP, HEIC, AVIF, TIFF and GIF images and video containers; hidden files "
+                    "(.name) and fer-annotate's own outputs (NAME.annotated.*) are left alone, and other files "
+                    "are left out with a line per kind. "
                     "Runs the model in this process, or on a fer-server with --server.",
         epilog="Exit codes: 0 done, 1 an input could not be annotated (in a batch: any file), an output not "
                "written or the server failed, 2 bad usage, 130 interrupted.")
     parser.add_argument("inputs", type=Path, nargs="+", metavar="FILE_OR_FOLDER",
-                        help="images (JPEG, PNG, BMP, WebP) and videos or animated images that OpenCV reads, "
+                        help="images (JPEG, PNG, BMP, WebP; HEIC, AVIF, TIFF and GIF through FFmpeg) and videos that OpenCV "
+                             "reads, "
                              "and folders of them; the kind is read from the content, not the name")
     parser.add_argument("--out", type=Path, default=None,
                         help="one input file only: the annotated copy; its suffix picks the format (.jpg, "
@@ -159,11 +162,13 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         from .batch import find_inputs
 
-        files = find_inputs(args.inputs)
-        if (problem := output_clash(files, {"--jsonl": args.jsonl, "--csv": args.csv})) is not None:
+        found = find_inputs(args.inputs)
+        if (problem := output_clash(found.files, {"--jsonl": args.jsonl, "--csv": args.csv})) is not None:
             _error(problem)
             return EXIT_USAGE
-        return annotate_many(args, files, classes)
+        for kind, paths in found.skipped.items():
+            _say(f"{PROG}: left out {len(paths)} {kind} file(s), no image or video it reads (first: {paths[0]})")
+        return annotate_many(args, found.files, classes)
     except MediaError as error:  # an input path that does not exist or cannot be read: nothing was done
         _error(str(error))
         return EXIT_USAGE

@@ -134,3 +134,35 @@ def test_a_crowd_says_what_the_face_limit_left_out_and_max_faces_is_honoured(tmp
     everyone, rows, said = run("--max-faces", "200")
     assert len(everyone["faces"]) == rows == 32 + record["faces_omitted"]
     assert "faces_omitted" not in everyone and "left out" not in said
+
+
+def write_heic(path: Path, image: np.ndarray) -> None:
+    """image (BGR) as a HEIC file, the iPhone's default format (HEVC in a HEIF container)."""
+    import pillow_heif
+
+    height, width = image.shape[:2]
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    pillow_heif.from_bytes(mode="RGB", size=(width, height), data=rgb.tobytes()).save(str(path), quality=90)
+
+
+def test_a_folder_run_takes_heic_and_tiff_as_a_single_run_does_and_names_what_it_leaves_out(
+        tmp_path: Path, faces_dir: Path, fer_models_dir: Path) -> None:
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    image = cv2.imread(str(faces_dir / PHOTO))
+    write_heic(folder / "IMG_0001.HEIC", image)
+    cv2.imwrite(str(folder / "scan.tif"), image)
+    (folder / "notes.txt").write_text("not a photo\n")
+    (folder / "readme.txt").write_text("nor this\n")
+
+    alone = annotate(str(folder / "IMG_0001.HEIC"), "--json", "--models-dir", str(fer_models_dir))
+    assert alone.returncode == 0, alone.stderr
+
+    lines = tmp_path / "faces.jsonl"
+    result = annotate(str(folder), "--jsonl", str(lines), "--models-dir", str(fer_models_dir))
+    assert result.returncode == 0, result.stderr
+    records = read_jsonl(lines)
+    assert [record["file"] for record in records] == [str(folder / "IMG_0001.HEIC"), str(folder / "scan.tif")]
+    assert all(len(record["faces"]) == 3 for record in records)
+    [skipped] = [line for line in result.stderr.splitlines() if "left out" in line]
+    assert "2 .txt file(s)" in skipped and "notes.txt" in skipped
