@@ -95,9 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 done, 1 an input could not be annotated (in a batch: any file), an output not "
                "written or the server failed, 2 bad usage, 130 interrupted.")
     parser.add_argument("inputs", type=Path, nargs="+", metavar="FILE_OR_FOLDER",
-                        help="images (JPEG, PNG, BMP, WebP; HEIC, AVIF, TIFF and GIF through FFmpeg) and videos that OpenCV "
-                             "reads, "
-                             "and folders of them; the kind is read from the content, not the name")
+                        help="images (JPEG, PNG, BMP, WebP; HEIC, AVIF, TIFF and GIF through FFmpeg) and videos "
+                             "that OpenCV reads, and folders of them; the kind is read from the content, not the name")
     parser.add_argument("--out", type=Path, default=None,
                         help="one input file only: the annotated copy; its suffix picks the format (.jpg, "
                              ".png... for an image; .avi, .mp4, .mkv, .mov for a video, which keeps the "
