@@ -19,7 +19,8 @@ from typing import NamedTuple
 import cv2
 
 from ferstream.client.capture import FrameSource, SourceError, open_source
-from ferstream.client.library import DEFAULT_JPEG_QUALITY, DETECTORS, EmotionClient, default_target, token_problem
+from ferstream.client.library import (DEFAULT_JPEG_QUALITY, DETECTORS, MIN_JPEG_QUALITY, EmotionClient, default_target,
+                                      token_problem)
 from ferstream.client.session import StreamOptions, target_problem
 from ferstream.pipeline.commandline import (
     EXIT_FAILED,
@@ -71,8 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--jpeg-quality",
         type=_quality,
         default=DEFAULT_JPEG_QUALITY,
-        metavar="10..100",
-        help="JPEG quality of the frames sent (default: %(default)s)",
+        metavar=f"{MIN_JPEG_QUALITY}..100",
+        help=f"JPEG quality of the frames sent; from {MIN_JPEG_QUALITY} up at least 95 %% of faces keep the top "
+        "emotion of the uncompressed frame (96.6 %% of the shared photos' 1,706 faces at 75, 93.7 %% at 70, 82 %% at "
+        "10) (default: %(default)s)",
     )
     parser.add_argument(
         "--snapshot-dir",
@@ -124,7 +127,8 @@ def server_target(text: str) -> str:
 
 # argparse types of build_parser's options.
 _fraction = number_type(float, lambda value: 0.0 <= value <= 1.0, "a number between 0 and 1")
-_quality = number_type(int, lambda value: 10 <= value <= 100, "a whole number between 10 and 100")
+_quality = number_type(int, lambda value: MIN_JPEG_QUALITY <= value <= 100,
+                       f"a whole number between {MIN_JPEG_QUALITY} and 100")
 _seconds = number_type(float, lambda value: value > 0, "a positive number of seconds")
 _count = number_type(int, lambda value: value > 0, "a positive whole number")
 
