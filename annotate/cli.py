@@ -23,23 +23,26 @@ from typing import TYPE_CHECKING
 import cv2
 
 from ferstream.pipeline.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
-                                            add_version_argument, error_line, print_error)
+                                            add_version_argument, error_line)
 from ferstream.pipeline.detectors import DetectorKind
 from ferstream.pipeline.errors import FrameError
 from ferstream.pipeline.settings import add_common_arguments, default_models_dir, default_threads, parse_classes
 from ferstream.pipeline.tracking import DEFAULT_SMOOTHING_MS, check_smoothing_ms
 
-from .media import MediaError, check_input, default_output, probe, quiet_opencv_logs, read_frames
-from .records import STDOUT, FrameRecord
-from .timeline import default_prefix
+from .media import (MediaError, check_input, default_output, output_clash, probe, quiet_opencv_logs,
+                    read_frames)
+from .records import STDOUT, FrameRecord, display_name
+from .timeline import default_prefix, timeline_paths
 
 if TYPE_CHECKING:
     from .run import Backend
 
 # Default seconds to wait for --server before giving up (as fer-client --connect-timeout's).
 CONNECT_TIMEOUT_S = 10.0
-# Of the frames sent with --server (as fer-client --jpeg-quality's default).
+# Of the frames sent with --server (as fer-client --jpeg-quality's default and floor, client/library.py:
+# from 75 up at least 95 % of faces keep their top emotion).
 DEFAULT_JPEG_QUALITY = 85
+MIN_JPEG_QUALITY = 75
 
 PROG = "fer-annotate"
 
@@ -61,10 +64,10 @@ def smoothing_ms(text: str) -> float:
 
 
 def quality(text: str) -> int:
-    """argparse type: a JPEG quality, a whole number within 10-100."""
+    """argparse type: a JPEG quality, a whole number within MIN_JPEG_QUALITY-100."""
     value = int(text)
-    if not 10 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"{text} is not between 10 and 100")
+    if not MIN_JPEG_QUALITY <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text} is not between {MIN_JPEG_QUALITY} and 100")
     return value
 
 
@@ -85,15 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "--headless) and, for a video, each face track's emotions over time (NAME.timeline.csv "
                     "and .png). Several inputs or a folder: a batch, written to one JSON-lines file (--jsonl) "
                     "and/or one CSV table (--csv) only, with a progress bar and a summary; a file that cannot "
-                    "be annotated is reported on one line and skipped. Folders are searched recursively for "
-                    "images and videos by content (the first bytes, not the name): JPEG, PNG, BMP and WebP "
-                    "images, video containers and GIFs; other files and hidden ones (.name) are left alone. "
+                    "be annotated is reported on one line and skipped. Folders are searched recursively, each "
+                    "real folder once, for images and videos by content (the first bytes, not the name): "
+                    "JPEG, PNG, BMP, WebP, HEIC, AVIF, TIFF and GIF images and video containers; hidden files "
+                    "(.name) and fer-annotate's own outputs (NAME.annotated.*) are left alone, and other files "
+                    "are left out with a line per kind. "
                     "Runs the model in this process, or on a fer-server with --server.",
         epilog="Exit codes: 0 done, 1 an input could not be annotated (in a batch: any file), an output not "
                "written or the server failed, 2 bad usage, 130 interrupted.")
     parser.add_argument("inputs", type=Path, nargs="+", metavar="FILE_OR_FOLDER",
-                        help="images (JPEG, PNG, BMP, WebP) and videos or animated images that OpenCV reads, "
-                             "and folders of them; the kind is read from the content, not the name")
+                        help="images (JPEG, PNG, BMP, WebP; HEIC, AVIF, TIFF and GIF through FFmpeg) and videos "
+                             "that OpenCV reads, and folders of them; the kind is read from the content, not the name")
     parser.add_argument("--out", type=Path, default=None,
                         help="one input file only: the annotated copy; its suffix picks the format (.jpg, "
                              ".png... for an image; .avi, .mp4, .mkv, .mov for a video, which keeps the "
@@ -129,8 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "taken from $FER_TOKEN; for TLS use fer-client --headless")
     remote.add_argument("--connect-timeout", type=seconds, default=CONNECT_TIMEOUT_S, metavar="SECONDS",
                         help="with --server, give up when it cannot be reached for this long (default: %(default)s)")
-    remote.add_argument("--jpeg-quality", type=quality, default=DEFAULT_JPEG_QUALITY, metavar="10..100",
-                        help="with --server, JPEG quality of the video frames sent; a photo goes as its file "
+    remote.add_argument("--jpeg-quality", type=quality, default=DEFAULT_JPEG_QUALITY,
+                        metavar=f"{MIN_JPEG_QUALITY}..100",
+                        help="with --server, JPEG quality of the video frames sent (a photo goes as its file); "
+                             "from 75 up at least 95 %% of faces keep their top emotion, as with fer-client "
                              "(default: %(default)s)")
     add_common_arguments(parser, "emotion model: accurate (a real-world expression model on 112x112 colour faces "
                                  "with the fast one; several times its cost) or fast (a 48x48 grey CNN), or the "
@@ -158,16 +165,22 @@ def main(argv: list[str] | None = None) -> int:
             check_input(args.inputs[0])
             return annotate(args, args.inputs[0], classes)
         if (problem := batch_usage_problem(args)) is not None:
-            print_error(PROG, problem)
+            _error(problem)
             return EXIT_USAGE
         from .batch import find_inputs
 
-        return annotate_many(args, find_inputs(args.inputs), classes)
+        found = find_inputs(args.inputs)
+        if (problem := output_clash(found.files, {"--jsonl": args.jsonl, "--csv": args.csv})) is not None:
+            _error(problem)
+            return EXIT_USAGE
+        for kind, paths in found.skipped.items():
+            _say(f"{PROG}: left out {len(paths)} {kind} file(s), no image or video it reads (first: {paths[0]})")
+        return annotate_many(args, found.files, classes)
     except MediaError as error:  # an input path that does not exist or cannot be read: nothing was done
-        print_error(PROG, str(error))
+        _error(str(error))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print_error(PROG, "interrupted")
+        _error("interrupted")
         return EXIT_INTERRUPTED
 
 
@@ -190,10 +203,14 @@ def annotate(args: argparse.Namespace, path: Path, classes: tuple[int, ...]) -> 
     try:
         media = probe(path)
         out = args.out or default_output(media)
-        if out.resolve() == path.resolve():
-            raise MediaError(f"{out}: --out would overwrite the input")
         jsonl = STDOUT if args.json else (args.jsonl or out.with_suffix(".jsonl"))
         prefix = None if args.no_timeline or media.still else (args.timeline or default_prefix(out))
+        timeline_csv, timeline_png = timeline_paths(prefix) if prefix is not None else (None, None)
+        outputs = {"--out": out, "--jsonl": jsonl, "--csv": args.csv, "--timeline (its .csv)": timeline_csv,
+                   "--timeline (its .png)": timeline_png}
+        if (problem := output_clash([path], outputs)) is not None:
+            _error(problem)
+            return EXIT_USAGE
         with _backend(args, classes) as backend:
             result = annotate_media(media, read_frames(media, args.max_pixels), backend,
                                     Outputs(out, jsonl, prefix), on_record=records.append)
@@ -201,25 +218,25 @@ def annotate(args: argparse.Namespace, path: Path, classes: tuple[int, ...]) -> 
             with open_csv(args.csv) as stream:
                 table = CsvFaceWriter(stream)
                 for record in records:
-                    table.write(str(path), record)
+                    table.write(display_name(path), record)
     except FrameError as error:
-        print_error(PROG, f"{path}: {error.message}")
+        _error(f"{path}: {error.message}")
         return EXIT_FAILED
     except BrokenPipeError:  # the reader of --json stopped early (`| head`): nobody is left to tell
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except (MediaError, OSError, ValueError, RuntimeError) as error:  # RuntimeError: also the remote ServerError
-        print_error(PROG, str(error))
+        _error(str(error))
         return EXIT_FAILED
     except cv2.error as error:  # a file OpenCV opened but cannot decode
-        print_error(PROG, f"{path}: {one_line(error)}")
+        _error(f"{path}: {one_line(error)}")
         return EXIT_FAILED
     where = "stdout" if str(jsonl) == STDOUT else str(jsonl)
     timeline = f", timeline {prefix}.csv/.png ({result.tracks} track(s))" if prefix is not None else ""
     table_text = f", {args.csv}" if args.csv is not None else ""
     refused = f", {result.errors} refused by the server" if result.errors else ""
-    print(f"{PROG}: {result.frames} frame(s), {result.faces} face(s){refused} -> {out}, {where}{table_text}"
-          f"{timeline}", file=sys.stderr)
+    _say(f"{PROG}: {result.frames} frame(s), {result.faces} face(s){left_out(result.faces_omitted)}{refused} -> "
+         f"{out}, {where}{table_text}{timeline}")
     return EXIT_OK
 
 
@@ -231,12 +248,12 @@ def annotate_many(args: argparse.Namespace, files: list[Path], classes: tuple[in
     from .batch import annotate_batch
 
     if not files:
-        print_error(PROG, f"no image or video files in {', '.join(str(path) for path in args.inputs)}")
+        _error(f"no image or video files in {', '.join(str(path) for path in args.inputs)}")
         return EXIT_FAILED
     jsonl = STDOUT if args.json else args.jsonl
 
     def report(message: str) -> None:
-        tqdm.write(error_line(PROG, message), file=sys.stderr)  # above the bar, which stays whole
+        tqdm.write(error_line(PROG, display_name(message)), file=sys.stderr)  # above the bar, which stays whole
 
     def progress(paths: list[Path]) -> tqdm:
         # disable=None: a bar only on a terminal, so logs and pipes get the error lines and summary alone.
@@ -249,13 +266,30 @@ def annotate_many(args: argparse.Namespace, files: list[Path], classes: tuple[in
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except (OSError, RuntimeError) as error:  # an output that cannot be written; the remote ServerError
-        print_error(PROG, str(error))
+        _error(str(error))
         return EXIT_FAILED
     written = ", ".join(("stdout" if str(path) == STDOUT else str(path)) for path in (jsonl, args.csv)
                         if path is not None)
-    print(f"{PROG}: {result.done} file(s) done, {result.failed} failed, {result.faces} face(s) in "
-          f"{result.frames} frame(s) -> {written}", file=sys.stderr)
+    _say(f"{PROG}: {result.done} file(s) done, {result.failed} failed, {result.faces} face(s)"
+         f"{left_out(result.faces_omitted)} in {result.frames} frame(s) -> {written}")
     return EXIT_FAILED if result.failed else EXIT_OK
+
+
+def left_out(faces_omitted: int) -> str:
+    """" (and N more left out by the face limit, --max-faces)" for a summary line; "" when none were."""
+    if not faces_omitted:
+        return ""
+    return f" (and {faces_omitted} more left out by the face limit, --max-faces)"
+
+
+def _say(line: str) -> None:
+    """One line on stderr, a file name's bytes that are not UTF-8 shown as records.display_name shows them."""
+    print(display_name(line), file=sys.stderr)
+
+
+def _error(message: str) -> None:
+    """An error line on stderr (error_line's format), names shown as _say shows them."""
+    _say(error_line(PROG, message))
 
 
 @contextmanager

@@ -8,16 +8,25 @@ a GIF) by OpenCV's FFmpeg backend. Video frames carry the time the container giv
 
 OpenCV writes video only, so an annotated copy gets the source's audio afterwards (add_audio): PyAV, with
 the FFmpeg of its wheel, copies the audio packets into the written file without re-encoding the video.
+
+File names are any bytes the system allows, not only UTF-8 (Latin-1 names from old zips and camera
+cards): OpenCV cannot take such a name (it crashes on one), so it is never given a path. Images are read
+and written by Python (cv2.imdecode, cv2.imencode), videos read from an open Python file object
+(capture_from_file) and written under a temporary UTF-8 name beside the output, renamed when complete
+(VideoOutput). PyAV takes any name.
 """
 
 from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import cv2
 import numpy as np
@@ -88,6 +97,23 @@ def check_input(path: Path) -> None:
         raise MediaError(f"{path}: cannot read it (permission denied)")
 
 
+def output_clash(inputs: Sequence[Path], outputs: Mapping[str, Path | str | None]) -> str | None:
+    """Why outputs ({option: path}; None and "-" for stdout left out) cannot be written (one line): one
+    names an input, which it would replace, or two name the same file, which would mix them. None when
+    every output is a file of its own. Paths are compared resolved (links followed)."""
+    taken: dict[Path, str] = {path.resolve(): "an input" for path in inputs}
+    for option, path in outputs.items():
+        if path is None or str(path) == "-":
+            continue
+        real = Path(path).resolve()
+        if (owner := taken.get(real)) == "an input":
+            return f"{option} {path} is an input file: it would be overwritten; choose another path"
+        if owner is not None:
+            return f"{owner} and {option} both name {path}: give each its own file"
+        taken[real] = option
+    return None
+
+
 def probe(path: Path) -> Media:
     """What the input is, by content; MediaError when it is neither a readable image nor a video."""
     check_input(path)
@@ -95,14 +121,34 @@ def probe(path: Path) -> Media:
         head = stream.read(16)
     if is_still_image(head):
         return Media(path, True, FALLBACK_FPS)
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)  # not OpenCV's own AVI reader, which prints to stderr
-    try:
+    with open_capture(path) as capture:
         if not capture.isOpened() or not capture.grab():
             raise MediaError(f"{path}: not a readable image or video")
         fps = capture.get(cv2.CAP_PROP_FPS)
-    finally:
-        capture.release()
     return Media(path, False, fps if 0 < fps < 1000 else FALLBACK_FPS)
+
+
+def capture_from_file(stream: BinaryIO) -> cv2.VideoCapture:
+    """An OpenCV capture (FFmpeg's, not OpenCV's own AVI reader, which prints to stderr) reading the video or
+    animated image in stream, a file opened "rb": any file name works. OpenCV does not keep stream alive:
+    the caller holds it open until the capture is released (it crashes otherwise). Check isOpened(): False
+    for a file FFmpeg cannot read."""
+    try:
+        return cv2.VideoCapture(stream, cv2.CAP_FFMPEG, [])
+    except cv2.error:  # no demuxer takes the stream
+        return cv2.VideoCapture()
+
+
+@contextmanager
+def open_capture(path: Path) -> Iterator[cv2.VideoCapture]:
+    """capture_from_file of the file at path, released and closed at the end of the block. OSError when
+    the file cannot be opened."""
+    with open(path, "rb") as stream:
+        capture = capture_from_file(stream)
+        try:
+            yield capture
+        finally:
+            capture.release()
 
 
 def read_frames(media: Media, max_pixels: int) -> Iterator[Frame]:
@@ -115,8 +161,7 @@ def read_frames(media: Media, max_pixels: int) -> Iterator[Frame]:
         data = media.path.read_bytes()
         yield Frame(0, decode(EncodedImage(data), max_pixels), None, data)
         return
-    capture = cv2.VideoCapture(str(media.path), cv2.CAP_FFMPEG)
-    try:
+    with open_capture(media.path) as capture:
         index = 0
         while True:
             grabbed, image = capture.read()
@@ -126,8 +171,6 @@ def read_frames(media: Media, max_pixels: int) -> Iterator[Frame]:
             # After read(), the position is the time stamp of the frame just decoded.
             yield Frame(index, image, capture.get(cv2.CAP_PROP_POS_MSEC))
             index += 1
-    finally:
-        capture.release()
 
 
 def default_output(media: Media) -> Path:
@@ -149,11 +192,15 @@ def write_image(path: Path, image: np.ndarray) -> None:
     if path.suffix.lower() not in IMAGE_WRITE_SUFFIXES:
         raise MediaError(f"{path}: an image must be saved as one of {', '.join(IMAGE_WRITE_SUFFIXES)}")
     try:
-        written = cv2.imwrite(str(path), image)
+        encoded, data = cv2.imencode(path.suffix.lower(), image)
     except cv2.error:
-        written = False
-    if not written:
-        raise MediaError(f"{path}: cannot write an image there")
+        encoded = False
+    if not encoded:
+        raise MediaError(f"{path}: cannot encode the image as {path.suffix}")
+    try:
+        path.write_bytes(data.tobytes())
+    except OSError as error:
+        raise MediaError(f"{path}: cannot write an image there ({error.strerror})") from None
 
 
 class H264Writer:
@@ -200,21 +247,65 @@ class H264Writer:
             self._container.close()
 
 
-def open_video_writer(path: Path, size: tuple[int, int], fps: float) -> cv2.VideoWriter | H264Writer:
-    """A writer of (width, height) BGR frames (write(image), release()); the codec follows path's suffix
-    (VIDEO_CODECS).
+def opencv_can_name(path: Path) -> bool:
+    """True when OpenCV can take path as a string: it is valid UTF-8 (no undecodable bytes)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
-    MediaError for an unknown suffix or a place that cannot be written.
+
+class VideoOutput:
+    """A video file being written frame by frame; the codec follows path's suffix (VIDEO_CODECS): H.264 by
+    PyAV (H264Writer), MJPG by OpenCV.
+
+    The file is written under a temporary name in path's folder (one OpenCV can take whatever path's own
+    name is); close() finishes the file and gives it path's name, discard() removes it. MediaError for an
+    unknown suffix or a place that cannot be written.
     """
-    codec = VIDEO_CODECS.get(path.suffix.lower())
-    if codec is None:
-        raise MediaError(f"{path}: a video must be saved as one of {', '.join(VIDEO_CODECS)}")
-    if codec == "h264":
-        return H264Writer(path, size, fps)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
-    if not writer.isOpened():
-        raise MediaError(f"{path}: cannot write a {codec} video there")
-    return writer
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: float) -> None:
+        codec = VIDEO_CODECS.get(path.suffix.lower())
+        if codec is None:
+            raise MediaError(f"{path}: a video must be saved as one of {', '.join(VIDEO_CODECS)}")
+        self.path = path
+        folder = path.parent if opencv_can_name(path.parent.resolve()) else None  # None: the system's
+        try:
+            handle, name = tempfile.mkstemp(suffix=path.suffix.lower(), prefix=".fer-annotate-", dir=folder)
+        except OSError as error:
+            raise MediaError(f"{path}: cannot write a video there ({error.strerror})") from None
+        os.close(handle)
+        # mkstemp makes the file private (0600): give it the mode a new file gets here, as OpenCV would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(name, 0o666 & ~umask)
+        self._temporary = Path(name)
+        if codec == "h264":
+            try:
+                self._writer: cv2.VideoWriter | H264Writer = H264Writer(self._temporary, size, fps)
+            except MediaError:
+                self._temporary.unlink(missing_ok=True)
+                raise MediaError(f"{path}: cannot write an H.264 video there") from None
+            return
+        self._writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*codec), fps, size)
+        if not self._writer.isOpened():
+            self.discard()
+            raise MediaError(f"{path}: cannot write a {codec} video there")
+
+    def write(self, image: np.ndarray) -> None:
+        """Appends one BGR frame of the size given."""
+        self._writer.write(image)
+
+    def close(self) -> None:
+        """Finishes the file and moves it to path (replacing what is there)."""
+        self._writer.release()
+        shutil.move(self._temporary, self.path)
+
+    def discard(self) -> None:
+        """Stops writing and removes the unfinished file."""
+        self._writer.release()
+        self._temporary.unlink(missing_ok=True)
 
 
 def add_audio(source: Path, video: Path) -> bool:

@@ -14,7 +14,10 @@
   `track_probabilities` (the probabilities smoothed over the track); faces without one leave both out.
 - `error`: present only for a frame that could not be annotated (its one-line reason); `faces` is then empty.
 - `file`: in a batch's JSON lines (`fer-annotate FILES_OR_FOLDERS --jsonl PATH`) only, first in each
-  record: the input file the frame comes from, as given or found.
+  record: the input file the frame comes from, as given or found, written by display_name (a byte of the
+  name that is not UTF-8 appears as `\\xNN`, as in the CSV's `file` column).
+- `faces_omitted`: present only when the face limit (`--max-faces`, the server's) left faces out: how many
+  more faces were found than `faces` holds (the lowest-scored ones).
 
 This module is plain Python: the client (protobuf faces) and the pipeline (FaceResult) each convert to
 FaceRecord, and neither side's dependencies load here.
@@ -23,6 +26,7 @@ FaceRecord, and neither side's dependencies load here.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -37,6 +41,13 @@ if TYPE_CHECKING:  # only for the annotations; importing framepath would load th
 # Probabilities and scores are written to 4 decimals: the model is not that precise, and lines stay short.
 DECIMALS = 4
 STDOUT = "-"
+
+
+def display_name(path: os.PathLike | str) -> str:
+    """path as text that any UTF-8 file or terminal takes: the name's bytes decoded as UTF-8, each byte that
+    is not UTF-8 (a Latin-1 "é" from an old zip or a camera card is 0xE9) written as a backslash escape,
+    b"caf\\xe9.jpg" -> "caf\\\\xe9.jpg" (Python's surrogateescape file names, shown by backslashreplace)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,8 @@ class FrameRecord:
     faces: Sequence[FaceRecord] = field(default_factory=tuple)
     time_ms: float | None = None
     error: str | None = None
-    file: str | None = None  # the input file, in a batch's JSON lines only
+    file: str | None = None  # the input file (display_name), in a batch's JSON lines only
+    faces_omitted: int = 0  # faces found beyond the face limit, left out of faces
 
     def to_json(self) -> dict[str, object]:
         """The frame as a JSON-ready dict (keys as documented in this module)."""
@@ -86,6 +98,8 @@ class FrameRecord:
             record["time_ms"] = round(float(self.time_ms), 3)
         record.update(width=int(self.width), height=int(self.height),
                       faces=[face.to_json() for face in self.faces])
+        if self.faces_omitted:
+            record["faces_omitted"] = int(self.faces_omitted)
         if self.error is not None:
             record["error"] = self.error
         return record

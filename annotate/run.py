@@ -23,8 +23,8 @@ from ferstream.model.labels import EMOTIONS
 from ferstream.model.tiers import ACCURATE, FAST
 from ferstream.pipeline.tracking import DEFAULT_SMOOTHING_MS, FaceTracker
 
-from .media import Frame, Media, MediaError, add_audio, open_video_writer, write_image
-from .records import FaceRecord, FrameRecord, JsonLinesWriter, face_record_from_result, open_jsonl
+from .media import Frame, Media, MediaError, VideoOutput, add_audio, write_image
+from .records import FaceRecord, FrameRecord, JsonLinesWriter, display_name, face_record_from_result, open_jsonl
 from .timeline import Timeline, timeline_paths
 
 if TYPE_CHECKING:  # the frame path loads the model runtime; only the types are needed here
@@ -36,10 +36,12 @@ if TYPE_CHECKING:  # the frame path loads the model runtime; only the types are 
 @dataclass(frozen=True)
 class Answer:
     """A backend's answer for one frame: its faces (highest detection score first) or, for a frame the
-    backend refused, no faces and the one-line reason."""
+    backend refused, no faces and the one-line reason; faces_omitted: the faces found beyond the face
+    limit, left out of faces (the lowest scored)."""
 
     faces: list[FaceRecord]
     error: str | None = None
+    faces_omitted: int = 0
 
 
 class Backend(Protocol):
@@ -63,12 +65,14 @@ class Outputs:
 
 @dataclass(frozen=True)
 class Result:
-    """What a run did: frames written, faces found, frames the backend refused, timeline tracks."""
+    """What a run did: frames written, faces found, frames the backend refused, timeline tracks, and the
+    faces the face limit left out (over all frames)."""
 
     frames: int
     faces: int
     errors: int = 0
     tracks: int = 0
+    faces_omitted: int = 0
 
 
 class InProcessBackend:
@@ -95,7 +99,7 @@ class InProcessBackend:
                 tracked = tracker.track(annotated.faces, frame.time_ms or 0.0, self.smoothing_ms)
             faces = [face_record_from_result(face, EMOTIONS, None if tracked is None else tracked[index])
                      for index, face in enumerate(annotated.faces)]
-            yield frame, Answer(faces)
+            yield frame, Answer(faces, faces_omitted=annotated.faces_omitted)
 
 
 def annotation_of(face: FaceRecord, number: int) -> FaceAnnotation:
@@ -124,13 +128,14 @@ def annotate_media(media: Media, frames: Iterable[Frame], backend: Backend, outp
     from .draw import render
 
     timeline = Timeline() if outputs.timeline is not None and not media.still else None
-    frame_count = face_count = errors = 0
+    frame_count = face_count = errors = omitted = 0
     with ExitStack() as opened:
         lines: JsonLinesWriter | None = None
         writer = None
         for frame, answer in backend.answers(frames, media.still):
             height, width = frame.image.shape[:2]
-            record = FrameRecord(frame.index, width, height, answer.faces, frame.time_ms, answer.error)
+            record = FrameRecord(frame.index, width, height, answer.faces, frame.time_ms, answer.error,
+                                 faces_omitted=answer.faces_omitted)
             if on_record is not None:
                 on_record(record)
             if outputs.jsonl is not None:
@@ -144,14 +149,15 @@ def annotate_media(media: Media, frames: Iterable[Frame], backend: Backend, outp
                     write_image(outputs.annotated, drawn)
                 else:
                     if writer is None:
-                        writer = open_video_writer(outputs.annotated, (width, height), media.fps)
-                        opened.callback(writer.release)
+                        writer = VideoOutput(outputs.annotated, (width, height), media.fps)
+                        opened.callback(writer.close)
                     writer.write(drawn)
             if timeline is not None:
                 timeline.add(record)
             frame_count += 1
             face_count += len(answer.faces)
             errors += answer.error is not None
+            omitted += answer.faces_omitted
     if frame_count == 0:
         raise MediaError(f"{media.path}: no frame could be read")
     if outputs.annotated is not None and not media.still and media.path.is_file():  # not a camera
@@ -159,5 +165,5 @@ def annotate_media(media: Media, frames: Iterable[Frame], backend: Backend, outp
     if timeline is not None and outputs.timeline is not None:
         table, plot = timeline_paths(outputs.timeline)
         timeline.write_csv(table)
-        timeline.plot(plot, title=media.path.name)
-    return Result(frame_count, face_count, errors, len(timeline.track_ids) if timeline is not None else 0)
+        timeline.plot(plot, title=display_name(media.path.name))
+    return Result(frame_count, face_count, errors, len(timeline.track_ids) if timeline is not None else 0, omitted)

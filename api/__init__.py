@@ -13,17 +13,18 @@ ferstream.pipeline, ferstream.model, ferstream.server, ferstream.training, ferst
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .inprocess import ImageInput
+    from .inprocess import Faces, ImageInput
 
 __all__ = ["analyze"]
 
 
 def analyze(image: ImageInput, detector: str | None = None, min_detection_score: float = 0.0,
-            max_faces: int = 0, model: str = "accurate") -> list[dict[str, Any]]:
-    """The faces of one image, highest detection score first, as `ferstream.client.face_to_dict` gives them.
+            max_faces: int = 0, model: str = "accurate") -> Faces:
+    """The faces of one image, highest detection score first, as `ferstream.client.face_to_dict` gives them,
+    in a list whose faces_omitted counts the faces that max_faces (0: 32, as fer-server) left out.
 
     See ferstream.inprocess.analyze (imported here on the first call, so that `import ferstream` stays light).
     """

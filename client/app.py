@@ -23,7 +23,7 @@ import numpy as np
 from tktooltip import ToolTip
 
 from ferstream.client.capture import CaptureThread, FrameSource, LatestFrame
-from ferstream.client.library import DETECTORS, EMOTIONS, MODELS, EmotionClient, detector_name, omitted_note
+from ferstream.client.library import DETECTORS, EMOTIONS, MIN_JPEG_QUALITY, MODELS, EmotionClient, detector_name, omitted_note
 from ferstream.client.render import annotations, render_reply
 from ferstream.client.session import (
     Annotated,
@@ -283,7 +283,7 @@ class ClientApp:
 
         self.quality_var = tk.IntVar(value=self._options.jpeg_quality)
         self.quality_scale = ttk.Scale(
-            controls, from_=10, to=100, variable=self.quality_var, length=110, command=self._quality_changed
+            controls, from_=MIN_JPEG_QUALITY, to=100, variable=self.quality_var, length=110, command=self._quality_changed
         )
         self._quality_label = ttk.Label(controls, width=4)
 

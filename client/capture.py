@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -48,8 +49,10 @@ class FrameSource:
 
 
 class _CaptureSource(FrameSource):
-    def __init__(self, capture: cv2.VideoCapture, description: str, fps: float, is_live: bool) -> None:
+    def __init__(self, capture: cv2.VideoCapture, description: str, fps: float, is_live: bool,
+                 stream: BinaryIO | None = None) -> None:
         self._capture = capture
+        self._stream = stream  # the open file capture reads, when it reads one (kept alive until close)
         self.description = description
         self.fps = fps
         self.is_live = is_live
@@ -65,6 +68,8 @@ class _CaptureSource(FrameSource):
 
     def close(self) -> None:
         self._capture.release()
+        if self._stream is not None:
+            self._stream.close()
 
 
 class _StillImageSource(FrameSource):
@@ -92,22 +97,38 @@ def open_source(spec: str) -> FrameSource:
     """'0' (or any integer) opens that camera; otherwise spec is an image or video file path."""
     if spec.strip().isdigit():
         return _open_camera(int(spec))
+    from ferstream.annotate.media import capture_from_file, is_still_image, opencv_can_name
+
     path = Path(spec).expanduser()
     if not path.is_file():
         raise SourceError(f"{spec}: no such file")
-    if cv2.haveImageReader(str(path)):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise SourceError(f"{spec}: not a readable image")
-        return _StillImageSource(image, path.read_bytes(), path.name)
-    capture = cv2.VideoCapture(str(path))
+    # OpenCV crashes on a name that is not UTF-8 (Latin-1 bytes from a camera card): such a file is read
+    # by Python and handed to OpenCV as bytes or an open file.
+    named = opencv_can_name(path)
+    try:
+        with open(path, "rb") as file:
+            head = file.read(16)
+        still = cv2.haveImageReader(str(path)) if named else is_still_image(head)
+        if still:
+            data = path.read_bytes()
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if image is None:
+                raise SourceError(f"{spec}: not a readable image")
+            return _StillImageSource(image, data, path.name)
+        stream = None if named else open(path, "rb")
+    except OSError as error:
+        raise SourceError(f"{spec}: cannot read it ({error.strerror})") from None
+    capture = cv2.VideoCapture(str(path)) if stream is None else capture_from_file(stream)
     first_frame_readable = capture.isOpened() and capture.read()[0]
     if not first_frame_readable:
         capture.release()
+        if stream is not None:
+            stream.close()
         raise SourceError(f"{spec}: not a readable video or image")
     capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
     fps = capture.get(cv2.CAP_PROP_FPS)
-    return _CaptureSource(capture, path.name, fps if 0 < fps < 1000 else FALLBACK_FPS, is_live=False)
+    return _CaptureSource(capture, path.name, fps if 0 < fps < 1000 else FALLBACK_FPS, is_live=False,
+                          stream=stream)
 
 
 def _open_camera(index: int) -> FrameSource:

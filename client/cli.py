@@ -19,7 +19,8 @@ from typing import NamedTuple
 import cv2
 
 from ferstream.client.capture import FrameSource, SourceError, open_source
-from ferstream.client.library import (DEFAULT_JPEG_QUALITY, DETECTORS, MODELS, EmotionClient, default_target,
+from ferstream.client.library import (DEFAULT_JPEG_QUALITY, DETECTORS, MIN_JPEG_QUALITY, MODELS, EmotionClient,
+                                      default_target,
                                       token_problem)
 from ferstream.client.session import StreamOptions, target_problem
 from ferstream.pipeline.commandline import (
@@ -76,8 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--jpeg-quality",
         type=_quality,
         default=DEFAULT_JPEG_QUALITY,
-        metavar="10..100",
-        help="JPEG quality of the video and camera frames sent; a photo goes as its file (default: %(default)s)",
+        metavar=f"{MIN_JPEG_QUALITY}..100",
+        help=f"JPEG quality of the video and camera frames sent (a photo goes as its file); from {MIN_JPEG_QUALITY} "
+        "up at least 95 %% of faces keep the top emotion of the uncompressed frame (96.6 %% of the shared photos' "
+        "1,706 faces at 75, 93.7 %% at 70, 82 %% at 10) (default: %(default)s)",
     )
     parser.add_argument(
         "--snapshot-dir",
@@ -105,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write the annotated video here (.mp4, .m4v, .mov, .avi or .mkv; an image source "
                           "takes .jpg, .png, .bmp or .webp); the same path as fer-annotate --server")
     headless.add_argument("--jsonl", type=Path, metavar="FILE", help="write one JSON line of faces per frame here")
+    headless.add_argument("--max-faces", type=_count, default=0, metavar="N",
+                          help="the most faces annotated per frame, up to the server's --max-faces; a frame's JSON "
+                          "line counts those left out in faces_omitted (default: the server's limit)")
     headless.add_argument(
         "--connect-timeout",
         type=_seconds,
@@ -126,8 +132,10 @@ def server_target(text: str) -> str:
 
 # argparse types of build_parser's options.
 _fraction = number_type(float, lambda value: 0.0 <= value <= 1.0, "a number between 0 and 1")
-_quality = number_type(int, lambda value: 10 <= value <= 100, "a whole number between 10 and 100")
+_quality = number_type(int, lambda value: MIN_JPEG_QUALITY <= value <= 100,
+                       f"a whole number between {MIN_JPEG_QUALITY} and 100")
 _seconds = number_type(float, lambda value: value > 0, "a positive number of seconds")
+_count = number_type(int, lambda value: value > 0, "a positive whole number")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,14 +145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_opencv()
     if args.headless and args.out is None and args.jsonl is None:
         parser.error("--headless needs --out and/or --jsonl")
-    if not args.headless and (args.out or args.jsonl):
-        parser.error("--out and --jsonl are for --headless mode")
+    if not args.headless and (args.out or args.jsonl or args.max_faces):
+        parser.error("--out, --jsonl and --max-faces are for --headless mode")
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
     if args.server_name is not None and args.tls_ca is None and args.tls_cert is None:
         parser.error("--server-name is for TLS connections (with --tls-ca)")
     if (problem := token_problem(args.token)) is not None:
         return _fail(f"--token or $FER_TOKEN: {problem}", EXIT_USAGE)
+    if args.headless and (problem := _output_problem(args)) is not None:
+        return _fail(problem, EXIT_USAGE)
     try:
         paths = (args.tls_ca, args.tls_key, args.tls_cert)
         tls = _TlsMaterial(*(path.read_bytes() if path else None for path in paths))
@@ -160,6 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_app(args, source, connect)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _output_problem(args: argparse.Namespace) -> str | None:
+    """Why --out and --jsonl cannot be written (one line): one names the --source file, or both one file."""
+    from ferstream.annotate.media import output_clash
+
+    source = [] if args.source.strip().isdigit() else [Path(args.source).expanduser()]
+    return output_clash(source, {"--out": args.out, "--jsonl": args.jsonl})
 
 
 def _quiet_opencv() -> None:
@@ -194,6 +212,7 @@ def _run_headless(args: argparse.Namespace, source: FrameSource, client: Emotion
         min_detection_score=args.min_score,
         jpeg_quality=args.jpeg_quality,
         model=args.model,
+        max_faces=args.max_faces,
     )
     source.close()  # it was opened to check it; run_headless reads it again (a camera cannot be opened twice)
     with client:
@@ -209,7 +228,9 @@ def _run_headless(args: argparse.Namespace, source: FrameSource, client: Emotion
             return _fail(str(error), EXIT_USAGE)
         except ServerError as error:
             return _fail(str(error), EXIT_SERVER)
-    print(f"{PROG}: annotated {result.frames} frames, {result.faces} faces", file=sys.stderr)
+    left_out = (f" (and {result.faces_omitted} more left out by the face limit, --max-faces)"
+                if result.faces_omitted else "")
+    print(f"{PROG}: annotated {result.frames} frames, {result.faces} faces{left_out}", file=sys.stderr)
     return 0
 
 

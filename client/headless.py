@@ -48,6 +48,7 @@ class HeadlessSettings:
     min_detection_score: float = 0.0  # 0: the detector's own threshold
     jpeg_quality: int = 85  # of the video and camera frames sent (a still image goes as its file)
     model: str = ""  # the emotion model by name; empty: the server's (accurate for an image, fast for a video)
+    max_faces: int = 0  # most faces per frame; 0: the server's limit (which also caps larger values)
 
 
 class RemoteBackend:
@@ -57,14 +58,16 @@ class RemoteBackend:
     jpeg_quality 10..100 of the video frames sent (a still image goes as its file's bytes); smoothing_ms: the
     track smoothing time constant asked for (milliseconds of frame time, 0 off), None for the server's
     --track-smoothing-ms; model: the emotion model by name, empty for the server's default (accurate for still
-    images, fast for videos). Iterating `answers`
+    images, fast for videos); max_faces: the most faces per frame, 0 for the server's --max-faces (which also
+    caps larger values); each answer carries the server's count of the faces left out. Iterating `answers`
     raises ServerError when the server fails the call or ends it before answering every frame.
     """
 
     def __init__(self, client: EmotionClient, detector: str | None = None, min_detection_score: float = 0.0,
-                 jpeg_quality: int = 85, smoothing_ms: float | None = None, model: str = "") -> None:
+                 jpeg_quality: int = 85, smoothing_ms: float | None = None, model: str = "",
+                 max_faces: int = 0) -> None:
         self.client = client
-        self.options = make_options(detector, min_detection_score, model=model)
+        self.options = make_options(detector, min_detection_score, max_faces, model=model)
         if smoothing_ms is not None:
             self.options.track_smoothing_ms = smoothing_ms
         self.jpeg_quality = jpeg_quality
@@ -77,8 +80,10 @@ class RemoteBackend:
                     image = frame.encoded if frame.encoded is not None else frame.image
                     response = self.client.annotate(image, detector=self.options.detector,
                                                     min_detection_score=self.options.min_detection_score,
+                                                    max_faces=self.options.max_faces,
                                                     jpeg_quality=self.jpeg_quality, model=self.options.model)
-                    yield frame, Answer([face_record(face) for face in response.faces])
+                    yield frame, Answer([face_record(face) for face in response.faces],
+                                        faces_omitted=response.faces_omitted)
             else:
                 yield from self._stream(frames)
         except grpc.RpcError as error:
@@ -102,7 +107,8 @@ class RemoteBackend:
             for response in responses:
                 failed = response.error.code != 0  # google.rpc.Code; 0 (or no error set) means answered
                 faces = [] if failed else [face_record(face) for face in response.faces]
-                yield sent.popleft(), Answer(faces, response.error.message if failed else None)
+                yield sent.popleft(), Answer(faces, response.error.message if failed else None,
+                                             0 if failed else response.faces_omitted)
 
 
 def connect(client: EmotionClient, timeout_s: float) -> None:
@@ -132,7 +138,7 @@ def run_headless(client: EmotionClient, source: str, settings: HeadlessSettings)
     ServerError when the server fails the call.
     """
     backend = RemoteBackend(client, settings.detector, settings.min_detection_score, settings.jpeg_quality,
-                            model=settings.model)
+                            model=settings.model, max_faces=settings.max_faces)
     outputs = Outputs(settings.output, settings.jsonl, None)
     try:
         if source.strip().isdigit():

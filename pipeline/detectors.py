@@ -70,6 +70,14 @@ MERGE_IOU = 0.3
 # second face. A real face is never mostly inside another face's box.
 PART_OF_FACE = 0.7
 
+# Boxes this much inside (fraction of their area) a box at least PART_HEIGHT_RATIO times taller are parts of
+# that face, whatever the scores (Search.drop_parts detectors): beside a close-up face filling 70-90 % of
+# the frame's height, SSD's finer level reports an eye or a cheek as a face, scored up to 0.9 and above the
+# whole face's own box, lying 60-100 % inside the face's box (a size sweep of the shared photos' faces from
+# 640x480 to 4032x3024). Of the shared photos' faces at 1-4x their size, none overlaps a box 1.5 times taller.
+PART_INSIDE = 0.5
+PART_HEIGHT_RATIO = 2.0
+
 # A level other than the coarsest keeps boxes at most this many times its largest face (px of its input; a
 # detector's box is taller than a tight hand-drawn box): taller faces lie whole in a coarser level, while this
 # level's network sees their parts (an eye, a cheek) at the sizes of whole faces and reports them as faces.
@@ -258,20 +266,33 @@ def search_level(frame: np.ndarray, level: Level, search: Search, threshold: flo
     return found
 
 
-def merge(rows: Rows) -> Rows:
+def merge(rows: Rows, drop_parts: bool = False) -> Rows:
     """One row per face: non-maximum suppression at MERGE_IOU, highest score kept, then boxes lying mostly
-    (PART_OF_FACE) inside a kept higher-scored box dropped."""
+    (PART_OF_FACE) inside a kept higher-scored box dropped. drop_parts: also drop, whatever their scores,
+    boxes with PART_INSIDE of their area inside a box PART_HEIGHT_RATIO times taller (a close-up face's
+    parts, see PART_INSIDE)."""
     if len(rows) < 2:
         return rows
     boxes = [(float(x0), float(y0), float(x1 - x0), float(y1 - y0)) for x0, y0, x1, y1 in rows[:, :4]]
     kept = cv2.dnn.NMSBoxes(boxes, rows[:, 4].astype(float).tolist(), 0.0, MERGE_IOU)
     rows = rows[np.asarray(kept, dtype=int).reshape(-1)]  # highest score first
+    if drop_parts:
+        rows = rows[[not is_part(row, rows) for row in rows[:, :4].tolist()]]
     faces: list[int] = []
     for index, (x0, y0, x1, y1) in enumerate(rows[:, :4].tolist()):
         area = max(x1 - x0, 1e-9) * max(y1 - y0, 1e-9)
         if all(overlap_area((x0, y0, x1, y1), rows[face, :4].tolist()) < PART_OF_FACE * area for face in faces):
             faces.append(index)
     return rows[faces]
+
+
+def is_part(box: Sequence[float], rows: Rows) -> bool:
+    """True when the (x0, y0, x1, y1) box has at least PART_INSIDE of its area inside one of rows' boxes
+    that is at least PART_HEIGHT_RATIO times taller: a part of that face, not a face beside it."""
+    x0, y0, x1, y1 = box
+    area = max(x1 - x0, 1e-9) * max(y1 - y0, 1e-9)
+    taller = rows[rows[:, 3] - rows[:, 1] >= PART_HEIGHT_RATIO * (y1 - y0)]
+    return any(overlap_area(box, other) >= PART_INSIDE * area for other in taller[:, :4].tolist())
 
 
 def overlap_area(box: Sequence[float], other: Sequence[float]) -> float:
@@ -322,7 +343,7 @@ def detect_in_levels(frame: np.ndarray, levels: list[Level], search: Search, thr
         runs.extend(found)
     if not runs:
         return []
-    rows = merge(np.concatenate(runs)) if len(runs) > 1 else runs[0]
+    rows = merge(np.concatenate(runs), search.drop_parts) if len(runs) > 1 else runs[0]
     found = (to_detection(row, width, height) for row in rows.tolist())
     return [box for box in found if box is not None]
 

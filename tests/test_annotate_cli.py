@@ -216,9 +216,11 @@ def test_a_folder_batch_skips_a_broken_file_and_writes_one_jsonl_and_one_csv(tmp
     result = annotate(str(folder), "--jsonl", str(jsonl), "--csv", str(table), "--models-dir", str(fer_models_dir),
                       "--detector", "ssd")
 
-    # Exit 1 for the broken file, which is one line on stderr; the others are done; then the summary.
+    # The file left out is named first; exit 1 for the broken file, which is one line on stderr; the others
+    # are done; then the summary.
     assert result.returncode == 1, result.stderr
-    error, summary = result.stderr.strip().splitlines()
+    left_out, error, summary = result.stderr.strip().splitlines()
+    assert left_out == f"fer-annotate: left out 1 .txt file(s), no image or video it reads (first: {folder / 'notes.txt'})"
     assert error.startswith("fer-annotate: error: ") and str(folder / "broken.jpg") in error
     records = read_jsonl(jsonl)
     faces = sum(len(r["faces"]) for r in records)

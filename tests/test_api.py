@@ -70,3 +70,19 @@ def test_import_ferstream_is_light_and_keeps_the_sub_packages() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "False", "False"]
+
+
+def test_analyze_says_what_the_face_limit_left_out_and_honours_a_larger_one(faces_dir: Path, face_boxes) -> None:
+    from helpers import face_mosaic
+
+    from ferstream.pipeline.settings import MAX_FACES
+
+    mosaic, tiles = face_mosaic(faces_dir, face_boxes)  # 43 faces
+    everyone = ferstream.analyze(mosaic, max_faces=200)
+    found = len(everyone)
+    assert found > MAX_FACES and everyone.faces_omitted == 0
+    limited = ferstream.analyze(mosaic)
+    assert len(limited) == MAX_FACES and limited.faces_omitted == found - MAX_FACES
+    assert limited == everyone[:MAX_FACES]  # the highest scored ones are kept
+    asked = ferstream.analyze(mosaic, max_faces=5)
+    assert len(asked) == 5 and asked.faces_omitted == found - 5

@@ -4,6 +4,7 @@ and clear errors for bad sources."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -158,3 +159,61 @@ def test_both_backends_write_container_times_and_one_format(server, faces_dir, f
     remote_rows = read_timeline_csv(tmp_path / "remote.timeline.csv")
     key = [(row["time_ms"], row["track_id"]) for row in local_rows]
     assert key == [(row["time_ms"], row["track_id"]) for row in remote_rows] and len(key) == 15
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".avi"])
+def test_headless_takes_a_name_that_is_not_utf8(server, client_faces_video, faces_dir, tmp_path, suffix):
+    # b"caf\xe9": "café" in Latin-1 (an old zip, a camera card); OpenCV cannot take such a name itself.
+    name = os.fsdecode(b"caf\xe9")
+    source = tmp_path / f"{name}{suffix}"
+    shutil.copy(faces_dir / "2008_002506.jpg" if suffix == ".jpg" else client_faces_video.path, source)
+    output, jsonl = tmp_path / f"{name}.annotated{suffix}", tmp_path / f"{name}.jsonl"
+    done = subprocess.run(
+        fer_client("--headless", "--server", server.address, "--source", str(source), "--out", str(output),
+                   "--jsonl", str(jsonl)),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    records = read_jsonl(jsonl)
+    assert len(records) == (1 if suffix == ".jpg" else client_faces_video.frame_count)
+    assert any(record["faces"] for record in records)
+    assert output.stat().st_size > 0
+
+
+@pytest.mark.parametrize("outputs", [("--jsonl", "SOURCE"), ("--out", "SOURCE"),
+                                     ("--out", "x.jpg", "--jsonl", "x.jpg")])
+def test_headless_refuses_outputs_on_the_source_or_on_one_file(faces_dir, tmp_path, outputs):
+    source = tmp_path / "photo.jpg"
+    shutil.copy(faces_dir / "2008_002506.jpg", source)
+    original = source.read_bytes()
+    arguments = [str(source) if value == "SOURCE" else str(tmp_path / value) if value == "x.jpg" else value
+                 for value in outputs]
+    done = subprocess.run(fer_client("--headless", "--server", "127.0.0.1:1", "--source", str(source), *arguments),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("fer-client: error: ") and ("is an input file" in line or "both name" in line)
+    assert source.read_bytes() == original and sorted(os.listdir(tmp_path)) == ["photo.jpg"]
+
+
+def test_headless_says_what_the_face_limit_left_out_and_takes_a_limit(server, faces_dir, face_boxes, tmp_path):
+    from helpers import face_mosaic
+
+    mosaic, tiles = face_mosaic(faces_dir, face_boxes)  # 43 faces, over the server's limit of 32
+    crowd = tmp_path / "crowd.png"
+    cv2.imwrite(str(crowd), mosaic)
+    jsonl = tmp_path / "crowd.jsonl"
+
+    def faces(*options: str) -> tuple[dict, str]:
+        done = subprocess.run(fer_client("--headless", "--server", server.address, "--source", str(crowd),
+                                         "--jsonl", str(jsonl), *options),
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        [record] = read_jsonl(jsonl)
+        return record, done.stderr
+
+    record, said = faces()
+    assert len(record["faces"]) == 32 and record["faces_omitted"] > 0
+    assert f"{record['faces_omitted']} more left out by the face limit" in said
+    record, said = faces("--max-faces", "10")
+    assert len(record["faces"]) == 10 and record["faces_omitted"] > 22

@@ -238,3 +238,40 @@ def test_a_stopped_detection_ends_before_the_next_network_run(fer_models_dir: Pa
     with pytest.raises(Abandoned):
         detector.detect(frame, detector.default_threshold, stop=lambda: len(runs) >= 1)
     assert len(runs) == 1  # the level has several tiles: the rest were skipped
+
+
+# A size sweep of phone and camera frames, landscape and portrait, from 640x480 to 4032x3024.
+SWEEP = [(640, 480), (800, 600), (1024, 768), (1280, 960), (1600, 1200), (2016, 1512), (2400, 1800),
+         (3024, 2268), (4032, 3024)]
+SWEEP += [(height, width) for width, height in SWEEP]
+
+
+def close_up(photo: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int], fill: float) -> np.ndarray:
+    """A size (width, height) frame centred on the hand-drawn face box, scaled so that the box is `fill` of
+    the frame's height (the photo's edge repeated where it runs out)."""
+    x, y, width, height = box
+    scale = fill * size[1] / height
+    margin = int(max(size) / scale) + 2
+    padded = cv2.copyMakeBorder(photo, margin, margin, margin, margin, cv2.BORDER_REPLICATE)
+    view_w, view_h = size[0] / scale, size[1] / scale
+    left, top = int(x + width / 2 + margin - view_w / 2), int(y + height / 2 + margin - view_h / 2)
+    return cv2.resize(padded[top:top + int(view_h), left:left + int(view_w)], size, interpolation=cv2.INTER_CUBIC)
+
+
+@pytest.mark.parametrize("fill", [0.7, 0.8])
+def test_ssd_adds_no_phantom_face_beside_a_face_filling_most_of_the_frame(fer_models_dir: Path, faces_dir: Path,
+                                                                          face_boxes, fill: float) -> None:
+    from ferstream.bench.detectors import iou
+
+    ssd = load_detectors(fer_models_dir)[DetectorKind.SSD].detector
+    photo = cv2.imread(str(faces_dir / "2008_002506.jpg"))
+    box = sorted(face_boxes["2008_002506.jpg"])[0]  # the left face, as in PORTRAIT_CROP
+    beside = []
+    for width, height in SWEEP:
+        frame = close_up(photo, box, (width, height), fill)
+        scale = fill * height / box[3]
+        face = (width / 2 - box[2] * scale / 2, height / 2 - box[3] * scale / 2, box[2] * scale, box[3] * scale)
+        found = [(d.x, d.y, d.width, d.height) for d in ssd.detect(frame, ssd.default_threshold)]
+        if any(iou(found_box, face) > 0.3 for found_box in found) and len(found) > 1:
+            beside.append(((width, height), found))
+    assert beside == []
