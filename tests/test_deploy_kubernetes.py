@@ -17,6 +17,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from starlette.datastructures import Headers
 
 from conftest import REPO
 
@@ -184,6 +185,44 @@ def test_the_web_gateway_runs_fer_web_as_it_offers() -> None:
     host, port = target.rsplit(":", 1)
     service = named("Service", host.split(".")[0])
     assert int(port) in [entry["port"] for entry in service["spec"]["ports"]]
+
+
+def test_the_web_gateway_serves_beyond_loopback_only_to_callers_with_a_token() -> None:
+    """fer-web on a non-loopback --host: --auth-tokens from a mounted Secret that docs/deploy.md tells how to
+    create, readable by the pod's user; the Service's name and the public name pass its Host and Origin checks."""
+    from ferstream.server.security import is_loopback
+    from ferstream.web.guard import AccessPolicy
+
+    (deployment, container), = [(d, c) for d, c in containers() if c.get("command", [None])[0] == "fer-web"]
+    arguments = container["args"]
+    assert not is_loopback(option(arguments, "--host"))
+    assert "--auth-tokens" in arguments, "a gateway beyond loopback authenticates its callers"
+    tokens_path = Path(option(arguments, "--auth-tokens"))
+    (mount,) = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == tokens_path.parent]
+    pod = deployment["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    secret = volume["secret"]
+    assert not secret.get("optional", False), "no pod starts without its tokens"
+    # Secret volumes belong to root: the pod's user reads the file through fsGroup's group.
+    assert secret["defaultMode"] & 0o040 and pod["securityContext"]["fsGroup"] is not None
+    assert not secret["defaultMode"] & 0o004, "tokens are not world-readable"
+    # The Secret itself holds tokens, so it is no file here: docs/deploy.md creates it, with this key.
+    assert all(document["kind"] != "Secret" for document in manifests())
+    docs = (REPO / "docs" / "deploy.md").read_text()
+    assert f"kubectl create secret generic {secret['secretName']} --from-file={tokens_path.name}=" in docs
+
+    allowed_hosts = [arguments[i + 1] for i, argument in enumerate(arguments) if argument == "--allow-host"]
+    policy = AccessPolicy(bound_host=option(arguments, "--host"), hosts=tuple(allowed_hosts),
+                          origins=tuple(arguments[i + 1] for i, a in enumerate(arguments) if a == "--allow-origin"))
+    assert policy.host_problem(f"{deployment['metadata']['name']}:80") is None, "in-cluster callers by Service name"
+    assert policy.host_problem("10.1.2.3:8080") is None, "the kubelet's probes, by the pod's address"
+    assert policy.host_problem("rebound.attacker.example") is not None
+    for name in allowed_hosts:
+        # Behind an Ingress that terminates HTTPS the gateway sees http://: the page's https:// origin is allowed.
+        websocket = {"type": "websocket", "scheme": "ws", "path": "/v1/live"}
+        headers = Headers({"host": name, "origin": f"https://{name}"})
+        if "." in name:
+            assert policy.origin_problem(websocket, headers) is None, f"the page served as https://{name}"
 
 
 def test_envoy_runs_the_shipped_configuration_in_the_tested_version() -> None:
