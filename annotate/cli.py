@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         classes = parse_classes(args.classes)
     except ValueError as error:
         parser.error(str(error))
+    if (problem := remote_usage_problem(args)) is not None:
+        _error(problem)
+        return EXIT_USAGE
     quiet_opencv_logs()
     try:
         if len(args.inputs) == 1 and not args.inputs[0].is_dir():
@@ -290,6 +293,20 @@ def _say(line: str) -> None:
 def _error(message: str) -> None:
     """An error line on stderr (error_line's format), names shown as _say shows them."""
     _say(error_line(PROG, message))
+
+
+def remote_usage_problem(args: argparse.Namespace) -> str | None:
+    """Why options that shape the in-process model cannot go with --server (the server's models serve there),
+    or None."""
+    from ferstream.model.tiers import TIER_NAMES
+
+    if args.server is None:
+        return None
+    if args.tta is not None:
+        return "--tta sets the in-process model's test-time augmentation; with --server the server's applies"
+    if args.model is not None and args.model not in TIER_NAMES:
+        return "--model FILE loads a model in this process; with --server name a model the server holds (fast, accurate)"
+    return None
 
 
 @contextmanager

@@ -32,6 +32,9 @@ from ferstream.v1 import emotion_pb2
 
 # How long a blocked step waits before looking at the stop flag again: bounds how long stop() takes.
 POLL_S = 0.1
+# The model a still image is read with when the options name none: photos' default everywhere (REST,
+# Annotate, ferstream.analyze, fer-annotate), so the window shows the answer they give.
+STILL_MODEL = "accurate"
 # A little over the 0.2 s period of gRPC Python's connectivity polling thread (grpc/_channel.py).
 GRPC_CONNECTIVITY_POLL_S = 0.25
 # The name-resolver schemes gRPC's core accepts in a target ("dns:///name:port", "unix:///path"...).
@@ -312,7 +315,8 @@ class StreamSession(threading.Thread):
     def _requests(self) -> Iterator[emotion_pb2.StreamAnnotateRequest]:
         """A new frame whenever one is captured; the last one again when the detector or score changed (a
         still image is captured once, so this is how it gets the new options). A still image goes as its
-        file's bytes, other frames JPEG-encoded at the chosen quality."""
+        file's bytes, read by the accurate model unless the options name one; other frames JPEG-encoded at
+        the chosen quality, read by the server's stream default unless the options name a model."""
         last_seq: int | None = None
         last_options: emotion_pb2.AnnotateOptions | None = None
         while not self._stop_requested.is_set():
@@ -332,9 +336,16 @@ class StreamSession(threading.Thread):
                 continue
             dropped_before = max(0, frame.seq - last_seq - 1) if last_seq is not None else 0
             last_seq, last_options = frame.seq, asked
-            image = (emotion_pb2.Image(encoded=frame.encoded) if frame.encoded is not None
-                     else encode_image(frame.image, options.jpeg_quality))
-            request = emotion_pb2.StreamAnnotateRequest(frame_id=next(self._frame_ids), image=image, options=asked)
+            if frame.encoded is not None:
+                image = emotion_pb2.Image(encoded=frame.encoded)
+                # A photo is read with the photos' default model wherever it is sent (REST, Annotate,
+                # fer-annotate): the accurate one, unless the window names another.
+                sent_options = make_options(options.detector, options.min_detection_score,
+                                            model=options.model or STILL_MODEL)
+            else:
+                image, sent_options = encode_image(frame.image, options.jpeg_quality), asked
+            request = emotion_pb2.StreamAnnotateRequest(frame_id=next(self._frame_ids), image=image,
+                                                        options=sent_options)
             self._window.sent(request.frame_id, _Sent(frame, request.options, time.monotonic()))
             self._stats.count_sent(dropped_before)
             yield request

@@ -28,7 +28,9 @@ Needs nncf (the [train] extra); serving an .xml needs only OpenVINO.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -57,9 +59,11 @@ def quantize_int8(onnx_model: bytes, crops: np.ndarray, preprocessing: Preproces
     nncf.set_log_level(logging.WARNING)
     model = openvino.Core().read_model(onnx_model)
     samples = nncf.Dataset([preprocessing.apply(crops[index:index + 1]) for index in range(len(crops))])
-    return nncf.quantize(model, samples, subset_size=len(crops), preset=nncf.QuantizationPreset.MIXED,
-                         ignored_scope=nncf.IgnoredScope(names=end_layers(model)),
-                         advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE))
+    # Its progress bar goes to stdout too: keep it on stderr with the other progress.
+    with contextlib.redirect_stdout(sys.stderr):
+        return nncf.quantize(model, samples, subset_size=len(crops), preset=nncf.QuantizationPreset.MIXED,
+                             ignored_scope=nncf.IgnoredScope(names=end_layers(model)),
+                             advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE))
 
 
 def end_layers(model) -> list[str]:

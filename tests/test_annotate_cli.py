@@ -402,3 +402,16 @@ def test_a_video_without_audio_is_written_as_before(tmp_path: Path, faces_dir: P
     assert result.returncode == 0, result.stderr
     with av.open(str(tmp_path / "silent.annotated.mp4")) as container:
         assert not container.streams.audio and container.streams.video[0].frames == 4
+
+
+@pytest.mark.parametrize("extra, named", [(["--tta", "none"], "--tta"), (["--model", "other.onnx"], "--model FILE")])
+def test_options_for_the_in_process_model_are_refused_with_a_server(tmp_path: Path, extra: list[str],
+                                                                      named: str) -> None:
+    """With --server the server's models serve: options that would shape a model in this process would be
+    silently ignored there, so they are refused before anything is read or sent."""
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"not read")
+    result = subprocess.run([sys.executable, "-m", "ferstream.annotate.cli", str(photo), "--server", "127.0.0.1:9",
+                             *extra], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -58,7 +58,9 @@ def test_the_smoke_run_trains_a_teacher_and_distils_the_served_width_from_it(few
         assert len(rows) == 1
         assert (out / stage / "curves.png").stat().st_size > 0
         log = (out / f"{stage}.log").read_text()
-        assert json.loads(log.strip().splitlines()[-1])["epoch"] == 1
+        epochs = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+        assert [row["epoch"] for row in epochs] == [1]
+        assert "epoch 1/1: " in log and " images/s" in log
         assert report[stage]["result"]["public_test_accuracy"] == rows[0]["val_acc"]
 
 

@@ -70,7 +70,7 @@ def calibrated(pytorch, crops: np.ndarray, temperature: float) -> np.ndarray:
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_the_runtime_matches_pytorch_on_all_of_public_test(runtime: str, public_test, shipped_pytorch) -> None:
-    served = load_classifier(SHIPPED_ONNX, runtime)
+    served = load_classifier(SHIPPED_ONNX, runtime, tta="none")  # the graph alone (tests/test_served_tta.py: flip)
     assert served.runtime == runtime and served.temperature > 1.0
     expected, got = calibrated(shipped_pytorch, public_test.images, served.temperature), served(public_test.images)
     assert got.shape == expected.shape == (3589, 7) and got.dtype == np.float32
@@ -93,7 +93,9 @@ def test_the_shipped_int8_ir_is_the_quantized_shipped_onnx(public_test) -> None:
     """Fails when the .onnx changes without `fer-export --int8` being re-run, or when int8 costs more than
     half a point of PublicTest accuracy."""
     full, int8 = load_classifier(SHIPPED_ONNX, "openvino"), load_classifier(int8_path(SHIPPED_ONNX), "openvino")
-    assert int8.metadata == full.metadata, "re-run fer-export with --int8 after changing the shipped model"
+    assert dataclasses.replace(int8.metadata, int8_checks=()) == full.metadata, \
+        "re-run fer-export with --int8 after changing the shipped model"
+    assert [check.tta for check in int8.metadata.int8_checks] == ["none", "flip"]
     expected, got = full(public_test.images), int8(public_test.images)
     assert got.shape == (3589, 7) and got.dtype == np.float32
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
@@ -158,7 +160,7 @@ def test_a_changed_preprocessing_field_changes_what_the_frame_path_computes(
         tmp_path: Path, photo: bytes, fer_models_dir: Path, shipped_pytorch, capsys) -> None:
     equalizing = edited_model_file(tmp_path, "equalize.pt", equalize=True)
     exported(equalizing, tmp_path / "equalize.onnx", capsys)
-    shipped = load_frame_path(fer_models_dir, SHIPPED_ONNX, ALL_CLASSES, 4096 * 4096, 50)
+    shipped = load_frame_path(fer_models_dir, SHIPPED_ONNX, ALL_CLASSES, 4096 * 4096, 50, tta="none")
     changed = load_frame_path(fer_models_dir, tmp_path / "equalize.onnx", ALL_CLASSES, 4096 * 4096, 50)
     assert changed.classifier.preprocessing.equalize and not shipped.classifier.preprocessing.equalize
 

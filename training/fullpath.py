@@ -13,7 +13,7 @@
                         (training/photometric.py ALTERATIONS): how many faces are found again and keep
                         the top emotion they have in the unaltered photo.
 
-Both run pipeline.framepath as the server does (its detectors, crops and served classifier); rows with
+Each runs pipeline.framepath as the server does (its detectors, crops and served classifiers); rows with
 alignment off or another fill re-cut the same detections with that one setting changed.
 """
 
@@ -438,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_version_argument(parser)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", default=None, metavar="TIER|FILE",
-                        help=f"model tier ({' or '.join(TIER_NAMES)}; photos and light only for {ACCURATE}) or the "
+                        help=f"model tier ({' or '.join(TIER_NAMES)}; {ACCURATE} only with photos and light) or the "
                              "fast tier's .onnx or PyTorch model file (default: the fast tier, $FER_MODEL or the "
                              "shipped model; photos: accurate)")
     common.add_argument("--models-dir", type=Path, default=None,

@@ -39,7 +39,8 @@ class StepRecipe:
     label_smoothing: share of each target spread evenly over the classes (Szegedy et al. 2016).
     vote_weight: where a face has FER+ votes, their share of its target; the rest is the one-hot label.
     distill_weight, temperature: with a teacher, the distillation term's share of the loss and the
-        softening of both distributions (Hinton et al. 2015).
+        softening of both distributions (Hinton et al. 2015); clean_teacher: the teacher sees the batch
+        without its photometric alterations (same geometric augmentation).
     autocast: the dtype forward passes are autocast to (torch.bfloat16), or None for fp32.
     """
 
@@ -49,6 +50,7 @@ class StepRecipe:
     vote_weight: float = 0.5
     distill_weight: float = 0.5
     temperature: float = 4.0
+    clean_teacher: bool = False
     autocast: torch.dtype | None = None
 
 
@@ -89,7 +91,7 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces:
 
     schedule(step) gives each step's learning rate, steps counted from first_step. `model` may be
     DDP-wrapped; the EMA follows the bare model inside it. A teacher sees the same augmented batch as
-    the student. description: a progress bar's label; "" shows none.
+    the student (without its photometric alterations with recipe.clean_teacher). description: a progress bar's label; "" shows none.
     """
     model.train()
     steps = math.ceil(len(order) / batch_size)
@@ -101,14 +103,22 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces:
         index = order[step * batch_size:(step + 1) * batch_size]
         # Seeded from NumPy's global generator, which checkpoints capture, so a resumed run draws the same.
         crops = perturb_crops(faces.images[index], recipe.photometric, np.random.default_rng(np.random.randint(2**31)))
+        geometry = torch.get_rng_state()
         x = augment_batch(to_input_tensor(crops, preprocessing).to(device), recipe.augment)
+        teacher_x = x
+        if teacher is not None and recipe.clean_teacher:
+            # The same warp, flip and erasing (the same draws) on the faces before their photometric alteration.
+            after = torch.get_rng_state()
+            torch.set_rng_state(geometry)
+            teacher_x = augment_batch(to_input_tensor(faces.images[index], preprocessing).to(device), recipe.augment)
+            torch.set_rng_state(after)
         x = x.contiguous(memory_format=torch.channels_last)
         target = targets_for(faces, index, recipe.label_smoothing, recipe.vote_weight).to(device)
         with torch.autocast(device.type, dtype=recipe.autocast or torch.bfloat16, enabled=recipe.autocast is not None):
             logits = model(x)
             if teacher is not None:
                 with torch.no_grad():
-                    teacher_logits = teacher(x)
+                    teacher_logits = teacher(teacher_x.contiguous(memory_format=torch.channels_last))
         loss = soft_cross_entropy(logits, target)
         if teacher is not None:
             weight = recipe.distill_weight

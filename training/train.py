@@ -121,6 +121,9 @@ class TrainConfig:
                               "softened predictions, averaged over the files; \"\": none")
     distill_weight: float = option(0.5, "with --teacher: the distillation term's share of the loss")
     temperature: float = option(4.0, "with --teacher: softens both distributions before they are compared")
+    clean_teacher: bool = option(False, "with --teacher: the teachers see each training face as it was before "
+                                        "its photometric alteration (same warp, flip and erasing), so the student "
+                                        "learns to read a dim, flat or blurred face as they read it unaltered")
     votes: str = option("", "a FER+ root: its annotators' vote distributions join the targets of the "
                             "training images they match; \"\": none")
     vote_weight: float = option(0.5, "with --votes: the votes' share of each target; the rest is the one-hot label")
@@ -173,6 +176,7 @@ class TrainConfig:
                           photometric=self.photometric,
                           label_smoothing=self.label_smoothing, vote_weight=self.vote_weight,
                           distill_weight=self.distill_weight, temperature=self.temperature,
+                          clean_teacher=self.clean_teacher,
                           autocast=autocast_dtype(self.precision, device))
 
     @classmethod
