@@ -78,13 +78,11 @@ proto-check: proto
 # re-planned to end at epoch 28 (2026-11-27); then 54 more epochs from its best weights with a fresh
 # schedule and lighter erasing (2026-11-28); then a 10-epoch fine-tune without label smoothing and with
 # rotations up to 15 degrees (2026-12-01); then 12 epochs more with standardised crops and photometric
-# augmentation (2026-12-05): dim, flat, soft and compressed faces keep their emotions; then 14 epochs
-# distilled from the mean of the last two stages' models with the same augmentation (2026-12-07), whose
-# final epoch is the shipped model (docs/model-card.md, docs/history.md). The first three trained on the
-# JPEGs' pixels as read: BEFORE_LIGHT makes today's fer-train do the same. Then `make ship` installs it with
-# its served forms. On a machine without runs/: `make train INIT=model/shipped/ferstream-emotion.pt`
-# continues the committed model with the light stage's recipe instead (a fresh schedule from its weights;
-# the distillation's teachers are runs of the chain).
+# augmentation (2026-12-05), whose final epoch is the shipped model: dim, flat, soft and compressed faces
+# keep their emotions (docs/model-card.md, docs/history.md). The first three trained on the JPEGs' pixels
+# as read: BEFORE_LIGHT makes today's fer-train do the same. Then `make ship` installs it with its served
+# forms. On a machine without runs/: `make train INIT=model/shipped/ferstream-emotion.pt` continues the
+# committed model with the last stage's recipe instead (a fresh schedule from its weights).
 INIT ?=
 FER2013 = $(FER_DATA_DIR)/datasets/fer2013
 BEFORE_LIGHT = --no-equalize --no-standardize --photometric-probability 0
@@ -92,8 +90,6 @@ FINE_TUNE = --width 0.25 --dropout 0.1 --lr 0.005 --epochs 10 --erase-probabilit
 	--max-rotation 15 --seed 9 $(BEFORE_LIGHT)
 LIGHT = --width 0.25 --dropout 0.1 --lr 0.005 --epochs 12 --erase-probability 0.25 --label-smoothing 0 \
 	--max-rotation 15 --seed 11 --no-equalize
-DISTIL = --width 0.25 --dropout 0.1 --lr 0.005 --epochs 14 --erase-probability 0.25 --label-smoothing 0 \
-	--max-rotation 15 --seed 13 --no-equalize --threads 1 --teacher runs/ls0r15/final.pt,runs/light/final.pt
 train: $(DEV_STAMP)
 ifeq ($(INIT),)
 	fer-train --data $(FER2013) --out runs/w025 --width 0.25 --dropout 0.1 --epochs 40 --seed 0 $(BEFORE_LIGHT) \
@@ -103,7 +99,6 @@ ifeq ($(INIT),)
 		--epochs 54 --erase-probability 0.25 --seed 1 $(BEFORE_LIGHT)
 	fer-train --data $(FER2013) --out runs/ls0r15 --init runs/w025-long/best.pt $(FINE_TUNE)
 	fer-train --data $(FER2013) --out runs/light --init runs/ls0r15/final.pt $(LIGHT)
-	fer-train --data $(FER2013) --out runs/distil --init runs/light/final.pt $(DISTIL)
 else
 	fer-train --data $(FER2013) --out runs/continued --init $(INIT) $(LIGHT)
 endif
@@ -124,7 +119,7 @@ train-wide: $(DEV_STAMP)
 # OpenVINO IR quantized on Training faces with both forms' PublicTest accuracy recorded (the server serves
 # int8 only within 0.2 points of f32; tests check all three agree; README's model table comes from
 # `fer-eval`).
-MODEL ?= runs/distil/final.pt
+MODEL ?= runs/light/final.pt
 ship: $(DEV_STAMP)
 	cp $(MODEL) model/shipped/ferstream-emotion.pt
 	fer-export model/shipped/ferstream-emotion.pt --out model/shipped/ferstream-emotion.onnx \
