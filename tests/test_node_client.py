@@ -83,3 +83,22 @@ def test_node_reports_bad_arguments_with_exit_code_2(node_example: Path, tmp_pat
     result = run_node(node_example, str(tmp_path / "absent.jpg"))
     assert result.returncode == 2
     assert "error" in result.stderr and result.stdout == ""
+
+
+def test_server_name_is_the_name_the_servers_certificate_carries(node_example: Path, fer_server_factory,
+                                                                  tmp_path: Path, faces_dir: Path) -> None:
+    """Over TLS to an address, the certificate's own name is given with --server-name, as fer-client's."""
+    from test_security import make_ca, make_leaf
+
+    make_ca(tmp_path, "ca")
+    make_leaf(tmp_path, "named", "ca", "subjectAltName=DNS:ferstream.test\nextendedKeyUsage=serverAuth")
+    server = fer_server_factory("--tls-cert", str(tmp_path / "named.pem"), "--tls-key", str(tmp_path / "named.key"))
+    photo = str(faces_dir / PHOTO)
+    tls = ["--server", server.address, "--tls-ca", str(tmp_path / "ca.pem")]
+    named = run_node(node_example, *tls, "--server-name", "ferstream.test", photo)
+    assert named.returncode == 0, named.stderr
+    assert len(named.stdout.splitlines()) == 3
+    unnamed = run_node(node_example, *tls, photo)  # 127.0.0.1 is not the certificate's name
+    assert unnamed.returncode != 0 and unnamed.stdout == ""
+    alone = run_node(node_example, "--server-name", "ferstream.test", photo)
+    assert alone.returncode == 2 and "--tls-ca" in alone.stderr

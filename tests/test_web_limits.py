@@ -20,18 +20,8 @@ from conftest import GROUP_PHOTO, require_program
 from helpers import face_mosaic
 from test_web import (GATEWAY, PAGE_TIMEOUT_MS, chromium, drawn_state, get, launch_gateway, multipart,  # noqa: F401
                       open_page, post, ws_url)
-
-
-@pytest.fixture(scope="module")
-def server(fer_server_factory):
-    return fer_server_factory()
-
-
-@pytest.fixture(scope="module")
-def gateway(server):
-    running = launch_gateway(server.address)
-    yield running
-    running.stop()
+# The same real fer-server and gateway per module as test_web.py's (pytest registers imported fixtures).
+from test_web import gateway, server  # noqa: F401
 
 
 def address_of(gateway) -> tuple[str, int]:

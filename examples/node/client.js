@@ -23,7 +23,7 @@ const DETECTORS = ['haar', 'ssd', 'yunet'];
 // Several addresses in one target (ipv4:a:1,b:2 or a DNS name with many records) are spread over by call.
 const ROUND_ROBIN = JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] });
 const USAGE = `usage: node client.js [--server TARGET] [--detector ${DETECTORS.join('|')}] [--timeout SECONDS]
-                      [--tls-ca PEM] [--token TOKEN] IMAGE`;
+                      [--tls-ca PEM [--server-name NAME]] [--token TOKEN] IMAGE`;
 
 class UsageError extends Error {}
 
@@ -38,6 +38,7 @@ function parseCommandLine(argv) {
         detector: { type: 'string' },
         timeout: { type: 'string', default: '60' },
         'tls-ca': { type: 'string' },
+        'server-name': { type: 'string' },
         token: { type: 'string', default: process.env.FER_TOKEN },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -55,6 +56,9 @@ function parseCommandLine(argv) {
   if (values.detector !== undefined && !DETECTORS.includes(values.detector)) {
     throw new UsageError(`unknown detector ${values.detector}; choose one of ${DETECTORS.join(', ')}`);
   }
+  if (values['server-name'] !== undefined && values['tls-ca'] === undefined) {
+    throw new UsageError('--server-name is the name in the server\'s TLS certificate: it needs --tls-ca');
+  }
   const timeoutSeconds = Number(values.timeout);
   if (!(timeoutSeconds > 0)) {
     throw new UsageError(`--timeout must be a positive number of seconds, not ${values.timeout}`);
@@ -65,6 +69,7 @@ function parseCommandLine(argv) {
     detector: values.detector,
     timeoutSeconds,
     tlsCa: values['tls-ca'],
+    serverName: values['server-name'],
     token: values.token,
     image: positionals[0],
   };
@@ -86,7 +91,14 @@ function makeClient(EmotionService, settings) {
   const credentials = settings.tlsCa
     ? grpc.credentials.createSsl(fs.readFileSync(settings.tlsCa))
     : grpc.credentials.createInsecure();
-  return new EmotionService(settings.server, credentials, { 'grpc.service_config': ROUND_ROBIN });
+  const options = { 'grpc.service_config': ROUND_ROBIN };
+  if (settings.serverName) {
+    // The name the certificate must carry when the target is an address or another name (as fer-client
+    // --server-name): checked against it, and sent as the call's authority.
+    options['grpc.ssl_target_name_override'] = settings.serverName;
+    options['grpc.default_authority'] = settings.serverName;
+  }
+  return new EmotionService(settings.server, credentials, options);
 }
 
 // 'EMOTION_HAPPY' -> 'happy', the names the Python client uses.
