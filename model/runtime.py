@@ -28,6 +28,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -288,18 +289,23 @@ def load_classifier(path: str | os.PathLike | None = None, runtime: str | None =
     return open_classifier(model, str(path), runtime, threads, tta)
 
 
+def median_ms(call: Callable[[], object], runs: int = CHOICE_RUNS) -> float:
+    """Median wall milliseconds of `runs` calls of call(), after one unmeasured call (the warm-up)."""
+    call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1000.0
+
+
 def ms_per_face(classifier: ServedClassifier, batch: int = CHOICE_BATCH, runs: int = CHOICE_RUNS) -> float:
     """Median wall milliseconds per face of `runs` calls on a batch of blank crops, after one unmeasured call.
     The graph's cost does not depend on the pixels."""
     size = classifier.preprocessing.input_size
     x = classifier.preprocessing.apply(np.zeros((batch, size, size), dtype=np.uint8))
-    classifier.run(x)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        classifier.run(x)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1000.0 / batch
+    return median_ms(lambda: classifier.run(x), runs) / batch
 
 
 def choose_form(onnx_path: Path, threads: int | None = None, tta: str | None = None) -> ServedClassifier:

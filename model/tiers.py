@@ -11,7 +11,6 @@ pipeline/crops.colour_crops), so a fast-tier request never pays for the accurate
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .labels import EMOTIONS
-from .runtime import ServedClassifier
+from .runtime import ServedClassifier, median_ms
 
 FAST, ACCURATE = "fast", "accurate"
 TIER_NAMES = (FAST, ACCURATE)
@@ -135,13 +134,7 @@ class Tier:
         """Sets and returns cost_ms: the median of `runs` calls on one blank face, after one unmeasured call."""
         blank = {GREY: np.zeros((1, 48, 48), np.uint8), COLOUR: np.zeros((1, 112, 112, 3), np.uint8)}
         crops = {kind: blank[kind] for kind in self.inputs}
-        self.classify(crops)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            self.classify(crops)
-            times.append(time.perf_counter() - start)
-        self.cost_ms = float(np.median(times)) * 1000.0
+        self.cost_ms = median_ms(lambda: self.classify(crops), runs)
         return self.cost_ms
 
 

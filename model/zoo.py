@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import numpy as np
 from .labels import EMOTIONS
 from .formchoice import choose
 from .onnxmeta import INPUT_NAME, OUTPUT_NAME
-from .runtime import (OnnxRuntimeSession, OpenVinoSession, Session, inference_threads, last_line,
+from .runtime import (OnnxRuntimeSession, OpenVinoSession, Session, inference_threads, last_line, median_ms,
                       resolve_runtime)
 
 SHIPPED_DIR = Path(__file__).parent / "shipped"
@@ -123,13 +122,7 @@ def open_zoo(path: Path, runtime: str | None = None, threads: int | None = None)
 def ms_per_face(classifier: ZooClassifier, batch: int = CHOICE_BATCH, runs: int = CHOICE_RUNS) -> float:
     """Median wall milliseconds per face of `runs` calls on `batch` blank faces, after one unmeasured call."""
     faces = np.zeros((batch, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
-    classifier(faces)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        classifier(faces)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1000.0 / batch
+    return median_ms(lambda: classifier(faces), runs) / batch
 
 
 def load_zoo(runtime: str | None = None, threads: int | None = None,

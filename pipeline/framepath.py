@@ -316,12 +316,9 @@ def load_frame_path(models_dir, model_path, classes: tuple[int, ...], max_pixels
 
     from .detectors import load_detectors
 
-    names = tuple(dict.fromkeys(models))
-    for name in (*names, default_model):
-        if name not in TIER_NAMES:
-            raise ValueError(unknown_tier(name))
-    if default_model not in names:
-        names += (default_model,)
+    names = tuple(dict.fromkeys((*models, default_model)))
+    if unknown := [name for name in names if name not in TIER_NAMES]:  # before any model is loaded
+        raise ValueError(unknown_tier(unknown[0]))
     classifier = load_classifier(model_path, tta=tta)
     tiers = load_tiers(classifier, names)
     return FramePath(load_detectors(models_dir), classifier, classes, max_pixels, max_faces, min_face_px, tiers,
