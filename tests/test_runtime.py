@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -102,6 +103,39 @@ def test_the_shipped_int8_ir_is_the_quantized_shipped_onnx(public_test) -> None:
     assert (got.argmax(1) == expected.argmax(1)).mean() >= INT8_AGREEMENT
     accuracy = {name: (p.argmax(1) == public_test.labels).mean() for name, p in (("f32", expected), ("int8", got))}
     assert accuracy["int8"] >= accuracy["f32"] - 0.005, accuracy
+
+
+# Run in a process whose oneDNN may use AVX2 at most (ONEDNN_MAX_CPU_ISA, read when OpenVINO loads): the
+# int8 form's top class on every PublicTest face, and the kernels OpenVINO chose for its layers.
+AVX2_SCRIPT = """
+import json, sys
+from ferstream.model.runtime import SHIPPED_ONNX, int8_path, load_classifier
+from ferstream.training.data import load_dataset
+int8 = load_classifier(int8_path(SHIPPED_ONNX), "openvino", threads=1)
+kernels = sorted({op.get_rt_info()["primitiveType"].astype(str)
+                  for op in int8.session.compiled.get_runtime_model().get_ordered_ops()})
+faces = load_dataset(sys.argv[1])
+print(json.dumps({"kernels": kernels, "top": int8(faces.images).argmax(1).tolist()}))
+"""
+
+
+def test_the_int8_form_answers_alike_on_a_cpu_without_avx512(shared: Path, public_test) -> None:
+    """The int8 graph's 7-bit weights keep its integer sums from saturating where the CPU has no VNNI
+    (model/quantize.py), so a CPU with AVX2 alone gives the answers this one gives: checked by capping
+    oneDNN at AVX2 in a second process (on an AVX2-only CPU both runs are alike anyway)."""
+    result = subprocess.run([sys.executable, "-c", AVX2_SCRIPT, str(shared / "datasets" / "fer2013" / "test")],
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.splitlines()[-1])
+    int8_kernels = [kernel for kernel in report["kernels"] if kernel.endswith("_I8")]
+    assert any(kernel.startswith("jit_avx2") for kernel in int8_kernels), report["kernels"]
+    assert not any(kernel.startswith("brgconv_avx512") for kernel in int8_kernels), report["kernels"]
+    here = load_classifier(int8_path(SHIPPED_ONNX), "openvino", threads=1)(public_test.images).argmax(1)
+    avx2 = np.array(report["top"])
+    assert (avx2 == here).mean() >= 0.995
+    accuracy = {name: (top == public_test.labels).mean() for name, top in (("here", here), ("avx2", avx2))}
+    assert abs(accuracy["avx2"] - accuracy["here"]) <= 0.002, accuracy
 
 
 def test_openvino_serves_the_faster_form_on_this_cpu_and_onnx_runtime_the_onnx(monkeypatch: pytest.MonkeyPatch,
