@@ -29,7 +29,7 @@ from .metrics import ServerMetrics
 from .ready import announce_serving
 from .security import TokenInterceptor
 from .servicer import EmotionServicer
-from .streams import StreamLimits, StreamRegistry
+from .streams import StreamDefaults, StreamLimits, StreamRegistry
 from .workers import FrameWorkers
 
 log = logging.getLogger("ferstream.server")
@@ -95,11 +95,12 @@ async def serve(config: ServerConfig, announce: Callable[[str, int], None] = ann
     await asyncio.to_thread(workers.start)
     log.info("%d detection worker(s), %d classifier thread(s)", len(workers.threads), config.threads)
     try:
+        defaults = StreamDefaults(frame_path.check_model(config.stream_model or frame_path.default_model),
+                                  config.track_smoothing_ms)
         streams = StreamRegistry(config.max_streams, StreamLimits(config.idle_timeout_s, config.max_stream_seconds),
-                                 metrics)
+                                 defaults, workers, metrics)
         server, health_servicer = grpc_server(config, EmotionServicer(frame_path, workers, streams,
-                                                                    config.track_smoothing_ms, config.annotate_model,
-                                                                    config.stream_model))
+                                                                    config.annotate_model))
         port = listen(server, config)
         await server.start()
         for service in ("", SERVICE_NAME):

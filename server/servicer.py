@@ -1,29 +1,28 @@
-"""ferstream.v1.EmotionService: call handling and message translation, nothing else.
+"""ferstream.v1.EmotionService: call handling, nothing else.
 
-Frames go to the workers (workers.py), streams' state, limits and face tracks live in streams.py, metrics
-are recorded where things happen, and protoconv.py builds the messages. Status codes come from status.py.
+A unary frame goes to the workers (workers.py); a stream is one streams.Stream, which receives, submits,
+tracks and answers its own frames. Metrics are recorded where things happen, protoconv.py builds the
+messages, and frame errors' status codes come from status.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import grpc
 
-from ferstream.pipeline.errors import FrameError, invalid
+from ferstream.pipeline.errors import FrameError
 from ferstream.pipeline.framepath import FramePath
-from ferstream.pipeline.tracking import DEFAULT_SMOOTHING_MS, check_smoothing_ms
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
 
 from . import protoconv
 from .status import status_code
-from .streams import Arrival, IdleTimeout, LifetimeReached, StreamRegistry, StreamsFull, answers_in_order
-from .workers import FrameWorkers, Job
+from .streams import IdleTimeout, LifetimeReached, StreamRegistry, StreamsFull
+from .workers import FrameWorkers
 
 log = logging.getLogger("ferstream.server")
 
@@ -34,58 +33,20 @@ def call_deadline(context: grpc.aio.ServicerContext) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
-def track_settings(request: pb.StreamAnnotateRequest, arrived: float, default_ms: float) -> tuple[float, float]:
-    """(frame time, smoothing time constant), both in milliseconds, for a stream request's face tracks.
-
-    The frame time is the request's capture_time_ms, else its arrival (`arrived`, a time.perf_counter()
-    reading in seconds); the time constant is its options' track_smoothing_ms, else default_ms (the server's
-    --track-smoothing-ms). BadInput (INVALID_ARGUMENT) for a non-finite capture time or a negative or
-    non-finite time constant.
-    """
-    time_ms = request.capture_time_ms if request.HasField("capture_time_ms") else arrived * 1000.0
-    if not math.isfinite(time_ms):
-        raise invalid(f"capture_time_ms must be a finite number of milliseconds, got {time_ms}")
-    smoothing_ms = default_ms
-    if request.options.HasField("track_smoothing_ms"):
-        try:
-            smoothing_ms = check_smoothing_ms(request.options.track_smoothing_ms)
-        except ValueError as error:
-            raise invalid(f"track_smoothing_ms: {error}") from None
-    return time_ms, smoothing_ms
-
-
-class Refused:
-    """A stream frame answered with an error before reaching the workers (answers_in_order's InFlight)."""
-
-    def __init__(self, error: FrameError) -> None:
-        loop = asyncio.get_running_loop()
-        self.detected: asyncio.Future = loop.create_future()
-        self.detected.set_result(None)
-        self.answered: asyncio.Future = loop.create_future()
-        self.answered.set_result(error)
-
-    def abandon(self) -> None:
-        """Nothing to stop: no worker has it."""
-
-
 class EmotionServicer(pb_grpc.EmotionServiceServicer):
     """The three RPCs of ferstream.v1.EmotionService on top of the workers and the stream registry.
 
-    track_smoothing_ms: the time constant of the face tracks' smoothing for stream requests that do not set
-    their own (ServerConfig.track_smoothing_ms). annotate_model, stream_model: the model tier of Annotate
-    calls and of stream frames that name none (ServerConfig; empty: the frame path's default); ValueError
-    for a tier the frame path does not serve.
+    annotate_model: the model tier of Annotate calls that name none (ServerConfig; empty: the frame path's
+    default); ValueError for a tier the frame path does not serve. Stream frames' defaults are the
+    registry's (StreamRegistry.defaults).
     """
 
     def __init__(self, frame_path: FramePath, workers: FrameWorkers, streams: StreamRegistry,
-                 track_smoothing_ms: float = DEFAULT_SMOOTHING_MS, annotate_model: str = "",
-                 stream_model: str = "") -> None:
+                 annotate_model: str = "") -> None:
         self.frame_path = frame_path
         self.workers = workers
         self.streams = streams
-        self.track_smoothing_ms = check_smoothing_ms(track_smoothing_ms)
         self.annotate_model = frame_path.check_model(annotate_model or frame_path.default_model)
-        self.stream_model = frame_path.check_model(stream_model or frame_path.default_model)
 
     async def Annotate(self, request: pb.AnnotateRequest, context: grpc.aio.ServicerContext) -> pb.AnnotateResponse:
         """One image: its faces, or the call ends with the frame's status (INVALID_ARGUMENT, ...)."""
@@ -99,7 +60,7 @@ class EmotionServicer(pb_grpc.EmotionServiceServicer):
 
     async def GetModelInfo(self, request: pb.GetModelInfoRequest, context) -> pb.GetModelInfoResponse:
         """Classes, detectors and the emotion model this server runs."""
-        return protoconv.model_info(self.frame_path, self.annotate_model, self.stream_model)
+        return protoconv.model_info(self.frame_path, self.annotate_model, self.streams.defaults.model)
 
     async def StreamAnnotate(self, request_iterator: AsyncIterator[pb.StreamAnnotateRequest],
                              context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StreamAnnotateResponse]:
@@ -108,41 +69,17 @@ class EmotionServicer(pb_grpc.EmotionServiceServicer):
         drains; RESOURCE_EXHAUSTED over --max-streams, DEADLINE_EXCEEDED when idle, UNAVAILABLE past
         --max-stream-seconds."""
         try:
-            stream = self.streams.open(context.peer())
+            stream = self.streams.open(context.peer(), call_deadline(context))
         except StreamsFull as full:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(full))
-        receiver = asyncio.create_task(stream.receive(request_iterator))
-        deadline = call_deadline(context)
-
-        def submit(arrival: Arrival) -> Job | Refused:
-            # The workers hold the request from here on; it is released once decoded (a raw frame can be 48 MiB).
-            request, arrival.request = arrival.request, None
-            try:
-                arrival.time_ms, arrival.smoothing_ms = track_settings(request, arrival.arrived,
-                                                                       self.track_smoothing_ms)
-            except FrameError as error:
-                self.streams.metrics.failed(status_code(error))
-                return Refused(error)
-            if not request.options.model:
-                request.options.model = self.stream_model
-            return self.workers.submit(request.image, request.options, deadline, stream, arrival.arrived)
-
-        outcome = "cancelled"
         try:
-            async for arrival, answer in answers_in_order(stream, submit):
-                failed = isinstance(answer, FrameError)
-                if failed:
-                    log.debug("stream %d frame %d: %s", stream.stats.number, arrival.frame_id, answer.message)
-                stream.record(arrival, failed)
-                tracks = None if failed else stream.track(arrival, answer)
-                yield protoconv.stream_response(arrival.frame_id, answer, arrival.skipped, arrival.arrived, tracks)
-            outcome = "ended"
+            # Closed here, not when collected: a cancelled call's frames leave the workers at once.
+            async with aclosing(stream.answers(request_iterator)) as answers:
+                async for response in answers:
+                    yield response
         except IdleTimeout as idle:
-            outcome = "idle"
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, idle.message)
         except LifetimeReached as lifetime:
-            outcome = "lifetime reached"
             await context.abort(grpc.StatusCode.UNAVAILABLE, lifetime.message)
         finally:
-            receiver.cancel()
-            self.streams.close(stream, outcome)
+            self.streams.close(stream)
