@@ -26,6 +26,11 @@ CPU_FEATURES = {
     "avx512_bf16": "AVX-512 BF16",
     "amx_tile": "AMX",
 }
+# The variables that cap the instruction sets each library's kernels may use, read when the library loads:
+# with ONEDNN_MAX_CPU_ISA=AVX2 OPENCV_CPU_DISABLE=AVX512F,AVX512-SKX ATEN_CPU_CAPABILITY=avx2 a CPU with
+# AVX-512 runs the kernels a CPU with AVX2 alone runs (OpenVINO and PyTorch through oneDNN, OpenCV's own
+# dispatch; ONNX Runtime has no such switch). A report says which were set (docs/performance.md).
+KERNEL_CAPS = ("ONEDNN_MAX_CPU_ISA", "OPENCV_CPU_DISABLE", "ATEN_CPU_CAPABILITY")
 # The lines that open and close a command's section in a --markdown-out file; the command line (without
 # --markdown-out) names the section, so running the same command again replaces it.
 SECTION_BEGIN = "<!-- fer-bench begin: {key} -->"
@@ -60,6 +65,12 @@ def cpu_features(cpuinfo: str | None = None) -> list[str]:
     return [name for flag, name in CPU_FEATURES.items() if flag in flags]
 
 
+def kernel_caps(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The KERNEL_CAPS set in environ (default: os.environ), name -> value."""
+    environ = os.environ if environ is None else environ
+    return {name: environ[name] for name in KERNEL_CAPS if environ.get(name)}
+
+
 def installed_version(distribution: str) -> str:
     """A distribution's installed version, or "not installed" (torch is optional for serving)."""
     try:
@@ -77,6 +88,7 @@ def machine_description() -> dict[str, Any]:
         "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
         "cpu_features": cpu_features(),
+        "kernel_caps": kernel_caps(),
         "os": platform.platform(),
         "python": platform.python_version(),
         "torch": installed_version("torch"),
@@ -90,6 +102,8 @@ def machine_description() -> dict[str, Any]:
 def machine_line(machine: dict[str, Any]) -> str:
     """machine_description as one line."""
     features = ", ".join(machine["cpu_features"]) or "no AVX2"
+    if caps := machine.get("kernel_caps"):
+        features += "; kernels capped by " + " ".join(f"{name}={value}" for name, value in caps.items())
     return (f"{machine['cpu']}, {machine['logical_cores']} logical cores ({features}), {machine['os']}; "
             f"Python {machine['python']}, "
             f"OpenVINO {machine['openvino']}, ONNX Runtime {machine['onnxruntime']}, torch {machine['torch']}, "

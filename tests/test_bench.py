@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ferstream.bench.detectors import count_matches, iou
-from ferstream.bench.report import cpu_features
+from ferstream.bench.report import cpu_features, machine_description, machine_line
 
 TEST_FACES = 43  # hand-boxed faces in testing.xml + training.xml
 
@@ -224,3 +224,14 @@ def test_cpu_features_from_cpuinfo_flags() -> None:
     assert cpu_features(cpuinfo) == ["AVX2", "AVX-512", "AVX-512 VNNI", "AVX-512 BF16", "AMX"]
     assert cpu_features("flags\t: fpu sse4_2 avx avx2 avx_vnni\n") == ["AVX2", "AVX-VNNI"]
     assert cpu_features("model name\t: no flags line\n") == []
+
+
+def test_a_report_names_the_kernel_caps_in_effect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Figures measured with the libraries capped at AVX2 on a newer CPU say so beside the CPU's features."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "OPENCV_CPU_DISABLE", "ATEN_CPU_CAPABILITY"):
+        monkeypatch.delenv(name, raising=False)
+    assert "capped" not in machine_line(machine_description())
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("OPENCV_CPU_DISABLE", "AVX512F,AVX512-SKX")
+    line = machine_line(machine_description())
+    assert "; kernels capped by ONEDNN_MAX_CPU_ISA=AVX2 OPENCV_CPU_DISABLE=AVX512F,AVX512-SKX)" in line
