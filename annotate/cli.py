@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 
-from ferstream.pipeline.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
+from ferstream.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
                                             add_version_argument, error_line)
 from ferstream.pipeline.detectors import DetectorKind
 from ferstream.pipeline.errors import FrameError

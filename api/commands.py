@@ -6,7 +6,7 @@ imported (fer-train's imports torch: seconds) and ends quietly when the reader o
 
 from __future__ import annotations
 
-from ferstream.pipeline.commandline import run_command
+from ferstream.commandline import run_command
 
 
 def fer_server() -> int:

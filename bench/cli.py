@@ -21,8 +21,8 @@ from pathlib import Path
 
 from ferstream.client.library import DETECTORS, MODELS
 from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT
-from ferstream.pipeline.commandline import EXIT_INTERRUPTED, add_version_argument, positive_int, print_error
-from ferstream.pipeline.commandline import CommandParser
+from ferstream.commandline import EXIT_INTERRUPTED, add_version_argument, positive_int, print_error
+from ferstream.commandline import CommandParser
 from ferstream.pipeline.settings import default_threads
 
 from .paths import default_data_dir, default_models_dir, faces_dir

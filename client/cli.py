@@ -23,7 +23,7 @@ from ferstream.client.library import (DEFAULT_JPEG_QUALITY, DETECTORS, MIN_JPEG_
                                       default_target,
                                       token_problem)
 from ferstream.client.session import StreamOptions, target_problem
-from ferstream.pipeline.commandline import (
+from ferstream.commandline import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from . import weights
-from .commandline import EXIT_FAILED, CommandParser, EXIT_INTERRUPTED, EXIT_OK, add_version_argument, print_error
+from ferstream.commandline import EXIT_FAILED, CommandParser, EXIT_INTERRUPTED, EXIT_OK, add_version_argument, print_error
 from .settings import default_models_dir
 
 PROG = "fer-models"

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from ferstream.pipeline.commandline import EXIT_USAGE, print_error
+from ferstream.commandline import EXIT_USAGE, print_error
 
 from .config import build_parser, config_from_args
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ferstream.model.labels import EMOTIONS
 from ferstream.model.tiers import ACCURATE, FAST, TIER_NAMES
-from ferstream.pipeline.commandline import CommandParser, add_version_argument
+from ferstream.commandline import CommandParser, add_version_argument
 from ferstream.pipeline.detectors import DEFAULT_MIN_FACE_PX
 from ferstream.pipeline.settings import (MAX_FACES, MAX_PIXELS, add_common_arguments, default_models_dir,
                                          parse_classes)

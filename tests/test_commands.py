@@ -11,7 +11,7 @@ from importlib import metadata
 
 import pytest
 
-from ferstream.pipeline.commandline import EXIT_BROKEN_PIPE, EXIT_USAGE, package_version
+from ferstream.commandline import EXIT_BROKEN_PIPE, EXIT_USAGE, package_version
 
 # Every command whose entry point goes through ferstream.commands (fer-annotate's and fer-eval-path's do not).
 COMMANDS = ("fer-server", "fer-client", "fer-models", "fer-bench", "fer-eval", "fer-export", "fer-ckplus",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ferstream.pipeline.commandline import package_version
+from ferstream.commandline import package_version
 
 
 def run(module: str, *arguments: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -366,7 +366,7 @@ def test_half_given_https_and_missing_files_exit_2():
 def test_version_and_help_describe_every_option():
     import argparse
 
-    from ferstream.pipeline.commandline import package_version
+    from ferstream.commandline import package_version
     from ferstream.web.cli import build_parser
 
     version = subprocess.run([*GATEWAY, "--version"], capture_output=True, text=True, timeout=60)

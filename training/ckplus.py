@@ -21,8 +21,8 @@ import torch
 from ferstream.model.labels import EMOTIONS
 from ferstream.model.modelfile import default_model_path, load_model
 from ferstream.model.preprocess import Preprocessing
-from ferstream.pipeline.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
-from ferstream.pipeline.commandline import CommandParser
+from ferstream.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
+from ferstream.commandline import CommandParser
 from ferstream.pipeline.settings import default_data_dir
 
 from .data import DatasetError, FaceSet, load_dataset

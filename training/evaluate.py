@@ -26,9 +26,9 @@ import numpy as np
 from ferstream.model.calibration import BINS, ReliabilityBins, reliability_bins, undo_temperature
 from ferstream.model.labels import EMOTIONS, class_indices
 from ferstream.model.runtime import RUNTIMES, default_served_path, load_classifier
-from ferstream.pipeline.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument,
+from ferstream.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument,
                                             print_error)
-from ferstream.pipeline.commandline import CommandParser
+from ferstream.commandline import CommandParser
 
 from .data import DatasetError, load_dataset
 from .metrics import classification_report, restrict_to_classes

@@ -40,8 +40,8 @@ from ferstream.model.onnxmeta import INT8_CHECKS, FormCheck, int8_checks_prop
 from ferstream.model.runtime import (RUNTIMES, ServedClassifier, default_runtime, int8_path, load_classifier,
                                      open_classifier)
 from ferstream.model.tta import SERVED_TTA
-from ferstream.pipeline.commandline import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_version_argument, print_error
-from ferstream.pipeline.commandline import CommandParser
+from ferstream.commandline import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_version_argument, print_error
+from ferstream.commandline import CommandParser
 
 from .data import DatasetError, load_dataset
 from .provenance import data_sha256

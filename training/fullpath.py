@@ -34,7 +34,7 @@ from ferstream.model.tiers import ACCURATE, FAST, TIER_NAMES, parse_model_argume
 from ferstream.pipeline.crops import FILL, Fill, face_crops
 from ferstream.pipeline.detectors import DEFAULT_MIN_FACE_PX, Detection, DetectorKind
 from ferstream.pipeline.framepath import DetectOptions, FramePath, load_frame_path, set_thread_counts
-from ferstream.pipeline.commandline import CommandParser, add_version_argument, positive_int
+from ferstream.commandline import CommandParser, add_version_argument, positive_int
 from ferstream.pipeline.settings import MAX_FACES, MAX_PIXELS, default_data_dir, default_models_dir
 from ferstream.pipeline.tracking import match
 

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from ferstream.model.modelfile import SHIPPED_MODEL
-from ferstream.pipeline.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
+from ferstream.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
                                             add_version_argument, print_error)
 from ferstream.pipeline.settings import default_data_dir
 

@@ -29,8 +29,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ferstream.model.architectures import REFERENCE_CHANNELS, ArchSpec, build_model, count_parameters
 from ferstream.model.modelfile import load_model, save_model
 from ferstream.model.preprocess import Preprocessing
-from ferstream.pipeline.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
-from ferstream.pipeline.commandline import CommandParser
+from ferstream.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
+from ferstream.commandline import CommandParser
 from ferstream.pipeline.settings import default_data_dir
 
 from . import distributed

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ferstream.pipeline.commandline import (
+from ferstream.commandline import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
