@@ -29,8 +29,11 @@ from ferstream.commandline import (
     EXIT_USAGE,
     CommandParser,
     add_version_argument,
-    number_type,
+    fraction,
+    positive_int,
     print_error,
+    seconds,
+    whole_number_between,
 )
 
 PROG = "fer-client"
@@ -68,14 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: the server's, fast for live video and accurate for a still image)")
     parser.add_argument(
         "--min-score",
-        type=_fraction,
+        type=fraction,
         default=0.0,
         metavar="0..1",
         help="drop faces scored below this (default: 0, the detector's own threshold)",
     )
     parser.add_argument(
         "--jpeg-quality",
-        type=_quality,
+        type=whole_number_between(MIN_JPEG_QUALITY, 100),
         default=DEFAULT_JPEG_QUALITY,
         metavar=f"{MIN_JPEG_QUALITY}..100",
         help=f"JPEG quality of the video and camera frames sent (a photo goes as its file); from {MIN_JPEG_QUALITY} "
@@ -108,12 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write the annotated video here (.mp4, .m4v, .mov, .avi or .mkv; an image source "
                           "takes .jpg, .png, .bmp or .webp); the same path as fer-annotate --server")
     headless.add_argument("--jsonl", type=Path, metavar="FILE", help="write one JSON line of faces per frame here")
-    headless.add_argument("--max-faces", type=_count, default=0, metavar="N",
+    headless.add_argument("--max-faces", type=positive_int, default=0, metavar="N",
                           help="the most faces annotated per frame, up to the server's --max-faces; a frame's JSON "
                           "line counts those left out in faces_omitted (default: the server's limit)")
     headless.add_argument(
         "--connect-timeout",
-        type=_seconds,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="give up when the server cannot be reached for this long (default: %(default)s)",
@@ -128,14 +131,6 @@ def server_target(text: str) -> str:
     if problem is not None:
         raise argparse.ArgumentTypeError(problem)
     return text.strip()
-
-
-# argparse types of build_parser's options.
-_fraction = number_type(float, lambda value: 0.0 <= value <= 1.0, "a number between 0 and 1")
-_quality = number_type(int, lambda value: MIN_JPEG_QUALITY <= value <= 100,
-                       f"a whole number between {MIN_JPEG_QUALITY} and 100")
-_seconds = number_type(float, lambda value: value > 0, "a positive number of seconds")
-_count = number_type(int, lambda value: value > 0, "a positive whole number")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

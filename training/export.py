@@ -210,10 +210,8 @@ def record_checks(model, checks: tuple[FormCheck, ...]) -> None:
     model.set_rt_info(int8_checks_prop(checks), ["framework", INT8_CHECKS])
 
 
-def main(argv: list[str] | None = None) -> int:
-    """fer-export's command line: exit 0 once written; 1 (one line on stderr) for an unreadable model file or
-    data, or an export that does not match PyTorch (nothing written) or an int8 IR that does not match the
-    ONNX file (the ONNX file written, no IR); 2 for bad usage; 130 on Ctrl-C."""
+def build_parser() -> argparse.ArgumentParser:
+    """fer-export's options; every option is described in --help."""
     parser = CommandParser(prog=PROG, description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", type=Path, default=None,
@@ -239,7 +237,14 @@ def main(argv: list[str] | None = None) -> int:
                              "and its mirror image in one batch, logits averaged, at twice the cost; needs "
                              "--calibrate for its own temperature) (default: %(default)s)")
     add_version_argument(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """fer-export's command line: exit 0 once written; 1 (one line on stderr) for an unreadable model file or
+    data, or an export that does not match PyTorch (nothing written) or an int8 IR that does not match the
+    ONNX file (the ONNX file written, no IR); 2 for bad usage; 130 on Ctrl-C."""
+    args = build_parser().parse_args(argv)
     model_path = args.model or default_model_path()
     out = args.out or model_path.with_suffix(".onnx")
     try:

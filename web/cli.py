@@ -22,8 +22,10 @@ from ferstream.commandline import (
     EXIT_USAGE,
     CommandParser,
     add_version_argument,
-    number_type,
+    port_number,
+    positive_int,
     print_error,
+    seconds,
 )
 
 PROG = "fer-web"
@@ -31,14 +33,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 # Seconds each REST call may take at the server; the library's default for unary calls.
 DEFAULT_TIMEOUT_S = 30.0
-
-
-def _port(text: str) -> int:
-    return number_type(int, lambda value: 0 <= value <= 65535, "a port number, 0-65535")(text)
-
-
-_seconds = number_type(float, lambda value: value > 0, "a positive number of seconds")
-_bytes = number_type(int, lambda value: value > 0, "a positive number of bytes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,15 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="address to listen on; any other than loopback needs --certfile/--keyfile and "
                         "--auth-tokens (or --forward-caller-token), or --insecure (default: %(default)s)")
-    parser.add_argument("--port", type=_port, default=DEFAULT_PORT,
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
                         help="port to listen on; 0 picks a free one (default: %(default)s)")
     parser.add_argument("--server", type=server_target, default=default_target(), metavar="TARGET",
                         help="the fer-server to use: HOST:PORT, or several as ipv4:HOST:PORT,HOST:PORT or "
                         "dns:///NAME:PORT (default: $FER_SERVER or %(default)s)")
-    parser.add_argument("--max-message-bytes", type=_bytes, default=DEFAULT_MAX_MESSAGE_BYTES, metavar="BYTES",
+    parser.add_argument("--max-message-bytes", type=positive_int, default=DEFAULT_MAX_MESSAGE_BYTES, metavar="BYTES",
                         help="largest image or frame forwarded; larger ones get 413 (default: fer-server's "
                         "default --max-message-bytes, %(default)s)")
-    parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+    parser.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                         help="longest wait for the server's answer to a POST /v1/annotate; then 504 "
                         "(default: %(default)s)")
     gateway = parser.add_argument_group("the gateway's own HTTPS")
