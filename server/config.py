@@ -100,12 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s)")
     parser.add_argument("--port", type=port_number, default=ServerConfig.port,
                         help="port, 1-65535; 0 picks a free one (default: %(default)s)")
-    parser.add_argument("--replicas", "--workers", dest="replicas", type=int, default=ServerConfig.replicas,
-                        metavar="N",
+    parser.add_argument("--replicas", type=int, default=ServerConfig.replicas, metavar="N",
                         help="server processes (replicas) sharing the port, each a whole server with its own "
                              "model, its --threads and --detect-workers capped at cores/N; the kernel spreads "
-                             "connections over them. Processes, not threads; --workers is its former name "
-                             "(default: %(default)s)")
+                             "connections over them. Processes, not threads (default: %(default)s)")
     add_common_arguments(parser)
     parser.add_argument("--annotate-model", choices=TIER_NAMES, default=ServerConfig.annotate_model,
                         help="emotion model of Annotate calls that name none (AnnotateOptions.model) "
