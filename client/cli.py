@@ -94,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     security = parser.add_argument_group("security (for servers that require it)")
     security.add_argument("--tls-ca", type=Path, metavar="PEM", help="connect with TLS, trusting these roots")
-    security.add_argument("--tls-cert", type=Path, metavar="PEM",
-                          help="mutual TLS: present this client certificate chain (with --tls-key)")
-    security.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert")
+    security.add_argument("--client-cert", type=Path, metavar="PEM",
+                          help="mutual TLS: present this client certificate chain (with --client-key)")
+    security.add_argument("--client-key", type=Path, metavar="PEM", help="private key of --client-cert")
     security.add_argument("--server-name", metavar="NAME",
                           help="the name the server's TLS certificate must carry, when it is not --server's host "
                           "(e.g. connecting by IP address or through a proxy) (default: --server's host)")
@@ -142,16 +142,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--headless needs --out and/or --jsonl")
     if not args.headless and (args.out or args.jsonl or args.max_faces):
         parser.error("--out, --jsonl and --max-faces are for --headless mode")
-    if (args.tls_cert is None) != (args.tls_key is None):
-        parser.error("--tls-cert and --tls-key go together")
-    if args.server_name is not None and args.tls_ca is None and args.tls_cert is None:
+    if (args.client_cert is None) != (args.client_key is None):
+        parser.error("--client-cert and --client-key go together")
+    if args.server_name is not None and args.tls_ca is None and args.client_cert is None:
         parser.error("--server-name is for TLS connections (with --tls-ca)")
     if (problem := token_problem(args.token)) is not None:
         return _fail(f"--token or $FER_TOKEN: {problem}", EXIT_USAGE)
     if args.headless and (problem := _output_problem(args)) is not None:
         return _fail(problem, EXIT_USAGE)
     try:
-        paths = (args.tls_ca, args.tls_key, args.tls_cert)
+        paths = (args.tls_ca, args.client_key, args.client_cert)
         tls = _TlsMaterial(*(path.read_bytes() if path else None for path in paths))
         source = open_source(args.source)
     except OSError as error:
