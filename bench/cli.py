@@ -23,7 +23,7 @@ from ferstream.client.library import DETECTORS, MODELS
 from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT
 from ferstream.commandline import (EXIT_INTERRUPTED, CommandParser, add_version_argument, non_negative_float,
                                    positive_float, positive_int, positive_int_list, print_error)
-from ferstream.pipeline.settings import default_threads
+from ferstream.pipeline.settings import MODELS_DIR_HELP, default_threads
 
 from .paths import default_data_dir, default_models_dir, faces_dir
 
@@ -61,8 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON document instead of a Markdown table")
     common.add_argument("--data-dir", type=Path, default=None,
                         help="shared data folder with testdata/faces (default: $FER_DATA_DIR or ../shared)")
-    common.add_argument("--models-dir", type=Path, default=None,
-                        help="detector weights (default: $FER_MODELS_DIR, else $FER_DATA_DIR/models, else ~/.cache/ferstream/models)")
+    common.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
     common.add_argument("--seconds", type=positive_float, default=DEFAULT_SECONDS,
                         help="how long each measurement runs (default: %(default)s)")
     common.add_argument("--markdown-out", type=Path, default=None, metavar="FILE",

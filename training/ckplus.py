@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ferstream.model.labels import EMOTIONS
-from ferstream.model.modelfile import default_model_path, load_model
+from ferstream.model.modelfile import load_model
 from ferstream.model.preprocess import Preprocessing
 from ferstream.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
 from ferstream.commandline import CommandParser, non_negative_float, non_negative_int, number_type
@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("data", nargs="?", default=default_data(),
                         help="the CK+48 folder: class subfolders, file names starting with the subject id "
                              "(default: $FER_DATA_DIR/datasets/ckplus/CK+48, else ../shared/...)")
-    parser.add_argument("--model", default=None, help=f"starting model file (default: {default_model_path()})")
+    parser.add_argument("--model", default=None,
+                        help="starting model file (default: $FER_MODEL, else the shipped model, "
+                             "model/shipped/ferstream-emotion.pt)")
     parser.add_argument("--folds", type=number_type(int, lambda value: value >= 2, "a whole number of at least 2"),
                         default=10, help="number of subject-independent folds, at least 2 (default: 10)")
     parser.add_argument("--epochs", type=non_negative_int, default=10,

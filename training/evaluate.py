@@ -25,7 +25,7 @@ import numpy as np
 
 from ferstream.model.calibration import BINS, ReliabilityBins, reliability_bins, undo_temperature
 from ferstream.model.labels import EMOTIONS, class_indices
-from ferstream.model.runtime import RUNTIMES, default_served_path, load_classifier
+from ferstream.model.runtime import RUNTIMES, load_classifier
 from ferstream.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandParser,
                                    add_version_argument, non_negative_int, print_error)
 
@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", help="dataset path")
     parser.add_argument("--model", type=Path, default=None,
-                        help=f"served .onnx or PyTorch model file (default: {default_served_path()})")
+                        help="served .onnx or PyTorch model file (default: $FER_MODEL, else the shipped model in the "
+                             "runtime's form: its int8 IR in OpenVINO, its .onnx in ONNX Runtime)")
     parser.add_argument("--runtime", choices=RUNTIMES, default=None,
                         help="serving runtime (default: $FER_RUNTIME or openvino)")
     parser.add_argument("--split", choices=["Training", "PublicTest", "PrivateTest"], default=None,

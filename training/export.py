@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog=PROG, description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", type=Path, default=None,
-                        help=f"PyTorch model file (default: {default_model_path()})")
+                        help="PyTorch model file (default: $FER_MODEL, else the shipped model, "
+                             "model/shipped/ferstream-emotion.pt)")
     parser.add_argument("--out", type=Path, default=None,
                         help="the ONNX file to write (default: MODEL with the suffix .onnx, beside it)")
     parser.add_argument("--runtime", choices=RUNTIMES, default=None,

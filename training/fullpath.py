@@ -35,7 +35,7 @@ from ferstream.pipeline.crops import FILL, Fill, face_crops
 from ferstream.pipeline.detectors import DEFAULT_MIN_FACE_PX, Detection, DetectorKind
 from ferstream.pipeline.framepath import DetectOptions, FramePath, load_frame_path, set_thread_counts
 from ferstream.commandline import CommandParser, add_version_argument, number_between, positive_int
-from ferstream.pipeline.settings import MAX_FACES, MAX_PIXELS, default_data_dir, default_models_dir
+from ferstream.pipeline.settings import MAX_FACES, MAX_PIXELS, MODELS_DIR_HELP, default_data_dir, default_models_dir
 from ferstream.pipeline.tracking import match
 
 from .data import DatasetError, load_dataset
@@ -433,8 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"model tier ({' or '.join(TIER_NAMES)}; {ACCURATE} only with photos and light) or the "
                              "fast tier's .onnx or PyTorch model file (default: the fast tier, $FER_MODEL or the "
                              "shipped model; photos: accurate)")
-    common.add_argument("--models-dir", type=Path, default=None,
-                        help="detector weights (default: $FER_MODELS_DIR, else $FER_DATA_DIR/models)")
+    common.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
     common.add_argument("--detector", choices=[kind.name.lower() for kind in DetectorKind], default=None,
                         help="face detector (default: the server's default, the most accurate available)")
     common.add_argument("--min-face-px", type=positive_int, default=None,
