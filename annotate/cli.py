@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING
 
 import cv2
 
-from ferstream.pipeline.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
-                                            add_version_argument, error_line)
+from ferstream.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandParser,
+                                   add_version_argument, error_line, fraction, non_negative_float, positive_int,
+                                   seconds, whole_number_between)
 from ferstream.pipeline.detectors import DetectorKind
 from ferstream.pipeline.errors import FrameError
 from ferstream.pipeline.settings import add_common_arguments, default_models_dir, default_threads, parse_classes
-from ferstream.pipeline.tracking import DEFAULT_SMOOTHING_MS, check_smoothing_ms
+from ferstream.pipeline.tracking import DEFAULT_SMOOTHING_MS
 
 from .media import (MediaError, check_input, default_output, output_clash, probe, quiet_opencv_logs,
                     read_frames)
@@ -47,41 +48,9 @@ MIN_JPEG_QUALITY = 75
 PROG = "fer-annotate"
 
 
-def fraction(text: str) -> float:
-    """argparse type: a number within 0-1."""
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
-    return value
-
-
-def smoothing_ms(text: str) -> float:
-    """argparse type: a time constant in milliseconds, finite and >= 0."""
-    try:
-        return check_smoothing_ms(float(text))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def quality(text: str) -> int:
-    """argparse type: a JPEG quality, a whole number within MIN_JPEG_QUALITY-100."""
-    value = int(text)
-    if not MIN_JPEG_QUALITY <= value <= 100:
-        raise argparse.ArgumentTypeError(f"{text} is not between {MIN_JPEG_QUALITY} and 100")
-    return value
-
-
-def seconds(text: str) -> float:
-    """argparse type: a positive, finite number of seconds."""
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """fer-annotate's command line; every option is described in --help."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog=PROG,
         description="Annotate the faces and emotions of images and videos, offline. One input file: writes "
                     "an annotated copy beside it, one JSON line per frame (the format of fer-client "
@@ -122,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="face detector (default: the most accurate available; with --server, the server's)")
     parser.add_argument("--min-score", type=fraction, default=0.0, metavar="0..1",
                         help="drop faces the detector scores below this (default: 0, the detector's own threshold)")
-    parser.add_argument("--track-smoothing-ms", type=smoothing_ms, default=DEFAULT_SMOOTHING_MS, metavar="MS",
+    parser.add_argument("--track-smoothing-ms", type=non_negative_float, default=DEFAULT_SMOOTHING_MS, metavar="MS",
                         help="in a video, the time constant over which each face track's probabilities are "
                              "smoothed (track_probabilities), in the video's own time; 0 turns smoothing off "
                              "(default: %(default)s, as fer-server)")
@@ -134,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "taken from $FER_TOKEN; for TLS use fer-client --headless")
     remote.add_argument("--connect-timeout", type=seconds, default=CONNECT_TIMEOUT_S, metavar="SECONDS",
                         help="with --server, give up when it cannot be reached for this long (default: %(default)s)")
-    remote.add_argument("--jpeg-quality", type=quality, default=DEFAULT_JPEG_QUALITY,
+    remote.add_argument("--jpeg-quality", type=whole_number_between(MIN_JPEG_QUALITY, 100), default=DEFAULT_JPEG_QUALITY,
                         metavar=f"{MIN_JPEG_QUALITY}..100",
                         help="with --server, JPEG quality of the video frames sent (a photo goes as its file); "
                              "from 75 up at least 95 %% of faces keep their top emotion, as with fer-client "
@@ -143,9 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "with the fast one; several times its cost) or fast (a 48x48 grey CNN), or the "
                                  "fast model's file (default: accurate for images, fast for videos, as the "
                                  "server's Annotate and StreamAnnotate)")
-    parser.add_argument("--threads", type=int, default=default_threads(),
-                        help="OpenCV and classifier threads: frames are decoded, detected and classified in "
-                             "turn on one thread, each step using this many (default: %(default)s, the cores "
+    parser.add_argument("--threads", type=positive_int, default=default_threads(),
+                        help="threads of the classifier runtime and of OpenCV: frames are decoded, detected and "
+                             "classified in turn on one thread, each step using this many (default: the cores, "
                              "up to 4)")
     add_version_argument(parser)
     return parser

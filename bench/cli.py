@@ -21,41 +21,13 @@ from pathlib import Path
 
 from ferstream.client.library import DETECTORS, MODELS
 from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT
-from ferstream.pipeline.commandline import EXIT_INTERRUPTED, add_version_argument, positive_int, print_error
-from ferstream.pipeline.commandline import CommandParser
-from ferstream.pipeline.settings import default_threads
+from ferstream.commandline import (EXIT_INTERRUPTED, CommandParser, add_version_argument, non_negative_float,
+                                   positive_float, positive_int, positive_int_list, print_error)
+from ferstream.pipeline.settings import MODELS_DIR_HELP, default_threads
 
 from .paths import default_data_dir, default_models_dir, faces_dir
 
 DEFAULT_SECONDS = 10.0
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a number above 0."""
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a number of at least 0."""
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"cannot be negative, got {text}")
-    return value
-
-
-
-def int_list(text: str) -> list[int]:
-    """argparse type: comma-separated positive integers, e.g. "1,8,32"."""
-    try:
-        values = [positive_int(item) for item in text.split(",") if item.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
 
 
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +37,8 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
                              "`stream` takes it more than once to compare addresses, e.g. a server directly and "
                              "through a proxy")
     parser.add_argument("--server-threads", type=positive_int, default=None,
-                        help="--threads of the started server (default: fer-server's own default)")
+                        help="--threads of the started server: threads of its classifier runtime "
+                             "(default: fer-server's, 1)")
     parser.add_argument("--detector", choices=DETECTORS, default=None,
                         help="face detector the streams ask for (default: the server's default)")
     parser.add_argument("--model", choices=MODELS, default="",
@@ -88,8 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON document instead of a Markdown table")
     common.add_argument("--data-dir", type=Path, default=None,
                         help="shared data folder with testdata/faces (default: $FER_DATA_DIR or ../shared)")
-    common.add_argument("--models-dir", type=Path, default=None,
-                        help="detector weights (default: $FER_MODELS_DIR, else $FER_DATA_DIR/models, else ~/.cache/ferstream/models)")
+    common.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
     common.add_argument("--seconds", type=positive_float, default=DEFAULT_SECONDS,
                         help="how long each measurement runs (default: %(default)s)")
     common.add_argument("--markdown-out", type=Path, default=None, metavar="FILE",
@@ -116,10 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  "forms instead")
     classifier.add_argument("--unfolded", action="store_true",
                             help="also time the model in PyTorch with batch norm as trained, not folded")
-    classifier.add_argument("--batch-sizes", type=int_list, default=[1, 8, 32, 128],
+    classifier.add_argument("--batch-sizes", type=positive_int_list, default=[1, 8, 32, 128],
                             help="comma-separated batch sizes (default: 1,8,32,128)")
-    classifier.add_argument("--threads", type=int_list, default=[1, 2],
-                            help="comma-separated thread counts, for the runtimes and PyTorch alike (default: 1,2)")
+    classifier.add_argument("--threads", type=positive_int_list, default=[1, 2],
+                            help="comma-separated thread counts, each measured: threads of the classifier runtimes "
+                                 "and of PyTorch alike (default: 1,2)")
 
     detectors = commands.add_parser("detectors", parents=[common], help="Haar, SSD and YuNet compared",
                                     description="ms per 640x480 frame, recall and precision at IoU >= 0.5 on the "
@@ -127,15 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     detectors.add_argument("--chart", type=Path, default=Path("detectors.png"),
                            help="where the bar chart goes (default: %(default)s)")
     detectors.add_argument("--threads", type=positive_int, default=default_threads(),
-                           help="OpenCV threads (default: fer-server's default, %(default)s)")
+                           help="threads of OpenCV, which runs the detectors (default: the cores, up to 4)")
 
     reference = commands.add_parser("reference", parents=[common], help="the reference pipeline vs. our server",
                                     description="The reference demo's per-frame pipeline (700x400, SSD 300x300, "
                                                 "VGG per face) in-process, then `stream` on the same frames; "
                                                 "--seconds applies to each.")
     reference.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1,
-                           help="torch and OpenCV threads of the reference pipeline (default: every core, "
-                                "%(default)s)")
+                           help="threads of PyTorch and OpenCV in the reference pipeline (default: every core)")
     add_stream_arguments(reference)
 
     tracking = commands.add_parser("tracking", parents=[common], help="the cost of face tracks per frame",

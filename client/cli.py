@@ -23,14 +23,17 @@ from ferstream.client.library import (DEFAULT_JPEG_QUALITY, DETECTORS, MIN_JPEG_
                                       default_target,
                                       token_problem)
 from ferstream.client.session import StreamOptions, target_problem
-from ferstream.pipeline.commandline import (
+from ferstream.commandline import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     CommandParser,
     add_version_argument,
-    number_type,
+    fraction,
+    positive_int,
     print_error,
+    seconds,
+    whole_number_between,
 )
 
 PROG = "fer-client"
@@ -68,14 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: the server's, fast for live video and accurate for a still image)")
     parser.add_argument(
         "--min-score",
-        type=_fraction,
+        type=fraction,
         default=0.0,
         metavar="0..1",
         help="drop faces scored below this (default: 0, the detector's own threshold)",
     )
     parser.add_argument(
         "--jpeg-quality",
-        type=_quality,
+        type=whole_number_between(MIN_JPEG_QUALITY, 100),
         default=DEFAULT_JPEG_QUALITY,
         metavar=f"{MIN_JPEG_QUALITY}..100",
         help=f"JPEG quality of the video and camera frames sent (a photo goes as its file); from {MIN_JPEG_QUALITY} "
@@ -91,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     security = parser.add_argument_group("security (for servers that require it)")
     security.add_argument("--tls-ca", type=Path, metavar="PEM", help="connect with TLS, trusting these roots")
-    security.add_argument("--tls-cert", type=Path, metavar="PEM",
-                          help="mutual TLS: present this client certificate chain (with --tls-key)")
-    security.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert")
+    security.add_argument("--client-cert", type=Path, metavar="PEM",
+                          help="mutual TLS: present this client certificate chain (with --client-key)")
+    security.add_argument("--client-key", type=Path, metavar="PEM", help="private key of --client-cert")
     security.add_argument("--server-name", metavar="NAME",
                           help="the name the server's TLS certificate must carry, when it is not --server's host "
                           "(e.g. connecting by IP address or through a proxy) (default: --server's host)")
@@ -108,12 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write the annotated video here (.mp4, .m4v, .mov, .avi or .mkv; an image source "
                           "takes .jpg, .png, .bmp or .webp); the same path as fer-annotate --server")
     headless.add_argument("--jsonl", type=Path, metavar="FILE", help="write one JSON line of faces per frame here")
-    headless.add_argument("--max-faces", type=_count, default=0, metavar="N",
+    headless.add_argument("--max-faces", type=positive_int, default=0, metavar="N",
                           help="the most faces annotated per frame, up to the server's --max-faces; a frame's JSON "
                           "line counts those left out in faces_omitted (default: the server's limit)")
     headless.add_argument(
         "--connect-timeout",
-        type=_seconds,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="give up when the server cannot be reached for this long (default: %(default)s)",
@@ -130,14 +133,6 @@ def server_target(text: str) -> str:
     return text.strip()
 
 
-# argparse types of build_parser's options.
-_fraction = number_type(float, lambda value: 0.0 <= value <= 1.0, "a number between 0 and 1")
-_quality = number_type(int, lambda value: MIN_JPEG_QUALITY <= value <= 100,
-                       f"a whole number between {MIN_JPEG_QUALITY} and 100")
-_seconds = number_type(float, lambda value: value > 0, "a positive number of seconds")
-_count = number_type(int, lambda value: value > 0, "a positive whole number")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs fer-client; returns its exit code (see the module docstring)."""
     parser = build_parser()
@@ -147,16 +142,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--headless needs --out and/or --jsonl")
     if not args.headless and (args.out or args.jsonl or args.max_faces):
         parser.error("--out, --jsonl and --max-faces are for --headless mode")
-    if (args.tls_cert is None) != (args.tls_key is None):
-        parser.error("--tls-cert and --tls-key go together")
-    if args.server_name is not None and args.tls_ca is None and args.tls_cert is None:
+    if (args.client_cert is None) != (args.client_key is None):
+        parser.error("--client-cert and --client-key go together")
+    if args.server_name is not None and args.tls_ca is None and args.client_cert is None:
         parser.error("--server-name is for TLS connections (with --tls-ca)")
     if (problem := token_problem(args.token)) is not None:
         return _fail(f"--token or $FER_TOKEN: {problem}", EXIT_USAGE)
     if args.headless and (problem := _output_problem(args)) is not None:
         return _fail(problem, EXIT_USAGE)
     try:
-        paths = (args.tls_ca, args.tls_key, args.tls_cert)
+        paths = (args.tls_ca, args.client_key, args.client_cert)
         tls = _TlsMaterial(*(path.read_bytes() if path else None for path in paths))
         source = open_source(args.source)
     except OSError as error:

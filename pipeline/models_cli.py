@@ -16,8 +16,9 @@ import urllib.request
 from pathlib import Path
 
 from . import weights
-from .commandline import EXIT_FAILED, CommandParser, EXIT_INTERRUPTED, EXIT_OK, add_version_argument, print_error
-from .settings import default_models_dir
+from ferstream.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CommandParser, add_version_argument,
+                                   print_error)
+from .settings import MODELS_DIR_HELP, default_models_dir
 
 PROG = "fer-models"
 # Seconds to wait for each upstream server before giving up on a download.
@@ -98,9 +99,7 @@ def download_weights(models_dir: Path) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """fer-models' command line: `list` and `download`, both with --models-dir."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--models-dir", type=Path, default=None,
-                        help="folder of the weights (default: $FER_MODELS_DIR, else $FER_DATA_DIR/models, "
-                             "else ~/.cache/ferstream/models)")
+    common.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
     parser = CommandParser(prog=PROG, description="Face-detector weights: list or download them.",
                            epilog="Exit codes: 0 done, 1 a download failed, 2 bad usage.")
     add_version_argument(parser)

@@ -52,6 +52,11 @@ def default_models_dir() -> Path:
     return cache / "ferstream" / "models"
 
 
+# --models-dir's help in every command: where default_models_dir() looks.
+MODELS_DIR_HELP = ("folder of the detector weights (default: $FER_MODELS_DIR, else $FER_DATA_DIR/models, else "
+                   "~/.cache/ferstream/models)")
+
+
 def default_threads() -> int:
     """Inference threads of one process: the cores, at most 4 (more gave nothing on a 48 px CNN)."""
     return max(1, min(4, os.cpu_count() or 1))
@@ -72,8 +77,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, model_help: str | None
     its own --threads: the two use their threads differently). model_help: --model's help where it takes a
     model tier's name too (left a string; model/tiers.py parse_model_argument reads it), None where it
     takes a file only."""
-    parser.add_argument("--models-dir", type=Path, default=None,
-                        help="folder with detector weights (default: $FER_MODELS_DIR or ~/.cache/ferstream/models)")
+    parser.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
     if model_help is None:
         parser.add_argument("--model", type=Path, default=None,
                             help="the fast emotion model's file (default: $FER_MODEL or the shipped model)")

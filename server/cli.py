@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from ferstream.pipeline.commandline import EXIT_USAGE, print_error
+from ferstream.commandline import EXIT_USAGE, print_error
 
 from .config import build_parser, config_from_args
 
@@ -32,7 +32,7 @@ MMAP_THRESHOLD_BYTES = 1 << 20
 
 def bound_heap() -> None:
     """Fixes glibc's mmap threshold at MMAP_THRESHOLD_BYTES; nothing on other C libraries or when the
-    operator set MALLOC_MMAP_THRESHOLD_ (their setting wins). --workers processes call it themselves."""
+    operator set MALLOC_MMAP_THRESHOLD_ (their setting wins). --replicas processes call it themselves."""
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ferstream.model.labels import EMOTIONS
 from ferstream.model.tiers import ACCURATE, FAST, TIER_NAMES
-from ferstream.pipeline.commandline import CommandParser, add_version_argument
+from ferstream.commandline import CommandParser, add_version_argument, port_number
 from ferstream.pipeline.detectors import DEFAULT_MIN_FACE_PX
 from ferstream.pipeline.settings import (MAX_FACES, MAX_PIXELS, add_common_arguments, default_models_dir,
                                          parse_classes)
@@ -89,17 +89,6 @@ class ServerConfig:
         check_limits_agree(self.max_pixels, self.max_message_bytes)
 
 
-def port_number(text: str) -> int:
-    """argparse type of --port: 0 (pick a free port) to 65535."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be within 1-65535 (or 0 to pick a free one), got {port}")
-    return port
-
-
 def build_parser() -> argparse.ArgumentParser:
     """fer-server's argument parser; every option has its help and default."""
     parser = CommandParser(
@@ -111,12 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s)")
     parser.add_argument("--port", type=port_number, default=ServerConfig.port,
                         help="port, 1-65535; 0 picks a free one (default: %(default)s)")
-    parser.add_argument("--replicas", "--workers", dest="replicas", type=int, default=ServerConfig.replicas,
-                        metavar="N",
+    parser.add_argument("--replicas", type=int, default=ServerConfig.replicas, metavar="N",
                         help="server processes (replicas) sharing the port, each a whole server with its own "
                              "model, its --threads and --detect-workers capped at cores/N; the kernel spreads "
-                             "connections over them. Processes, not threads; --workers is its former name "
-                             "(default: %(default)s)")
+                             "connections over them. Processes, not threads (default: %(default)s)")
     add_common_arguments(parser)
     parser.add_argument("--annotate-model", choices=TIER_NAMES, default=ServerConfig.annotate_model,
                         help="emotion model of Annotate calls that name none (AnnotateOptions.model) "
@@ -124,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stream-model", choices=TIER_NAMES, default=ServerConfig.stream_model,
                         help="emotion model of StreamAnnotate frames that name none (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=ServerConfig.threads,
-                        help="classifier threads (of each --replicas process); decoding and detection run on "
-                             "--detect-workers threads, one each (default: %(default)s)")
+                        help="threads of the classifier runtime, in each --replicas process; decoding and "
+                             "detection run on --detect-workers threads, one each (default: %(default)s)")
     parser.add_argument("--min-face-px", type=int, default=ServerConfig.min_face_px,
                         help="height in pixels of the sent image of the smallest face to find, whatever the frame "
                              "size, for requests that set none; smaller costs more detection time on large frames "

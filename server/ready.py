@@ -1,7 +1,7 @@
 """The "serving on HOST:PORT" log line: the one signal that a server takes calls.
 
 Operators, the tests and fer-bench wait for it, and --port 0 reveals its real port there. It lives on its
-own so that fer-server --workers announces without importing torch into the parent process.
+own so that fer-server --replicas announces without importing torch into the parent process.
 """
 
 from __future__ import annotations

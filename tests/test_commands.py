@@ -11,11 +11,11 @@ from importlib import metadata
 
 import pytest
 
-from ferstream.pipeline.commandline import EXIT_BROKEN_PIPE, EXIT_USAGE, package_version
+import ferstream.commands
+from ferstream.commandline import EXIT_BROKEN_PIPE, EXIT_USAGE, package_version
 
-# Every command whose entry point goes through ferstream.commands (fer-annotate's and fer-eval-path's do not).
-COMMANDS = ("fer-server", "fer-client", "fer-models", "fer-bench", "fer-eval", "fer-export", "fer-ckplus",
-            "fer-train")
+# Every installed command (each entry point goes through ferstream.commands).
+COMMANDS = tuple(ferstream.commands.COMMANDS)
 # Modules that take seconds to import and have no business in `--version`.
 HEAVY_MODULES = ("torch", "cv2", "openvino", "onnxruntime", "grpc")
 

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Each top-level folder and the package it installs as (pyproject.toml's package-dir).
 PACKAGES = {"pipeline": "ferstream.pipeline", "annotate": "ferstream.annotate", "client": "ferstream.client",
             "server": "ferstream.server", "model": "ferstream.model", "bench": "ferstream.bench",
-            "training": "ferstream.training"}
+            "training": "ferstream.training", "commandline": "ferstream.commandline"}
 
 # What each package must never import: a module named here, or any module below it.
 FORBIDDEN = {
@@ -22,6 +22,10 @@ FORBIDDEN = {
                            "ferstream.bench", "grpc"),
     "ferstream.client": ("ferstream.server", "ferstream.training"),
     "ferstream.server": ("ferstream.annotate", "ferstream.client", "ferstream.training"),
+    # Every command's plumbing: any part may use it, so it uses none (its usage.py reads the commands' parsers
+    # by module name, at run time, for docs/usage.md).
+    "ferstream.commandline": ("ferstream.model", "ferstream.pipeline", "ferstream.annotate", "ferstream.client",
+                              "ferstream.server", "ferstream.training", "ferstream.bench", "ferstream.web", "grpc"),
     "ferstream.model": ("ferstream.pipeline", "ferstream.annotate", "ferstream.client", "ferstream.server",
                         "ferstream.training", "grpc"),
 }
@@ -79,7 +83,7 @@ def test_no_package_imports_what_the_layout_forbids(folder: str) -> None:
 def test_pipeline_holds_the_frame_path_alone() -> None:
     """The offline tool's modules live in annotate/, not in the frame path."""
     names = {path.stem for path in package_modules("pipeline")}
-    assert not names & {"annotate", "annotate_cli", "draw", "records", "timeline", "media"}, names
+    assert not names & {"annotate", "annotate_cli", "draw", "records", "timeline", "media", "commandline"}, names
 
 
 def test_the_checker_finds_lazy_relative_and_type_checking_imports() -> None:

@@ -128,12 +128,11 @@ def test_replicas_share_one_port(fer_server_factory, fer_models_dir: Path) -> No
 
 
 def test_a_replica_that_cannot_start_fails_the_server(tmp_path: Path) -> None:
-    """Also: --workers, the option's former name, still runs replicas."""
     import subprocess
     import sys
 
     missing = tmp_path / "absent.pt"
-    result = subprocess.run([sys.executable, "-m", "ferstream.server.cli", "--port", "0", "--workers", "2",
+    result = subprocess.run([sys.executable, "-m", "ferstream.server.cli", "--port", "0", "--replicas", "2",
                              "--threads", "1", "--model", str(missing)], capture_output=True, text=True, timeout=180)
     assert result.returncode == 1
     assert str(missing) in result.stderr and "serving on" not in result.stderr
@@ -152,6 +151,7 @@ def test_replicas_split_the_cores_and_get_their_own_metrics_ports() -> None:
     assert [r.metrics_port for r in replicas] == [9100, 9101, 9102, 9103]
     assert replica_config(replace(config, metrics_port=None), 50051, 2, cores=2).metrics_port is None
     assert replica_config(config, 50051, 1, cores=2).threads == 1, "never fewer than one thread"
-    # --replicas, and --workers (its former name) for the same setting.
-    for option in ("--replicas", "--workers"):
-        assert config_from_args(build_parser().parse_args([option, "3"])).replicas == 3
+    assert config_from_args(build_parser().parse_args(["--replicas", "3"])).replicas == 3
+    # --workers, an old name of --replicas, is gone: one name per setting.
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--workers", "3"])

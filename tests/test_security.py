@@ -162,6 +162,20 @@ def test_mtls_refuses_clients_without_a_certificate_or_with_a_foreign_one(mtls_s
             assert not client.wait_ready(1.0)
 
 
+def test_fer_client_presents_its_certificate_with_client_cert_and_client_key(mtls_server, pki: Pki,
+                                                                             faces_dir: Path, tmp_path: Path) -> None:
+    """--client-cert/--client-key are what a client presents (fer-server's --tls-cert/--tls-key are what it serves)."""
+    common = ["--server", mtls_server.address, "--tls-ca", pki.path("ca.pem"), "--connect-timeout", "5",
+              "--source", str(faces_dir / "2008_002506.jpg"), "--jsonl", str(tmp_path / "faces.jsonl")]
+    refused = fer_client(*common)
+    assert refused.returncode == 1 and not (tmp_path / "faces.jsonl").exists()
+    served = fer_client(*common, "--client-cert", pki.path("client.pem"), "--client-key", pki.path("client.key"))
+    assert served.returncode == 0, served.stderr
+    assert '"faces"' in (tmp_path / "faces.jsonl").read_text()
+    half = fer_client(*common, "--client-cert", pki.path("client.pem"))
+    assert half.returncode == 2 and "--client-key" in half.stderr
+
+
 # --- configuration ---
 
 SERVER = [sys.executable, "-m", "ferstream.server.cli"]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ferstream.pipeline.commandline import package_version
+import ferstream.commands
+from ferstream.commandline import package_version
 
 
 def run(module: str, *arguments: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -70,11 +71,11 @@ def parsers_of(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]
     return found
 
 
-@pytest.mark.parametrize("prog", COMMANDS)
+@pytest.mark.parametrize("prog", ferstream.commands.COMMANDS)
 def test_help_describes_every_option(prog: str) -> None:
     import importlib
 
-    module = importlib.import_module(f"ferstream.{COMMANDS[prog]}")
+    module = importlib.import_module(ferstream.commands.COMMANDS[prog])
     for parser in parsers_of(module.build_parser()):
         undescribed = [action.dest for action in parser._actions
                        if not action.help or action.help == argparse.SUPPRESS]

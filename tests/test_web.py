@@ -235,7 +235,7 @@ def test_https_gateway_to_a_tls_server_with_a_token(fer_server_factory, tmp_path
     tls_server = fer_server_factory("--tls-cert", str(tmp_path / "host.pem"), "--tls-key", str(tmp_path / "host.key"),
                                     "--auth-tokens", str(tokens))
     secure = launch_gateway(tls_server.address, "--tls-ca", str(tmp_path / "ca.pem"), "--token", "s3cret-token",
-                            "--certfile", str(tmp_path / "host.pem"), "--keyfile", str(tmp_path / "host.key"))
+                            "--tls-cert", str(tmp_path / "host.pem"), "--tls-key", str(tmp_path / "host.key"))
     try:
         assert secure.url.startswith("https://")
         context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
@@ -333,7 +333,7 @@ def test_other_host_without_tls_exits_2_with_one_line():
     result = subprocess.run([*GATEWAY, "--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1 and "--certfile" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "--tls-cert" in result.stderr
 
 
 def test_exit_codes_stopped_interrupted_and_port_taken(server):
@@ -356,9 +356,9 @@ def test_exit_codes_stopped_interrupted_and_port_taken(server):
 
 
 def test_half_given_https_and_missing_files_exit_2():
-    result = subprocess.run([*GATEWAY, "--certfile", "cert.pem"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([*GATEWAY, "--tls-cert", "cert.pem"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    result = subprocess.run([*GATEWAY, "--certfile", "/no/cert.pem", "--keyfile", "/no/key.pem"],
+    result = subprocess.run([*GATEWAY, "--tls-cert", "/no/cert.pem", "--tls-key", "/no/key.pem"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "/no/cert.pem" in result.stderr and len(result.stderr.splitlines()) == 1
 
@@ -366,7 +366,7 @@ def test_half_given_https_and_missing_files_exit_2():
 def test_version_and_help_describe_every_option():
     import argparse
 
-    from ferstream.pipeline.commandline import package_version
+    from ferstream.commandline import package_version
     from ferstream.web.cli import build_parser
 
     version = subprocess.run([*GATEWAY, "--version"], capture_output=True, text=True, timeout=60)
@@ -375,14 +375,14 @@ def test_version_and_help_describe_every_option():
                    if not action.help or action.help == argparse.SUPPRESS]
     assert not undescribed
     help_text = subprocess.run([*GATEWAY, "--help"], capture_output=True, text=True, timeout=60).stdout
-    for option in ("--host", "--port", "--server", "--certfile", "--keyfile", "--insecure", "--tls-ca",
-                   "--tls-cert", "--tls-key", "--token", "--max-message-bytes", "--timeout"):
+    for option in ("--host", "--port", "--server", "--tls-cert", "--tls-key", "--insecure", "--tls-ca",
+                   "--client-cert", "--client-key", "--token", "--max-message-bytes", "--timeout"):
         assert option in help_text
 
 
 def test_bad_option_values_exit_2_with_one_line():
     for args in (["--server", "http://127.0.0.1:50051"], ["--port", "70000"], ["--timeout", "0"],
-                 ["--max-message-bytes", "-1"], ["--tls-cert", "client.pem"]):
+                 ["--max-message-bytes", "-1"], ["--client-cert", "client.pem"]):
         result = subprocess.run([*GATEWAY, *args], capture_output=True, text=True, timeout=60)
         assert result.returncode == 2, args
         assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("fer-web: error: ")

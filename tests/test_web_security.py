@@ -259,7 +259,7 @@ def test_forward_caller_token_lets_the_server_decide(fer_server_factory, tmp_pat
 
 
 def test_non_loopback_needs_caller_tokens_or_insecure(tmp_path):
-    result = subprocess.run([*GATEWAY, "--host", "0.0.0.0", "--port", "0", "--certfile", "c.pem", "--keyfile", "k.pem"],
+    result = subprocess.run([*GATEWAY, "--host", "0.0.0.0", "--port", "0", "--tls-cert", "c.pem", "--tls-key", "k.pem"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "--auth-tokens" in result.stderr

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from ferstream.model.labels import EMOTIONS
-from ferstream.model.modelfile import default_model_path, load_model
+from ferstream.model.modelfile import load_model
 from ferstream.model.preprocess import Preprocessing
-from ferstream.pipeline.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
-from ferstream.pipeline.commandline import CommandParser
+from ferstream.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
+from ferstream.commandline import CommandParser, non_negative_float, non_negative_int, number_type
 from ferstream.pipeline.settings import default_data_dir
 
 from .data import DatasetError, FaceSet, load_dataset
@@ -72,26 +72,33 @@ def fine_tune(base: torch.nn.Module, faces: FaceSet, preprocessing: Preprocessin
     return model.eval()
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """fer-ckplus's arguments; argparse exits 2 with one line for bad usage."""
+def build_parser() -> argparse.ArgumentParser:
+    """fer-ckplus's options; every option is described in --help."""
     parser = CommandParser(prog=PROG, description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="?", default=default_data(),
                         help="the CK+48 folder: class subfolders, file names starting with the subject id "
                              "(default: $FER_DATA_DIR/datasets/ckplus/CK+48, else ../shared/...)")
-    parser.add_argument("--model", default=None, help=f"starting model file (default: {default_model_path()})")
-    parser.add_argument("--folds", type=int, default=10, help="number of subject-independent folds (default: 10)")
-    parser.add_argument("--epochs", type=int, default=10,
+    parser.add_argument("--model", default=None,
+                        help="starting model file (default: $FER_MODEL, else the shipped model, "
+                             "model/shipped/ferstream-emotion.pt)")
+    parser.add_argument("--folds", type=number_type(int, lambda value: value >= 2, "a whole number of at least 2"),
+                        default=10, help="number of subject-independent folds, at least 2 (default: 10)")
+    parser.add_argument("--epochs", type=non_negative_int, default=10,
                         help="fine-tuning epochs per fold; 0 scores the model as it is (default: 10)")
-    parser.add_argument("--lr", type=float, default=0.01, help="peak learning rate of fine-tuning (default: 0.01)")
+    parser.add_argument("--lr", type=non_negative_float, default=0.01,
+                        help="peak learning rate of fine-tuning (default: 0.01)")
     parser.add_argument("--seed", type=int, default=0, help="seed of fold k's fine-tuning is seed + k (default: 0)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--threads", type=non_negative_int, default=0,
+                        help="threads of PyTorch, which fine-tunes and scores the model; 0: every core (default: 0)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
     add_version_argument(parser)
-    args = parser.parse_args(argv)
-    if args.folds < 2 or args.epochs < 0 or args.lr < 0 or args.threads < 0:
-        parser.error("--folds must be at least 2, and --epochs, --lr and --threads not negative")
-    return args
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """fer-ckplus's arguments; argparse exits 2 with one line for bad usage."""
+    return build_parser().parse_args(argv)
 
 
 def cross_validate(args: argparse.Namespace) -> dict:

@@ -25,10 +25,9 @@ import numpy as np
 
 from ferstream.model.calibration import BINS, ReliabilityBins, reliability_bins, undo_temperature
 from ferstream.model.labels import EMOTIONS, class_indices
-from ferstream.model.runtime import RUNTIMES, default_served_path, load_classifier
-from ferstream.pipeline.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument,
-                                            print_error)
-from ferstream.pipeline.commandline import CommandParser
+from ferstream.model.runtime import RUNTIMES, load_classifier
+from ferstream.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandParser,
+                                   add_version_argument, non_negative_int, print_error)
 
 from .data import DatasetError, load_dataset
 from .metrics import classification_report, restrict_to_classes
@@ -39,13 +38,14 @@ from .tta import TTA_MODES, predict
 PROG = "fer-eval"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """fer-eval's options; argparse exits 2 on a bad one."""
+def build_parser() -> argparse.ArgumentParser:
+    """fer-eval's options; every option is described in --help."""
     parser = CommandParser(prog=PROG, description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", help="dataset path")
     parser.add_argument("--model", type=Path, default=None,
-                        help=f"served .onnx or PyTorch model file (default: {default_served_path()})")
+                        help="served .onnx or PyTorch model file (default: $FER_MODEL, else the shipped model in the "
+                             "runtime's form: its int8 IR in OpenVINO, its .onnx in ONNX Runtime)")
     parser.add_argument("--runtime", choices=RUNTIMES, default=None,
                         help="serving runtime (default: $FER_RUNTIME or openvino)")
     parser.add_argument("--split", choices=["Training", "PublicTest", "PrivateTest"], default=None,
@@ -60,10 +60,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reliability", metavar="PNG", type=Path, default=None,
                         help="also save the reliability diagram (accuracy against confidence, 15 bins) as PNG; "
                              "a calibrated model's shows the uncalibrated one beside it (without TTA)")
-    parser.add_argument("--threads", type=int, default=0, help="runtime threads (0: all cores)")
+    parser.add_argument("--threads", type=non_negative_int, default=0,
+                        help="threads of the classifier runtime; 0: every core (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     add_version_argument(parser)
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """fer-eval's arguments; argparse exits 2 with one line on a bad one."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

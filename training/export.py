@@ -40,8 +40,8 @@ from ferstream.model.onnxmeta import INT8_CHECKS, FormCheck, int8_checks_prop
 from ferstream.model.runtime import (RUNTIMES, ServedClassifier, default_runtime, int8_path, load_classifier,
                                      open_classifier)
 from ferstream.model.tta import SERVED_TTA
-from ferstream.pipeline.commandline import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_version_argument, print_error
-from ferstream.pipeline.commandline import CommandParser
+from ferstream.commandline import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_version_argument, print_error
+from ferstream.commandline import CommandParser
 
 from .data import DatasetError, load_dataset
 from .provenance import data_sha256
@@ -210,14 +210,13 @@ def record_checks(model, checks: tuple[FormCheck, ...]) -> None:
     model.set_rt_info(int8_checks_prop(checks), ["framework", INT8_CHECKS])
 
 
-def main(argv: list[str] | None = None) -> int:
-    """fer-export's command line: exit 0 once written; 1 (one line on stderr) for an unreadable model file or
-    data, or an export that does not match PyTorch (nothing written) or an int8 IR that does not match the
-    ONNX file (the ONNX file written, no IR); 2 for bad usage; 130 on Ctrl-C."""
+def build_parser() -> argparse.ArgumentParser:
+    """fer-export's options; every option is described in --help."""
     parser = CommandParser(prog=PROG, description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", type=Path, default=None,
-                        help=f"PyTorch model file (default: {default_model_path()})")
+                        help="PyTorch model file (default: $FER_MODEL, else the shipped model, "
+                             "model/shipped/ferstream-emotion.pt)")
     parser.add_argument("--out", type=Path, default=None,
                         help="the ONNX file to write (default: MODEL with the suffix .onnx, beside it)")
     parser.add_argument("--runtime", choices=RUNTIMES, default=None,
@@ -239,7 +238,14 @@ def main(argv: list[str] | None = None) -> int:
                              "and its mirror image in one batch, logits averaged, at twice the cost; needs "
                              "--calibrate for its own temperature) (default: %(default)s)")
     add_version_argument(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """fer-export's command line: exit 0 once written; 1 (one line on stderr) for an unreadable model file or
+    data, or an export that does not match PyTorch (nothing written) or an int8 IR that does not match the
+    ONNX file (the ONNX file written, no IR); 2 for bad usage; 130 on Ctrl-C."""
+    args = build_parser().parse_args(argv)
     model_path = args.model or default_model_path()
     out = args.out or model_path.with_suffix(".onnx")
     try:

@@ -34,8 +34,8 @@ from ferstream.model.tiers import ACCURATE, FAST, TIER_NAMES, parse_model_argume
 from ferstream.pipeline.crops import FILL, Fill, face_crops
 from ferstream.pipeline.detectors import DEFAULT_MIN_FACE_PX, Detection, DetectorKind
 from ferstream.pipeline.framepath import DetectOptions, FramePath, load_frame_path, set_thread_counts
-from ferstream.pipeline.commandline import CommandParser, add_version_argument, positive_int
-from ferstream.pipeline.settings import MAX_FACES, MAX_PIXELS, default_data_dir, default_models_dir
+from ferstream.commandline import CommandParser, add_version_argument, number_between, positive_int
+from ferstream.pipeline.settings import MAX_FACES, MAX_PIXELS, MODELS_DIR_HELP, default_data_dir, default_models_dir
 from ferstream.pipeline.tracking import match
 
 from .data import DatasetError, load_dataset
@@ -423,14 +423,6 @@ def default_faces_dir() -> Path:
 
 
 
-def roll_degrees(text: str) -> float:
-    """argparse type: degrees within 0-45."""
-    value = float(text)
-    if not 0.0 <= value <= 45.0:
-        raise argparse.ArgumentTypeError(f"must be within 0-45 degrees, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """fer-eval-path's options; argparse exits 2 on a bad one."""
     parser = CommandParser(prog="fer-eval-path", description=__doc__,
@@ -441,8 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"model tier ({' or '.join(TIER_NAMES)}; {ACCURATE} only with photos and light) or the "
                              "fast tier's .onnx or PyTorch model file (default: the fast tier, $FER_MODEL or the "
                              "shipped model; photos: accurate)")
-    common.add_argument("--models-dir", type=Path, default=None,
-                        help="detector weights (default: $FER_MODELS_DIR, else $FER_DATA_DIR/models)")
+    common.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
     common.add_argument("--detector", choices=[kind.name.lower() for kind in DetectorKind], default=None,
                         help="face detector (default: the server's default, the most accurate available)")
     common.add_argument("--min-face-px", type=positive_int, default=None,
@@ -451,9 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--fill", choices=[fill.value for fill in Fill], default=FILL.value,
                         help="what fills a crop where it leaves the frame (default: %(default)s, as served)")
     common.add_argument("--threads", type=positive_int, default=1,
-                        help="OpenCV and classifier threads (default: %(default)s)")
+                        help="threads of the classifier runtime and of OpenCV (decoding, detection) "
+                             "(default: %(default)s)")
     common.add_argument("--json", action="store_true", help="print one JSON object instead of a Markdown table")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to score")
 
     faces = commands.add_parser("faces", parents=[common], help="FER2013 faces placed into frames",
                                 description="FER2013 PublicTest faces upscaled into larger frames, upright, rolled "
@@ -463,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     faces.add_argument("--limit", type=positive_int, default=None,
                        help="score this many faces, drawn at random with --seed (default: all)")
     faces.add_argument("--seed", type=int, default=0, help="placement and sampling seed (default: %(default)s)")
-    faces.add_argument("--roll", type=roll_degrees, default=ROLL_DEGREES,
+    faces.add_argument("--roll", type=number_between(0, 45), default=ROLL_DEGREES,
                        help="largest roll of the rolled condition, degrees either way (default: %(default)s)")
 
     border = commands.add_parser("border", parents=[common], help="photos cut 2 px beyond each face",

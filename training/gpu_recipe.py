@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 from ferstream.model.modelfile import SHIPPED_MODEL
-from ferstream.pipeline.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
-                                            add_version_argument, print_error)
+from ferstream.commandline import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandParser,
+                                   add_version_argument, print_error)
 from ferstream.pipeline.settings import default_data_dir
 
 PROG = "python -m ferstream.training.gpu_recipe"
@@ -94,8 +94,8 @@ def run_stage(stage: str, argv: list[str], out: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen stages; 0 when all succeeded, 1 when one failed, 2 bad usage, 130 on Ctrl-C."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog=PROG, description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=default_data(),
                         help="FER2013 (any layout fer-train reads) (default: $FER_DATA_DIR/datasets/fer2013, "
                              "else ../shared/datasets/fer2013)")

@@ -29,8 +29,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ferstream.model.architectures import REFERENCE_CHANNELS, ArchSpec, build_model, count_parameters
 from ferstream.model.modelfile import load_model, save_model
 from ferstream.model.preprocess import Preprocessing
-from ferstream.pipeline.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
-from ferstream.pipeline.commandline import CommandParser
+from ferstream.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
+from ferstream.commandline import CommandParser
 from ferstream.pipeline.settings import default_data_dir
 
 from . import distributed
@@ -85,7 +85,7 @@ class TrainConfig:
     ema_decay: float = option(0.999, "evaluated and saved weights are an exponential moving average of "
                                      "SGD's, with this decay per step")
     seed: int = option(0, "seeds shuffling, augmentation, dropout and initial weights")
-    threads: int = option(0, "torch threads (0: all cores)")
+    threads: int = option(0, "threads of PyTorch, which trains the model; 0: every core")
     device: str = option("auto", "auto (CUDA when available, else cpu), cpu, cuda or cuda:N")
     precision: str = option("auto", "fp32, bf16 (autocast) or auto: bf16 on CUDA, fp32 on a CPU; measured "
                                     "on an AVX512-BF16 Xeon, bf16 made a vgg x0.5 step slower (129 vs 176 "
@@ -214,8 +214,10 @@ class Invocation:
     argv: tuple[str, ...]
 
 
-def parse_args(argv: list[str]) -> Invocation:
-    """argv (without the program name) -> Invocation; argparse exits 2 with one line for bad usage."""
+def build_parser() -> argparse.ArgumentParser:
+    """fer-train's options, one per TrainConfig field (its help and default) plus --resume and --stop-after;
+    an option not given stays out of the parsed namespace (argparse.SUPPRESS), so Invocation.given holds
+    exactly the options typed."""
     parser = CommandParser(prog=PROG, description=__doc__, argument_default=argparse.SUPPRESS,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = TrainConfig()
@@ -237,6 +239,12 @@ def parse_args(argv: list[str]) -> Invocation:
                         help="end this command after N epochs, resumable later (runs with little time); "
                              "0: train to the schedule's end (default: 0)")
     add_version_argument(parser)
+    return parser
+
+
+def parse_args(argv: list[str]) -> Invocation:
+    """argv (without the program name) -> Invocation; argparse exits 2 with one line for bad usage."""
+    parser = build_parser()
     given = vars(parser.parse_args(argv))
     resume, stop_after = given.pop("resume", False), given.pop("stop_after", 0)
     if stop_after < 0:

@@ -16,14 +16,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ferstream.pipeline.commandline import (
+from ferstream.commandline import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     CommandParser,
     add_version_argument,
-    number_type,
+    port_number,
+    positive_int,
     print_error,
+    seconds,
 )
 
 PROG = "fer-web"
@@ -31,14 +33,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 # Seconds each REST call may take at the server; the library's default for unary calls.
 DEFAULT_TIMEOUT_S = 30.0
-
-
-def _port(text: str) -> int:
-    return number_type(int, lambda value: 0 <= value <= 65535, "a port number, 0-65535")(text)
-
-
-_seconds = number_type(float, lambda value: value > 0, "a positive number of seconds")
-_bytes = number_type(int, lambda value: value > 0, "a positive number of bytes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,22 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_version_argument(parser)
     parser.add_argument("--host", default=DEFAULT_HOST,
-                        help="address to listen on; any other than loopback needs --certfile/--keyfile and "
+                        help="address to listen on; any other than loopback needs --tls-cert/--tls-key and "
                         "--auth-tokens (or --forward-caller-token), or --insecure (default: %(default)s)")
-    parser.add_argument("--port", type=_port, default=DEFAULT_PORT,
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
                         help="port to listen on; 0 picks a free one (default: %(default)s)")
     parser.add_argument("--server", type=server_target, default=default_target(), metavar="TARGET",
                         help="the fer-server to use: HOST:PORT, or several as ipv4:HOST:PORT,HOST:PORT or "
                         "dns:///NAME:PORT (default: $FER_SERVER or %(default)s)")
-    parser.add_argument("--max-message-bytes", type=_bytes, default=DEFAULT_MAX_MESSAGE_BYTES, metavar="BYTES",
+    parser.add_argument("--max-message-bytes", type=positive_int, default=DEFAULT_MAX_MESSAGE_BYTES, metavar="BYTES",
                         help="largest image or frame forwarded; larger ones get 413 (default: fer-server's "
                         "default --max-message-bytes, %(default)s)")
-    parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+    parser.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                         help="longest wait for the server's answer to a POST /v1/annotate; then 504 "
                         "(default: %(default)s)")
     gateway = parser.add_argument_group("the gateway's own HTTPS")
-    gateway.add_argument("--certfile", type=Path, metavar="PEM", help="serve HTTPS with this certificate chain")
-    gateway.add_argument("--keyfile", type=Path, metavar="PEM", help="private key of --certfile")
+    gateway.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate chain")
+    gateway.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert")
     gateway.add_argument("--insecure", action="store_true",
                          help="allow plain HTTP, or callers without a token, on a non-loopback --host (anyone on "
                          "the network can watch the camera's frames and use the server)")
@@ -91,9 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "repeatable (default: none)")
     security = parser.add_argument_group("connecting to fer-server (as fer-client does)")
     security.add_argument("--tls-ca", type=Path, metavar="PEM", help="connect with TLS, trusting these roots")
-    security.add_argument("--tls-cert", type=Path, metavar="PEM",
-                          help="mutual TLS: present this client certificate chain (with --tls-key)")
-    security.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert")
+    security.add_argument("--client-cert", type=Path, metavar="PEM",
+                          help="mutual TLS: present this client certificate chain (with --client-key)")
+    security.add_argument("--client-key", type=Path, metavar="PEM", help="private key of --client-cert")
     security.add_argument("--server-name", metavar="NAME",
                           help="the name the server's TLS certificate must carry, when it is not --server's host "
                           "(e.g. connecting by IP address or through a proxy) (default: --server's host)")
@@ -119,15 +113,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ferstream.client.library import token_problem
     from ferstream.server.security import is_loopback, load_tokens
 
-    if (args.certfile is None) != (args.keyfile is None):
-        parser.error("--certfile and --keyfile go together")
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
-    if args.server_name is not None and args.tls_ca is None and args.tls_cert is None:
+    if (args.client_cert is None) != (args.client_key is None):
+        parser.error("--client-cert and --client-key go together")
+    if args.server_name is not None and args.tls_ca is None and args.client_cert is None:
         parser.error("--server-name is for TLS connections (with --tls-ca)")
     if not args.insecure and not is_loopback(args.host):
-        if args.certfile is None:
-            parser.error(f"refusing plain HTTP on non-loopback host {args.host}: give --certfile and --keyfile, "
+        if args.tls_cert is None:
+            parser.error(f"refusing plain HTTP on non-loopback host {args.host}: give --tls-cert and --tls-key, "
                          "or --insecure to accept that anyone on the network can watch the frames and use the server")
         if args.auth_tokens is None and not args.forward_caller_token:
             parser.error(f"refusing callers without a token on non-loopback host {args.host}: give --auth-tokens "
@@ -140,15 +134,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         return _fail(str(error), EXIT_USAGE)
     try:
-        tls = tuple(path.read_bytes() if path else None for path in (args.tls_ca, args.tls_key, args.tls_cert))
-        if args.certfile is not None:
-            for path in (args.certfile, args.keyfile):
+        tls = tuple(path.read_bytes() if path else None for path in (args.tls_ca, args.client_key, args.client_cert))
+        if args.tls_cert is not None:
+            for path in (args.tls_cert, args.tls_key):
                 path.read_bytes()  # ssl's own error names no file
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(args.certfile, args.keyfile)
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(args.tls_cert, args.tls_key)
     except OSError as error:
         return _fail(f"{error.filename}: {error.strerror}", EXIT_USAGE)
     except ssl.SSLError as error:
-        return _fail(f"--certfile/--keyfile: not a usable certificate and key ({error.reason})", EXIT_USAGE)
+        return _fail(f"--tls-cert/--tls-key: not a usable certificate and key ({error.reason})", EXIT_USAGE)
     try:
         listener = socket.create_server((args.host.strip("[]"), args.port),
                                         family=socket.AF_INET6 if ":" in args.host else socket.AF_INET)
@@ -197,10 +191,10 @@ def _serve(args: argparse.Namespace, listener: socket.socket, tls: tuple[bytes |
         config = uvicorn.Config(
             build_app(client, settings, policy), log_level="warning", ws="websockets-sansio",
             http=HeaderTimeoutH11Protocol, ws_max_size=settings.websocket_max_bytes,
-            ssl_certfile=args.certfile, ssl_keyfile=args.keyfile)
+            ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key)
         _log_to_stderr()
         host, port = listener.getsockname()[:2]
-        scheme = "https" if args.certfile else "http"
+        scheme = "https" if args.tls_cert else "http"
         shown = f"[{host}]" if ":" in host else host
         print(f"{PROG}: serving {scheme}://{shown}:{port}/ "
               f"(fer-server at {args.server})", file=sys.stderr, flush=True)

@@ -4,7 +4,7 @@ ferstream.annotate.records (the JSON-lines format fer-annotate writes)."""
 from __future__ import annotations
 
 from ferstream.model.labels import EMOTIONS
-from ferstream.pipeline.commandline import package_version
+from ferstream.commandline import package_version
 
 _PROBABILITIES = {
     "type": "object",

@@ -2,8 +2,9 @@
 the reader of its output goes away.
 
 Every command adds `--version` with `add_version_argument(parser)`, so that they all print the same thing:
-`fer-annotate 0.1.0 (ferstream, Python 3.11.7)`, and builds its parser as a `CommandParser`, whose usage
-errors are one line. Installed commands start through `run_command` (ferstream.commands), which answers
+`fer-annotate 0.1.0 (ferstream, Python 3.11.7)`, builds its parser as a `CommandParser`, whose usage errors
+are one line, and reads its numbers with the argument types below (positive_int, seconds, port_number...).
+Installed commands start through `run_command` (ferstream.commands), which answers
 `--version` before the command's module (and torch or OpenCV with it) is imported and ends quietly on a
 broken pipe (`fer-models list --json | head -1`). This module imports nothing heavy.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import platform
 import sys
@@ -100,14 +102,6 @@ def run_command(prog: str, module: str, argv: Sequence[str] | None = None) -> in
         return EXIT_BROKEN_PIPE
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
 def number_type(convert: Callable[[str], Number], accept: Callable[[Number], bool],
                 what: str) -> Callable[[str], Number]:
     """An argparse type: the text as convert (int or float) reads it, when accept takes the value;
@@ -123,6 +117,34 @@ def number_type(convert: Callable[[str], Number], accept: Callable[[Number], boo
         return value
 
     return parse
+
+
+# The argparse types of every command's numbers (NaN and infinities fail each float type).
+positive_int = number_type(int, lambda value: value >= 1, "a whole number of at least 1")
+non_negative_int = number_type(int, lambda value: value >= 0, "a whole number of at least 0")
+positive_float = number_type(float, lambda value: 0 < value < math.inf, "a positive number")
+non_negative_float = number_type(float, lambda value: 0 <= value < math.inf, "a finite number of at least 0")
+seconds = number_type(float, lambda value: 0 < value < math.inf, "a positive number of seconds")
+fraction = number_type(float, lambda value: 0 <= value <= 1, "a number between 0 and 1")
+port_number = number_type(int, lambda value: 0 <= value <= 65535, "a port number, 0-65535 (0 picks a free one)")
+
+
+def whole_number_between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number within low-high, both included."""
+    return number_type(int, lambda value: low <= value <= high, f"a whole number between {low} and {high}")
+
+
+def number_between(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number within low-high, both included."""
+    return number_type(float, lambda value: low <= value <= high, f"a number between {low:g} and {high:g}")
+
+
+def positive_int_list(text: str) -> list[int]:
+    """An argparse type: comma-separated whole numbers of at least 1, e.g. "1,8,32" -> [1, 8, 32]."""
+    items = [item for item in text.split(",") if item.strip()]
+    if not items or any(not item.strip().isdigit() or int(item) < 1 for item in items):
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated whole numbers of at least 1")
+    return [int(item) for item in items]
 
 
 def error_line(prog: str, message: str) -> str:
