@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ferstream.pipeline.settings import message_limit
 from ferstream.server.config import ServerConfig
-from ferstream.server.limits import message_limit
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
 from inprocess_server import inprocess_server

@@ -184,7 +184,7 @@ def test_annotate_refuses_a_body_over_the_limit_with_413_before_forwarding(serve
 
 
 def test_default_limit_is_the_servers_message_limit():
-    from ferstream.server.limits import DEFAULT_MAX_MESSAGE_BYTES
+    from ferstream.pipeline.settings import DEFAULT_MAX_MESSAGE_BYTES
     from ferstream.server.streams import IN_FLIGHT
     from ferstream.web.app import GatewaySettings
 
