@@ -50,4 +50,4 @@ def fer_web() -> int:
 
 
 def fer_annotate() -> int:
-    return run_command("fer-annotate", "ferstream.annotate.cli")
+    return run_command("fer-annotate", "ferstream.annotate_command")
