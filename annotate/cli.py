@@ -4,8 +4,9 @@ One input file: writes an annotated copy (drawn by annotate/draw.py), one JSON l
 format of annotate/records.py, and for a video an emotion timeline per face track (annotate/timeline.py:
 CSV and PNG). Several inputs or a folder: a batch (annotate/batch.py), written to one JSON-lines file and
 one CSV table, with a progress bar and a summary; a file that fails is reported and skipped. The work is
-annotate/run.py's one path; --server swaps its backend for a remote server (ferstream.client.headless,
-the path `fer-client --headless` takes too).
+annotate/run.py's one path; --server swaps its backend for a remote server, opened by the RemoteOpener that
+main is given: the client's (ferstream.client.remote, the path `fer-client --headless` takes too), handed in
+by the installed command (ferstream.annotate_command), since the client sits above this package.
 Exit codes: 0 done, 1 an input could not be annotated, an output not written or the server failed,
 2 bad usage (a missing input, an option the mode does not take, an unknown option), 130 interrupted.
 """
@@ -36,7 +37,7 @@ from .records import STDOUT, FrameRecord, display_name
 from .timeline import default_prefix, timeline_paths
 
 if TYPE_CHECKING:
-    from .run import Backend
+    from .run import Backend, RemoteOpener
 
 # Default seconds to wait for --server before giving up (as fer-client --connect-timeout's).
 CONNECT_TIMEOUT_S = 10.0
@@ -120,8 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Runs fer-annotate; returns the exit code."""
+def main(argv: list[str] | None, remote: RemoteOpener) -> int:
+    """Runs fer-annotate on argv (None: sys.argv's); returns the exit code. remote opens the backend of
+    --server (annotate.run.RemoteOpener)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if len(args.inputs) == 1 and not args.inputs[0].is_dir():
             check_input(args.inputs[0])
-            return annotate(args, args.inputs[0], classes)
+            return annotate(args, args.inputs[0], classes, remote)
         if (problem := batch_usage_problem(args)) is not None:
             _error(problem)
             return EXIT_USAGE
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         for kind, paths in found.skipped.items():
             _say(f"{PROG}: left out {len(paths)} {kind} file(s), no image or video it reads (first: {paths[0]})")
-        return annotate_many(args, found.files, classes)
+        return annotate_many(args, found.files, classes, remote)
     except MediaError as error:  # an input path that does not exist or cannot be read: nothing was done
         _error(str(error))
         return EXIT_USAGE
@@ -166,7 +168,7 @@ def batch_usage_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-def annotate(args: argparse.Namespace, path: Path, classes: tuple[int, ...]) -> int:
+def annotate(args: argparse.Namespace, path: Path, classes: tuple[int, ...], remote: RemoteOpener) -> int:
     """One input file, with every expected failure turned into one line on stderr."""
     from .batch import CsvFaceWriter, one_line, open_csv
     from .run import Outputs, annotate_media
@@ -183,7 +185,7 @@ def annotate(args: argparse.Namespace, path: Path, classes: tuple[int, ...]) -> 
         if (problem := output_clash([path], outputs)) is not None:
             _error(problem)
             return EXIT_USAGE
-        with _backend(args, classes) as backend:
+        with _backend(args, classes, remote) as backend:
             result = annotate_media(media, read_frames(media, args.max_pixels), backend,
                                     Outputs(out, jsonl, prefix), on_record=records.append)
         if args.csv is not None:
@@ -212,7 +214,8 @@ def annotate(args: argparse.Namespace, path: Path, classes: tuple[int, ...]) -> 
     return EXIT_OK
 
 
-def annotate_many(args: argparse.Namespace, files: list[Path], classes: tuple[int, ...]) -> int:
+def annotate_many(args: argparse.Namespace, files: list[Path], classes: tuple[int, ...],
+                  remote: RemoteOpener) -> int:
     """A batch: every file into one JSON-lines file and one CSV, a progress bar on a terminal, one line
     per failed file, and a summary; exit 1 when any file failed."""
     from tqdm import tqdm
@@ -232,7 +235,7 @@ def annotate_many(args: argparse.Namespace, files: list[Path], classes: tuple[in
         return tqdm(paths, desc=PROG, unit="file", file=sys.stderr, disable=None, dynamic_ncols=True)
 
     try:
-        with _backend(args, classes) as backend:
+        with _backend(args, classes, remote) as backend:
             result = annotate_batch(files, backend, args.max_pixels, jsonl, args.csv, report, progress)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -279,12 +282,12 @@ def remote_usage_problem(args: argparse.Namespace) -> str | None:
 
 
 @contextmanager
-def _backend(args: argparse.Namespace, classes: tuple[int, ...]) -> Iterator[Backend]:
-    """The backend args ask for: the frame path in this process, or with --server a connected remote one
-    (closed at the end of the block). ServerError (a RuntimeError) when the server cannot be reached."""
+def _backend(args: argparse.Namespace, classes: tuple[int, ...], remote: RemoteOpener) -> Iterator[Backend]:
+    """The backend args ask for: the frame path in this process, or with --server the one remote opens,
+    connected (closed at the end of the block). A RuntimeError (the client's ServerError) when the server
+    cannot be reached."""
     from ferstream.model.tiers import TIER_NAMES, parse_model_argument
 
-    options_detector = DetectorKind[args.detector.upper()] if args.detector else None
     tier, model_file = parse_model_argument(args.model)
     if args.server is None:
         from .run import InProcessBackend
@@ -294,21 +297,13 @@ def _backend(args: argparse.Namespace, classes: tuple[int, ...]) -> Iterator[Bac
         frame_path = load_frame_path(args.models_dir or default_models_dir(), model_file, classes,
                                      args.max_pixels, args.max_faces, models=(tier,) if tier else TIER_NAMES,
                                      tta=args.tta)
-        yield InProcessBackend(frame_path, DetectOptions(options_detector, args.min_score, model=tier or ""),
+        detector = DetectorKind[args.detector.upper()] if args.detector else None
+        yield InProcessBackend(frame_path, DetectOptions(detector, args.min_score, model=tier or ""),
                                args.track_smoothing_ms)
         return
-    # The remote backend is the client's (gRPC); this CLI only wires it in, the pipeline never imports it.
-    from ferstream.client.headless import RemoteBackend, ServerError, connect
-    from ferstream.client.library import EmotionClient
-    from ferstream.client.session import target_problem
+    from .run import RemoteRequest
 
-    if (problem := target_problem(args.server)) is not None:
-        raise ServerError(problem)
-    with EmotionClient(args.server.strip(), token=os.environ.get("FER_TOKEN")) as client:
-        connect(client, args.connect_timeout)
-        yield RemoteBackend(client, args.detector, args.min_score, args.jpeg_quality, args.track_smoothing_ms,
-                            tier or "")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    request = RemoteRequest(args.server, args.connect_timeout, os.environ.get("FER_TOKEN"), args.detector,
+                            args.min_score, args.jpeg_quality, args.track_smoothing_ms, tier or "")
+    with remote(request) as backend:
+        yield backend

@@ -4,17 +4,19 @@
                                                         \\-> JSON lines (records.py)  \\-> timeline (timeline.py)
 
 Two backends answer frames with the same FrameRecords: `InProcessBackend` (the frame path and a
-FaceTracker in this process; fer-annotate) and the remote one in ferstream.client.headless (a fer-server
+FaceTracker in this process; fer-annotate) and the remote one in ferstream.client.remote (a fer-server
 in file mode; `fer-annotate --server`, `fer-client --headless`). Everything after the backend is the same
 code for both, so the JSON lines, the drawn copy and the timeline cannot differ in format.
 
-Plain Python, numpy and OpenCV: no gRPC here (the remote backend lives in the client package).
+Plain Python, numpy and OpenCV: no gRPC here. The remote backend lives in the client package, which sits
+above this one: this module says what it must do (`Backend`, and `RemoteRequest` / `RemoteOpener` for
+`fer-annotate --server`), and the installed fer-annotate (ferstream.annotate_command) hands it in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -50,6 +52,29 @@ class Backend(Protocol):
     def answers(self, frames: Iterable[Frame], still: bool) -> Iterator[tuple[Frame, Answer]]:
         """still: the frames are one still image (no tracks); else a video's frames, each with time_ms."""
         ...
+
+
+@dataclass(frozen=True)
+class RemoteRequest:
+    """What `fer-annotate --server` asks of a remote backend: the fer-server's gRPC target as given (HOST:PORT),
+    how long to wait for it (seconds), the bearer token to send (None: none), and each frame's options:
+    detector name (None: the server's), minimum detection score 0-1 (0: the detector's own), JPEG quality
+    of the video frames sent (a still image goes as its file's bytes), the track smoothing time constant
+    (milliseconds of the video's time, 0 off) and the emotion model by name (empty: the server's default)."""
+
+    server: str
+    connect_timeout_s: float
+    token: str | None = None
+    detector: str | None = None
+    min_detection_score: float = 0.0
+    jpeg_quality: int = 85
+    smoothing_ms: float = DEFAULT_SMOOTHING_MS
+    model: str = ""
+
+
+# Opens the remote backend a RemoteRequest names, connected, for the length of a `with` block; raises a
+# RuntimeError with a one-line message when the target is no server address or cannot be reached.
+RemoteOpener = Callable[[RemoteRequest], AbstractContextManager[Backend]]
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@
 
 `analyze` runs the server's frame path (decode, detect, crop, classify) and the shipped model here, loaded
 on the first call. The parts live in sub-packages: ferstream.client (EmotionClient for a fer-server),
-ferstream.pipeline, ferstream.model, ferstream.server, ferstream.training, ferstream.bench, ferstream.v1
-(the generated protobuf code). Importing ferstream alone loads none of them.
+ferstream.pipeline, ferstream.model, ferstream.annotate, ferstream.server, ferstream.web, ferstream.auth,
+ferstream.training, ferstream.bench, ferstream.v1 (the generated protobuf code); docs/architecture.md draws
+how they import one another. Importing ferstream alone loads none of them.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from ferstream.commandline import run_command
 COMMANDS = {
     "fer-server": "ferstream.server.cli",
     "fer-client": "ferstream.client.cli",
-    "fer-annotate": "ferstream.annotate.cli",
+    "fer-annotate": "ferstream.annotate_command",
     "fer-web": "ferstream.web.cli",
     "fer-models": "ferstream.pipeline.models_cli",
     "fer-bench": "ferstream.bench.cli",

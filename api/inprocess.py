@@ -1,9 +1,11 @@
 """`ferstream.analyze`: one image through the server's frame path and model in this process, no server.
 
 The frame path is loaded once, on the first call, exactly as fer-server loads it (load_frame_path with the
-detector weights of $FER_MODELS_DIR or the package, and $FER_MODEL or the shipped emotion model), and its
-answer goes through the same message building as the server's Annotate (server/protoconv.py), so a face here
-is the face `EmotionClient.annotate` returns for the same image, down to the float32 probabilities.
+detector weights of $FER_MODELS_DIR or the package, and $FER_MODEL or the shipped emotion model). Each face
+of its answer (pipeline/framepath.py's FaceResult) becomes the JSON-lines face of annotate/records.py, with
+its numbers held to float32 as the service's messages carry them, so a face here is the face
+`EmotionClient.annotate` returns for the same image (`ferstream.client.face_to_dict`), down to the last
+decimal written.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from typing import Any, Union
 import cv2
 import numpy as np
 
+from ferstream.model.labels import EMOTIONS
 from ferstream.pipeline.decode import EncodedImage, ImageSource
-from ferstream.pipeline.framepath import FramePath
+from ferstream.pipeline.detectors import DetectorKind
+from ferstream.pipeline.framepath import FaceResult, FramePath
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray]
 
@@ -70,6 +74,35 @@ def image_source(image: ImageInput) -> ImageSource:
     raise TypeError(f"expected a path, encoded bytes or a numpy array, got {type(image).__name__}")
 
 
+def detector_kind(name: str | int | None) -> DetectorKind | None:
+    """The detector analyze's `detector` names: "haar", "ssd" or "yunet" (or its Detector number, 1-3);
+    None, "", "default" or 0 for the best available. ValueError naming the choices for any other."""
+    if name is None or name == "" or name == "default" or name == 0:
+        return None
+    names = tuple(kind.name.lower() for kind in DetectorKind)
+    if isinstance(name, int):
+        if name not in set(DetectorKind):
+            raise ValueError(f"unknown detector number {name}; choose one of {', '.join(names)}")
+        return DetectorKind(name)
+    if name not in names:
+        raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(names)}")
+    return DetectorKind[name.upper()]
+
+
+def face_dict(face: FaceResult) -> dict[str, Any]:
+    """One face as analyze answers it: annotate/records.py's JSON-lines face (box, detection_score, emotion,
+    probabilities of the served classes in EMOTIONS order). The score and probabilities are taken as float32
+    first, the precision of the service's Face message, so that they round to the same 4 decimals as the face
+    a fer-server answers for the same image."""
+    from ferstream.annotate.records import FaceRecord
+
+    box = face.box
+    probabilities = {EMOTIONS[index]: float(np.float32(probability))
+                     for index, probability in zip(face.classes, face.probabilities)}
+    return FaceRecord((box.x, box.y, box.width, box.height), float(np.float32(box.score)), EMOTIONS[face.top_class],
+                      probabilities).to_json()
+
+
 def analyze(image: ImageInput, detector: str | None = None, min_detection_score: float = 0.0,
             max_faces: int = 0, model: str = "accurate") -> Faces:
     """The faces of one image, highest detection score first, each as `ferstream.client.face_to_dict` gives
@@ -87,11 +120,8 @@ def analyze(image: ImageInput, detector: str | None = None, min_detection_score:
     negative max_faces, OSError for an unreadable file, and FileNotFoundError or ValueError when the emotion
     model cannot load.
     """
-    from ferstream.client.library import detector_value, face_to_dict
-    from ferstream.server import protoconv
-    from ferstream.v1 import emotion_pb2 as pb
-
     from ferstream.model.tiers import TIER_NAMES, unknown_tier
+    from ferstream.pipeline.framepath import DetectOptions
     from ferstream.pipeline.settings import MAX_FACES
 
     if model not in TIER_NAMES:
@@ -99,11 +129,9 @@ def analyze(image: ImageInput, detector: str | None = None, min_detection_score:
     if max_faces < 0:
         raise ValueError(f"max_faces cannot be negative, got {max_faces}")
     source = image_source(image)
-    options = protoconv.detect_options(pb.AnnotateOptions(detector=detector_value(detector),
-                                                          min_detection_score=min_detection_score,
-                                                          max_faces=min(max_faces or MAX_FACES, MAX_FACES_ASKED),
-                                                          model=model))
+    # The threshold as float32, as a request's AnnotateOptions carries it to the server: the same faces pass.
+    options = DetectOptions(detector_kind(detector), float(np.float32(min_detection_score)),
+                            min(max_faces or MAX_FACES, MAX_FACES_ASKED), model=model)
     with _lock:
         annotated = _loaded_frame_path().annotate(source, options)
-    response = protoconv.annotate_response(annotated)
-    return Faces([face_to_dict(face) for face in response.faces], response.faces_omitted)
+    return Faces([face_dict(face) for face in annotated.faces], annotated.faces_omitted)

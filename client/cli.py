@@ -198,7 +198,8 @@ def _fail(message: str, code: int) -> int:
 
 
 def _run_headless(args: argparse.Namespace, source: FrameSource, client: EmotionClient) -> int:
-    from ferstream.client.headless import HeadlessSettings, OutputError, ServerError, run_headless
+    from ferstream.client.headless import HeadlessSettings, OutputError, run_headless
+    from ferstream.client.remote import ServerError
 
     settings = HeadlessSettings(
         output=args.out,

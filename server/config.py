@@ -12,12 +12,13 @@ from ferstream.model.labels import EMOTIONS
 from ferstream.model.tiers import ACCURATE, FAST, TIER_NAMES
 from ferstream.commandline import CommandParser, add_version_argument, port_number
 from ferstream.pipeline.detectors import DEFAULT_MIN_FACE_PX
-from ferstream.pipeline.settings import (MAX_FACES, MAX_PIXELS, add_common_arguments, default_models_dir,
-                                         parse_classes)
+from ferstream.auth.tokens import is_loopback, load_tokens
+from ferstream.pipeline.settings import (DEFAULT_MAX_MESSAGE_BYTES, MAX_FACES, MAX_PIXELS, add_common_arguments,
+                                         default_models_dir, message_limit, parse_classes)
 from ferstream.pipeline.tracking import DEFAULT_SMOOTHING_MS
 
-from .limits import DEFAULT_MAX_MESSAGE_BYTES, check_limits_agree, message_limit
-from .security import TlsFiles, is_loopback, load_tokens
+from .limits import check_limits_agree
+from .security import TlsFiles
 
 
 def available_cores() -> int:

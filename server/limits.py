@@ -9,16 +9,14 @@ frame the pixel limit admits fits, raw frames included:
 With the default --max-pixels of 4096² that is 50,331,648 + 65,536 = 50,397,184 bytes (48.1 MiB).
 Encoded images are smaller than their raw pixels except in exotic forms (16-bit or alpha PNG, 32-bit
 BMP); such a file over the limit still ends its call, and clients check the size before sending
-(ferstream.client.limits). The arithmetic and the defaults live in pipeline/settings.py, which the client
-imports too; this module adds the server's check that its two flags agree.
+(ferstream.client.limits). The arithmetic and the defaults (message_limit, DEFAULT_MAX_MESSAGE_BYTES) live
+in pipeline/settings.py, which the client and the gateway import too; this module adds the server's check
+that its two flags agree.
 """
 
 from __future__ import annotations
 
-from ferstream.pipeline.settings import (DEFAULT_MAX_MESSAGE_BYTES, MESSAGE_OVERHEAD_BYTES, RAW_BYTES_PER_PIXEL,
-                                        message_limit)
-
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "check_limits_agree", "largest_raw_pixels", "message_limit"]
+from ferstream.pipeline.settings import MESSAGE_OVERHEAD_BYTES, RAW_BYTES_PER_PIXEL, message_limit
 
 
 def largest_raw_pixels(max_message_bytes: int) -> int:

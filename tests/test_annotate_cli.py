@@ -31,7 +31,7 @@ def run(module: str, *arguments: str, env: dict | None = None) -> subprocess.Com
 
 def annotate(*arguments: str) -> subprocess.CompletedProcess:
     """fer-annotate with one inference thread."""
-    return run("annotate.cli", *arguments, "--threads", "1")
+    return run("annotate_command", *arguments, "--threads", "1")
 
 
 def one_error_line(result: subprocess.CompletedProcess, prog: str) -> str:
@@ -176,9 +176,9 @@ def test_annotate_says_when_the_server_backend_cannot_be_used(tmp_path: Path, fa
     """--server: an unreachable server and an http:// URL are each one line, exit 1, nothing written."""
     photo = str(faces_dir / PHOTO)
     out = tmp_path / "out.jpg"
-    down = run("annotate.cli", photo, "--out", str(out), "--server", "127.0.0.1:9", "--connect-timeout", "1")
+    down = run("annotate_command", photo, "--out", str(out), "--server", "127.0.0.1:9", "--connect-timeout", "1")
     assert down.returncode == 1 and "cannot reach the server at 127.0.0.1:9" in one_error_line(down, "fer-annotate")
-    url = run("annotate.cli", photo, "--out", str(out), "--server", "http://127.0.0.1:9")
+    url = run("annotate_command", photo, "--out", str(out), "--server", "http://127.0.0.1:9")
     assert url.returncode == 1 and "not HTTP" in one_error_line(url, "fer-annotate")
     assert list(tmp_path.iterdir()) == []
 
@@ -411,7 +411,7 @@ def test_options_for_the_in_process_model_are_refused_with_a_server(tmp_path: Pa
     silently ignored there, so they are refused before anything is read or sent."""
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(b"not read")
-    result = subprocess.run([sys.executable, "-m", "ferstream.annotate.cli", str(photo), "--server", "127.0.0.1:9",
+    result = subprocess.run([sys.executable, "-m", "ferstream.annotate_command", str(photo), "--server", "127.0.0.1:9",
                              *extra], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
     assert named in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -53,7 +53,7 @@ def vfr_clip(folder: Path, faces_dir: Path) -> Path:
 
 def annotate(*arguments: str) -> subprocess.CompletedProcess:
     """fer-annotate with one inference thread, output captured."""
-    return subprocess.run([sys.executable, "-m", "ferstream.annotate.cli", *arguments, "--threads", "1"],
+    return subprocess.run([sys.executable, "-m", "ferstream.annotate_command", *arguments, "--threads", "1"],
                           capture_output=True, text=True, timeout=180)
 
 

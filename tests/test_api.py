@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 import ferstream
 from ferstream.client import EmotionClient, face_to_dict
@@ -47,7 +48,6 @@ def test_analyze_loads_once_and_serves_threads(faces_dir: Path) -> None:
 
 
 def test_bad_input_raises_one_clear_error(tmp_path: Path) -> None:
-    import numpy as np
     import pytest
 
     from ferstream.pipeline.errors import FrameError
@@ -86,3 +86,45 @@ def test_analyze_says_what_the_face_limit_left_out_and_honours_a_larger_one(face
     assert limited == everyone[:MAX_FACES]  # the highest scored ones are kept
     asked = ferstream.analyze(mosaic, max_faces=5)
     assert len(asked) == 5 and asked.faces_omitted == found - 5
+
+
+def test_analyze_gives_each_face_as_the_servers_message_carries_it(faces_dir: Path) -> None:
+    """analyze builds its dicts from the frame path's own answer; fer-server builds Face messages from the same
+    answer (server/protoconv.py), which clients turn into dicts: for each shared photo, detector, threshold and
+    model the two agree to the last decimal (the message's float32 included)."""
+    from ferstream import inprocess
+    from ferstream.pipeline.decode import EncodedImage
+    from ferstream.pipeline.detectors import DetectorKind
+    from ferstream.pipeline.framepath import DetectOptions
+    from ferstream.pipeline.settings import MAX_FACES
+    from ferstream.server.protoconv import annotate_response
+
+    ferstream.analyze(faces_dir / PHOTOS[0])  # loads the process's frame path
+    compared = 0
+    for path in sorted(faces_dir.glob("*.jpg")):
+        for detector, min_score, model in (("yunet", 0.0, "accurate"), ("ssd", 0.0, "fast"), ("yunet", 0.7, "fast")):
+            options = DetectOptions(DetectorKind[detector.upper()], float(np.float32(min_score)), MAX_FACES,
+                                    model=model)
+            with inprocess._lock:
+                served = annotate_response(inprocess._frame_path.annotate(EncodedImage(path.read_bytes()), options))
+            answer = ferstream.analyze(path, detector=detector, min_detection_score=min_score, model=model)
+            assert answer == [face_to_dict(face) for face in served.faces], (path.name, detector, model)
+            assert answer.faces_omitted == served.faces_omitted
+            compared += len(answer)
+    assert compared > 20
+
+
+def test_a_face_on_a_rounding_edge_gets_the_servers_numbers() -> None:
+    """Detection scores are float64 in the frame path and float32 in the service's Face message; a score
+    halfway between two 4-decimal values can round either way in the two. analyze's face (face_dict) and the
+    server's message of the same FaceResult (server/protoconv.py, read back by face_to_dict) must agree there."""
+    from ferstream.inprocess import face_dict
+    from ferstream.pipeline.detectors import Detection
+    from ferstream.pipeline.framepath import AnnotatedFrame, FaceResult
+    from ferstream.server.protoconv import annotate_response
+
+    probabilities = np.array([0.05, 0.05, 0.1, 0.5, 0.1, 0.1, 0.1], np.float32)
+    faces = [FaceResult(Detection(10, 20, 30, 40, step / 1000 + 0.00005), probabilities, tuple(range(7)))
+             for step in range(1, 1000)]
+    served = annotate_response(AnnotatedFrame(640, 480, faces)).faces
+    assert [face_dict(face) for face in faces] == [face_to_dict(face) for face in served]

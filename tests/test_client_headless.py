@@ -69,7 +69,7 @@ def test_headless_and_fer_annotate_write_one_format(server, faces_dir, fer_model
                                      "--detector", "ssd", "--jsonl", str(remote), "--jpeg-quality", "100"),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    done = subprocess.run([sys.executable, "-m", "ferstream.annotate.cli", str(photo), "--detector", "ssd",
+    done = subprocess.run([sys.executable, "-m", "ferstream.annotate_command", str(photo), "--detector", "ssd",
                            "--models-dir", str(fer_models_dir), "--out", str(tmp_path / "local.jpg"),
                            "--jsonl", str(local), "--threads", "1"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -131,7 +131,7 @@ def test_both_backends_write_container_times_and_one_format(server, faces_dir, f
     from ferstream.annotate.timeline import read_timeline_csv
 
     clip = vfr_clip(tmp_path, faces_dir)
-    annotate = [sys.executable, "-m", "ferstream.annotate.cli", str(clip), "--detector", "ssd",
+    annotate = [sys.executable, "-m", "ferstream.annotate_command", str(clip), "--detector", "ssd",
                 "--jpeg-quality", "100"]
     runs = {
         "local": [*annotate, "--out", str(tmp_path / "local.avi"), "--models-dir", str(fer_models_dir),

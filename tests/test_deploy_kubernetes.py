@@ -190,7 +190,7 @@ def test_the_web_gateway_runs_fer_web_as_it_offers() -> None:
 def test_the_web_gateway_serves_beyond_loopback_only_to_callers_with_a_token() -> None:
     """fer-web on a non-loopback --host: --auth-tokens from a mounted Secret that docs/deploy.md tells how to
     create, readable by the pod's user; the Service's name and the public name pass its Host and Origin checks."""
-    from ferstream.server.security import is_loopback
+    from ferstream.auth.tokens import is_loopback
     from ferstream.web.guard import AccessPolicy
 
     (deployment, container), = [(d, c) for d, c in containers() if c.get("command", [None])[0] == "fer-web"]

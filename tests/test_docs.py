@@ -86,7 +86,7 @@ def test_the_readme_sample_line_is_today_s_answer(faces_dir: Path, fer_models_di
     for _ in range(4):
         writer.write(photo)
     writer.release()
-    done = subprocess.run([sys.executable, "-m", "ferstream.annotate.cli", str(video), "--json", "--no-timeline",
+    done = subprocess.run([sys.executable, "-m", "ferstream.annotate_command", str(video), "--json", "--no-timeline",
                            "--out", str(tmp_path / "clip.annotated.mp4"), "--models-dir", str(fer_models_dir)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ferstream.pipeline.settings import message_limit
 from ferstream.server.config import ServerConfig
-from ferstream.server.limits import message_limit
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
 from inprocess_server import inprocess_server
@@ -282,7 +282,7 @@ def test_fer_annotate_answers_a_one_pixel_wide_jpeg_without_a_traceback(faces_di
 
     path = tmp_path / "thin.jpg"
     path.write_bytes(one_pixel_wide_jpeg(faces_dir))
-    command = [sys.executable, "-m", "ferstream.pipeline.annotate_cli", str(path), "--detector", "ssd",
+    command = [sys.executable, "-m", "ferstream.annotate_command", str(path), "--detector", "ssd",
                "--models-dir", str(fer_models_dir), "--out", str(tmp_path / "out.png"), "--json"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     if done.returncode == 0:

@@ -1,34 +1,67 @@
 """The layout's import rules (docs/architecture.md), read from the source: every module's imports are parsed
 with ast, including those inside functions and `if TYPE_CHECKING:` blocks, and relative ones are resolved, so a
-lazy import cannot slip past. pipeline/ is the frame path alone; the client never needs the server."""
+lazy import cannot slip past. Every package imports only packages of the layers beneath its own (MAY_IMPORT);
+pipeline/ is the frame path alone; neither the client nor the gateway needs the server; no package imports
+api/'s modules (`ferstream` itself: analyze, the commands' entry points, fer-annotate's wiring)."""
 
 from __future__ import annotations
 
 import ast
+import tomllib
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Each top-level folder and the package it installs as (pyproject.toml's package-dir).
-PACKAGES = {"pipeline": "ferstream.pipeline", "annotate": "ferstream.annotate", "client": "ferstream.client",
-            "server": "ferstream.server", "model": "ferstream.model", "bench": "ferstream.bench",
-            "training": "ferstream.training", "commandline": "ferstream.commandline"}
+# Each top-level package folder and the package it installs as (pyproject.toml's package-dir).
+PACKAGES = {"protos/ferstream/v1": "ferstream.v1", "auth": "ferstream.auth", "model": "ferstream.model",
+            "pipeline": "ferstream.pipeline", "annotate": "ferstream.annotate", "server": "ferstream.server",
+            "client": "ferstream.client", "web": "ferstream.web", "training": "ferstream.training",
+            "bench": "ferstream.bench", "api": "ferstream", "commandline": "ferstream.commandline"}
+
+# The diagram, as the ferstream packages each one may import (besides its own modules); any other is above
+# it or beside it. ferstream.commandline sits below every package (command-line conventions only).
+COMMANDLINE = "ferstream.commandline"
+MAY_IMPORT = {
+    "ferstream.v1": (),
+    "ferstream.auth": (),
+    COMMANDLINE: (),
+    "ferstream.model": (),
+    "ferstream.pipeline": ("ferstream.model", COMMANDLINE),
+    "ferstream.annotate": ("ferstream.pipeline", "ferstream.model", COMMANDLINE),
+    "ferstream.server": ("ferstream.pipeline", "ferstream.model", "ferstream.v1", "ferstream.auth", COMMANDLINE),
+    "ferstream.client": ("ferstream.annotate", "ferstream.pipeline", "ferstream.model", "ferstream.v1", COMMANDLINE),
+    "ferstream.web": ("ferstream.client", "ferstream.annotate", "ferstream.pipeline", "ferstream.model",
+                      "ferstream.v1", "ferstream.auth", COMMANDLINE),
+    "ferstream.training": ("ferstream.pipeline", "ferstream.model", COMMANDLINE),
+    "ferstream.bench": ("ferstream.server", "ferstream.client", "ferstream.pipeline", "ferstream.model",
+                        "ferstream.v1", COMMANDLINE),
+    "ferstream": ("ferstream.annotate", "ferstream.client", "ferstream.pipeline", "ferstream.model", COMMANDLINE),
+}
+# Packages that never speak gRPC themselves: the frame path, the model, the offline tool, training, the
+# shared rules and the in-process API.
+NO_GRPC = ("ferstream.model", "ferstream.pipeline", "ferstream.annotate", "ferstream.training", "ferstream.auth",
+           COMMANDLINE, "ferstream")
+# api/'s modules, the top of the diagram: `ferstream.analyze`, the entry points, fer-annotate's wiring.
+TOP_MODULES = ("ferstream.analyze", *sorted(f"ferstream.{path.stem}" for path in (ROOT / "api").glob("*.py")
+                                            if path.stem != "__init__"))
+
+
+def forbidden_for(package: str) -> tuple[str, ...]:
+    """What package may not import: every other ferstream package that MAY_IMPORT does not give it (api/'s
+    modules for `ferstream` itself, since every package's name starts with it), and grpc where NO_GRPC says."""
+    banned = [name for name in MAY_IMPORT if name not in (package, "ferstream", *MAY_IMPORT[package])]
+    if package != "ferstream":
+        banned += TOP_MODULES
+    if package in NO_GRPC:
+        banned.append("grpc")
+    return tuple(sorted(banned))
+
 
 # What each package must never import: a module named here, or any module below it.
-FORBIDDEN = {
-    "ferstream.pipeline": ("ferstream.annotate", "ferstream.client", "ferstream.server", "ferstream.training",
-                           "ferstream.bench", "grpc"),
-    "ferstream.client": ("ferstream.server", "ferstream.training"),
-    "ferstream.server": ("ferstream.annotate", "ferstream.client", "ferstream.training"),
-    # Every command's plumbing: any part may use it, so it uses none (its usage.py reads the commands' parsers
-    # by module name, at run time, for docs/usage.md).
-    "ferstream.commandline": ("ferstream.model", "ferstream.pipeline", "ferstream.annotate", "ferstream.client",
-                              "ferstream.server", "ferstream.training", "ferstream.bench", "ferstream.web", "grpc"),
-    "ferstream.model": ("ferstream.pipeline", "ferstream.annotate", "ferstream.client", "ferstream.server",
-                        "ferstream.training", "grpc"),
-}
+FORBIDDEN = {package: forbidden_for(package) for package in MAY_IMPORT}
 
 
 def module_name(path: Path, folder: Path, package: str) -> str:
@@ -106,3 +139,34 @@ def later():
         "ferstream.annotate.records.FaceRecord", "ferstream.client.library", "ferstream.client.library.EmotionClient",
         "ferstream.server.app"]
     assert violations("ferstream.client", imported) == ["ferstream.server.app"]
+    top = imports_of("from ferstream import analyze\nimport ferstream.commands\n", "ferstream.annotate.example")
+    assert violations("ferstream.annotate", top) == ["ferstream.analyze", "ferstream.commands"]
+
+
+def test_every_package_folder_has_its_rules() -> None:
+    """A new package cannot slip past the rules: every top-level folder holding a Python package and every
+    package pyproject.toml installs lies in a folder of PACKAGES, and every package has its layer."""
+    covered = [ROOT / folder for folder in PACKAGES]
+    folders = {path.relative_to(ROOT).parts[0] for path in ROOT.glob("*/**/__init__.py")
+               if not path.relative_to(ROOT).parts[0].startswith(".")}
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    installed = setuptools["package-dir"]
+    for folder in sorted(folders | set(installed.values())):
+        path = ROOT / folder
+        assert any(path == root or root in path.parents or path in root.parents for root in covered), \
+            f"{folder}/ holds a package that tests/test_layout.py's PACKAGES does not list"
+    for package in installed:
+        assert any(package == name or package.startswith(name + ".") for name in PACKAGES.values()), package
+    assert set(PACKAGES.values()) <= set(MAY_IMPORT) and set(FORBIDDEN) == set(MAY_IMPORT)
+
+
+def test_the_layers_point_one_way() -> None:
+    """The rules themselves draw no cycle (two packages allowed to import each other), so every import goes
+    down the diagram, and nothing below api/ may import it."""
+    try:
+        order = list(TopologicalSorter(MAY_IMPORT).static_order())
+    except CycleError as error:
+        pytest.fail(f"the layers import each other: {error.args[1]}")
+    assert order[-1] == "ferstream"
+    assert all("ferstream.inprocess" in FORBIDDEN[package] and "ferstream.analyze" in FORBIDDEN[package]
+               for package in MAY_IMPORT if package != "ferstream")

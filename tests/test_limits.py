@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 from ferstream.client.limits import FrameTooLarge, check_request_size
-from ferstream.pipeline.settings import MAX_PIXELS
+from ferstream.pipeline.settings import DEFAULT_MAX_MESSAGE_BYTES, MAX_PIXELS, message_limit
 from ferstream.server.config import ServerConfig, build_parser, config_from_args
-from ferstream.server.limits import DEFAULT_MAX_MESSAGE_BYTES, message_limit
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
 from helpers import stream_frame

@@ -59,7 +59,7 @@ def gateway(server, tmp_path_factory: pytest.TempPathFactory):
 
 def fer_annotate_batch(folder: Path, jsonl: Path, *arguments: str) -> dict[str, Answer]:
     """{photo name: answer} from `fer-annotate FOLDER --jsonl JSONL ARGUMENTS` (one run for every photo)."""
-    result = subprocess.run([sys.executable, "-m", "ferstream.annotate.cli", str(folder), "--jsonl", str(jsonl),
+    result = subprocess.run([sys.executable, "-m", "ferstream.annotate_command", str(folder), "--jsonl", str(jsonl),
                              "--detector", DETECTOR, *arguments], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]

@@ -16,7 +16,7 @@ import pytest
 
 from ferstream.client.library import EmotionClient
 from ferstream.server.config import build_parser, config_from_args
-from ferstream.server.security import TokenChecker, is_loopback, load_tokens
+from ferstream.auth.tokens import TokenChecker, is_loopback, load_tokens
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
 

@@ -48,7 +48,7 @@ def test_models_list_shows_where_weights_are_and_checks_them(tmp_path: Path, fer
 
 
 COMMANDS = {
-    "fer-annotate": "annotate.cli",
+    "fer-annotate": "annotate_command",
     "fer-models": "pipeline.models_cli",
     "fer-bench": "bench.cli",
 }

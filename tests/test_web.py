@@ -184,7 +184,7 @@ def test_annotate_refuses_a_body_over_the_limit_with_413_before_forwarding(serve
 
 
 def test_default_limit_is_the_servers_message_limit():
-    from ferstream.server.limits import DEFAULT_MAX_MESSAGE_BYTES
+    from ferstream.pipeline.settings import DEFAULT_MAX_MESSAGE_BYTES
     from ferstream.server.streams import IN_FLIGHT
     from ferstream.web.app import GatewaySettings
 
@@ -605,7 +605,7 @@ def test_page_shows_a_garbage_photo_as_an_error(chromium, gateway, tmp_path):
 def test_page_plays_the_mp4_fer_annotate_writes(chromium, gateway, faces_dir, fer_models_dir, tmp_path):
     photo = cv2.resize(cv2.imread(str(faces_dir / GROUP_PHOTO)), (640, 480), interpolation=cv2.INTER_AREA)
     annotated = tmp_path / "clip.annotated.mp4"
-    result = subprocess.run([sys.executable, "-m", "ferstream.annotate.cli", str(webm_video(tmp_path, photo)),
+    result = subprocess.run([sys.executable, "-m", "ferstream.annotate_command", str(webm_video(tmp_path, photo)),
                              "--out", str(annotated), "--models-dir", str(fer_models_dir), "--detector", "ssd",
                              "--no-timeline", "--threads", "1"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr

@@ -29,9 +29,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ferstream.client.library import DEFAULT_MAX_IN_FLIGHT, EmotionClient, face_record, make_options
 from ferstream.model.labels import EMOTIONS
 from ferstream.pipeline.decode import JPEG_SOI
+from ferstream.pipeline.settings import DEFAULT_MAX_MESSAGE_BYTES
 from ferstream.annotate.draw import CHART_DIMMING, colour_of, text_colour_on
 from ferstream.annotate.records import FrameRecord
-from ferstream.server.limits import DEFAULT_MAX_MESSAGE_BYTES
 from ferstream.v1 import emotion_pb2
 
 from .guard import LIVE_SUBPROTOCOL, AccessPolicy, Guard, caller_token
@@ -43,7 +43,7 @@ log = logging.getLogger("ferstream.web")
 
 STATIC_DIR = Path(__file__).with_name("static")
 # A multipart body carries its boundaries and part headers besides the image: a few hundred bytes in
-# practice; 64 KiB, as the server allows a message beyond its pixels (server/limits.py).
+# practice; 64 KiB, as the server allows a message beyond its pixels (pipeline/settings.py).
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 # A WebSocket message this much over the frame limit still gets a per-frame error answer; a larger one
 # ends the socket (close code 1009, "message too big") before the gateway reads it.

@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     """fer-web's arguments; every option carries its help text."""
     from ferstream.client.cli import server_target
     from ferstream.client.library import default_target
-    from ferstream.server.limits import DEFAULT_MAX_MESSAGE_BYTES
+    from ferstream.pipeline.settings import DEFAULT_MAX_MESSAGE_BYTES
 
     parser = CommandParser(
         prog=PROG,
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from ferstream.client.library import token_problem
-    from ferstream.server.security import is_loopback, load_tokens
+    from ferstream.auth.tokens import is_loopback, load_tokens
 
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ferstream.server.security import TokenChecker, is_loopback
+from ferstream.auth.tokens import TokenChecker, is_loopback
 
 # The subprotocol the page asks for and the gateway selects; browsers fail a WebSocket whose server selects
 # none of the subprotocols it offered, and the token's own entry must never be echoed.
