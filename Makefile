@@ -64,7 +64,7 @@ docs: test-deps $(DEV_STAMP)
 	FER_SCREENSHOTS_DIR=docs $(PYTHON) -m pytest tests/test_client_app.py -k no_label_or_chart
 	FER_WRITE_SCREENSHOTS=1 $(PYTHON) -m pytest tests/test_web.py -k camera_live
 	FER_WRITE_DOCS=1 $(PYTHON) -m pytest tests/test_docs.py -k sample
-	$(PYTHON) -m ferstream.commandline.usage
+	$(PYTHON) -m ferstream.usage
 
 # Regenerates the Python code next to the .proto; never edit the generated files by hand.
 proto: $(DEV_STAMP)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ferstream.commandline import run_command
 
 # Every command and the module that runs it: its main(argv) runs the command, its build_parser() gives the
-# command's argparse parser (--help, and docs/usage.md through ferstream.commandline.usage).
+# command's argparse parser (--help, and docs/usage.md through ferstream.usage).
 COMMANDS = {
     "fer-server": "ferstream.server.cli",
     "fer-client": "ferstream.client.cli",

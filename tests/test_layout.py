@@ -147,8 +147,9 @@ def test_every_package_folder_has_its_rules() -> None:
     """A new package cannot slip past the rules: every top-level folder holding a Python package and every
     package pyproject.toml installs lies in a folder of PACKAGES, and every package has its layer."""
     covered = [ROOT / folder for folder in PACKAGES]
+    # Hidden folders (.venv) and setuptools' build outputs hold copies, not packages of the source.
     folders = {path.relative_to(ROOT).parts[0] for path in ROOT.glob("*/**/__init__.py")
-               if not path.relative_to(ROOT).parts[0].startswith(".")}
+               if not path.relative_to(ROOT).parts[0].startswith(".")} - {"build", "dist"}
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
     installed = setuptools["package-dir"]
     for folder in sorted(folders | set(installed.values())):

@@ -1,8 +1,8 @@
 """docs/usage.md's option reference, generated from the commands' own parsers, so it lists every option of
 every command (pyproject.toml [project.scripts], ferstream.commands.COMMANDS) as `--help` describes it.
 
-    python -m ferstream.commandline.usage            # rewrite the reference in docs/usage.md
-    python -m ferstream.commandline.usage --check    # exit 1 when docs/usage.md is not what the parsers give
+    python -m ferstream.usage            # rewrite the reference in docs/usage.md
+    python -m ferstream.usage --check    # exit 1 when docs/usage.md is not what the parsers give
 
 The reference is the part of the page between BEGIN and END; the hand-written text around it is kept. The
 defaults shown are those of a machine without FER_* variables (the command's --help shows the local ones).
@@ -21,8 +21,8 @@ from pathlib import Path
 from ferstream.commandline import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandParser, add_version_argument,
                                    print_error)
 
-PROG = "python -m ferstream.commandline.usage"
-BEGIN = ("<!-- BEGIN options: generated from the commands' parsers by `python -m ferstream.commandline.usage` "
+PROG = "python -m ferstream.usage"
+BEGIN = ("<!-- BEGIN options: generated from the commands' parsers by `python -m ferstream.usage` "
          "(make docs); edit their help texts, not this part -->")
 END = "<!-- END options -->"
 # Every command answers these two; the page says so once instead of in every table.
