@@ -14,9 +14,15 @@ is edited after it is written. A record holds:
   machine  machine.describe_machine(): CPU model, cores, relevant CPU flags, torch version, GPU
   inputs   {"data", "votes", "init", "teacher"}: each {"path" as given, "sha256", "bytes"} (data and
            votes: "files" too, the sha256 over every file's relative name and bytes)
+  recipe   with --config only: the recipe file's {"path" as given, "sha256", "text"} (training/recipe.py),
+           so the command replays even where the file has changed or gone since
 
 Model files written before records existed carry only meta["training_command"], the commands joined
 by " && "; their chains become records with "command" alone.
+
+The shipped model (model/shipped/ferstream-emotion.pt) was trained before recipe files existed; its
+meta["recipes"] lists the files in training/recipes that replay its chain, one {"path", "sha256"} per
+record in order (`make train` runs them).
 
 `python -m ferstream.training.provenance MODEL` prints a model file's chain, one command a line.
 """
@@ -88,10 +94,15 @@ def command_line(argv: list[str]) -> str:
     return shlex.join(["fer-train", *argv])
 
 
-def start_record(argv: list[str], machine: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
-    """A new record for the command now starting (see the module docstring); "ended" and "epochs" come later."""
-    return {"argv": list(argv), "command": command_line(argv), "cwd": os.getcwd(), "started": now(),
-            "machine": machine, "inputs": inputs}
+def start_record(argv: list[str], machine: dict[str, Any], inputs: dict[str, Any],
+                 recipe: dict[str, str] | None = None) -> dict[str, Any]:
+    """A new record for the command now starting (see the module docstring); "ended" and "epochs" come later.
+
+    recipe: the --config file's {"path", "sha256", "text"} (training/recipe.py), None without one.
+    """
+    record = {"argv": list(argv), "command": command_line(argv), "cwd": os.getcwd(), "started": now(),
+              "machine": machine, "inputs": inputs}
+    return {**record, "recipe": recipe} if recipe else record
 
 
 def close_record(record: dict[str, Any], first_epoch: int, last_epoch: int) -> dict[str, Any]:
