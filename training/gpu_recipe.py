@@ -11,11 +11,9 @@ output (best.pt, final.pt, last.pt, metrics.csv/json, curves.png) goes to OUT/<s
 OUT/<stage>.log, and OUT/recipe.json gathers each stage's command, exit status, wall time and best
 PublicTest epoch. A stage stopped part-way continues where it stopped when run again (--resume).
 
-Sizing, estimated, not yet measured on a GPU: a width-1.0 step of 128 faces is about 0.6 TFLOP
-(forward and backward), milliseconds on an H200; the CPU side of a step (equalising 128 crops: 2.3 ms
-measured here) and kernel launches dominate, about 10 ms a step, so 60 epochs of 225 steps plus
-per-epoch checkpoints should take 3 to 5 minutes. --smoke runs both stages on the CPU on a few hundred
-images for one epoch (the test suite runs it).
+Sizing, estimated, not yet measured on a GPU: the CPU side of a step and kernel launches dominate, so
+the teacher's 60 epochs should take minutes (docs/performance.md#design-measurements). --smoke runs both
+stages on the CPU on a few hundred images for one epoch (the test suite runs it).
 
   python -m ferstream.training.gpu_recipe --out runs/gpu                    # the teacher, on the GPU
   python -m ferstream.training.gpu_recipe --out runs/gpu --stage student    # distillation, on the CPU

@@ -88,13 +88,11 @@ class TrainConfig:
     seed: int = option(0, "seeds shuffling, augmentation, dropout and initial weights")
     threads: int = option(0, "torch threads (0: all cores)")
     device: str = option("auto", "auto (CUDA when available, else cpu), cpu, cuda or cuda:N")
-    precision: str = option("auto", "fp32, bf16 (autocast) or auto: bf16 on CUDA, fp32 on a CPU; measured "
-                                    "on an AVX512-BF16 Xeon, bf16 made a vgg x0.5 step slower (129 vs 176 "
-                                    "img/s), and a CPU without AVX512-BF16/AMX refuses bf16")
+    precision: str = option("auto", "fp32, bf16 (autocast) or auto: bf16 on CUDA, fp32 on a CPU (faster there; "
+                                    "a CPU without AVX512-BF16/AMX refuses bf16)")
     equalize: bool = option(False, "histogram-equalise every crop before the network, in training and in "
                                    "the model file for serving (the FER2013 JPEGs already are); off by default: "
-                                   "equalising lost 2.6 points on FER+ Valid's raw PNGs and 0.8 on PublicTest "
-                                   "(docs/model-card.md)")
+                                   "it cost accuracy (docs/model-card.md)")
     standardize: bool = option(True, "give every crop the mean and spread of an equalised one before the network, "
                                      "in training and in the model file for serving, so a dim or flat face reaches "
                                      "the network as a lit one (model/preprocess.py)")
@@ -231,8 +229,8 @@ def parse_args(argv: list[str]) -> Invocation:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = TrainConfig()
     parser.add_argument("--config", metavar="RECIPE",
-                        help="a TOML recipe file setting any of the options below (names with underscores: "
-                             "training/recipe.py); flags given as well override it")
+                        help="a TOML file setting any option below, named with underscores "
+                             "(erase_probability = 0.25); flags given as well override it")
     for setting in fields(TrainConfig):
         flag, default = f"--{setting.name.replace('_', '-')}", getattr(defaults, setting.name)
         text = setting.metadata["help"]
