@@ -29,9 +29,7 @@ install: $(PYTHON)
 	$(PIP_INSTALL) -e .
 	@echo "installed in $(VENV): run $(VENV)/bin/fer-server, or put the fer-* commands on PATH with . $(VENV)/bin/activate"
 
-# The serving install plus the training extra and the test tools ([dev]), with PyTorch's CPU build: from
-# PyTorch's CPU index when this machine reaches it, else from pip's configured sources (an offline mirror or
-# wheel folder in pip.conf; on bare PyPI that would be the CUDA build, so the index is tried first).
+# The serving install plus training and test tools ([dev]); PyTorch's CPU index first, else pip's own sources.
 install-dev: $(PYTHON)
 	@if $(PYTHON) -c "import urllib.request; urllib.request.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=15)" 2>/dev/null; \
 	then index="--extra-index-url $(TORCH_CPU_INDEX)"; \
@@ -43,9 +41,7 @@ $(DEV_STAMP): pyproject.toml | $(PYTHON)
 	$(MAKE) --no-print-directory install-dev
 	touch $@
 
-# The whole suite, as CI runs it, with a line per test file and its progress. test-deps first installs what
-# the tests drive besides Python (Xvfb, xdotool, ImageMagick, openssl, node/npm, chromium, Tk) when any is
-# missing; tests/conftest.py starts Xvfb when $$DISPLAY is unset.
+# The whole suite, as CI runs it, after test-deps installs the programs the tests drive (Xvfb, node, chromium...).
 test: test-deps $(DEV_STAMP)
 	@echo "make test: the whole suite (about 11 min on a quiet 2-core machine, three times that on a busy one);"
 	@echo "           make test-quick leaves out the tests marked slow"
@@ -58,8 +54,7 @@ test-quick: test-deps $(DEV_STAMP)
 test-deps: $(PYTHON)
 	PYTHON=$(PYTHON) .ci/test-deps
 
-# Makes again what the docs show, from today's model and code: the desktop app's screenshots
-# (docs/client-*.png, under Xvfb), the browser page's (docs/web.png, in Chromium) and README's sample JSON line.
+# Makes again the docs' screenshots (docs/client-*.png, docs/web.png) and README's sample JSON line.
 docs: test-deps $(DEV_STAMP)
 	FER_SCREENSHOTS_DIR=docs $(PYTHON) -m pytest tests/test_client_app.py -k no_label_or_chart
 	FER_WRITE_SCREENSHOTS=1 $(PYTHON) -m pytest tests/test_web.py -k camera_live
@@ -73,8 +68,7 @@ proto: $(DEV_STAMP)
 proto-check: proto
 	git diff --exit-code -- protos
 
-# The shipped model's chain of commands, one recipe a stage (training/recipes; its meta lists them); INIT=FILE
-# instead continues that model file with the last stage's recipe. Then `make ship` installs runs/light/final.pt.
+# The shipped model's chain, one recipe a stage (training/recipes); INIT=FILE continues FILE with the last one's.
 INIT ?=
 train: $(DEV_STAMP)
 ifeq ($(INIT),)
@@ -87,13 +81,12 @@ else
 	fer-train --config training/recipes/light.toml --init $(INIT) --out runs/continued
 endif
 
-# A wider fast CNN (not shipped; training/recipes/wide.toml), resumable: continues runs/wide where it holds a
-# checkpoint, for STOP_AFTER more epochs (0: to the schedule's end).
+# A wider CNN, not shipped (training/recipes/wide.toml): resumes runs/wide, STOP_AFTER more epochs (0: to the end).
 STOP_AFTER ?= 0
 train-wide: $(DEV_STAMP)
 	fer-train --config training/recipes/wide.toml --stop-after $(STOP_AFTER) $(if $(wildcard runs/wide/last.pt runs/wide/resume.pt),--resume)
 
-# Installs MODEL as the shipped model with its served forms: ONNX calibrated on PublicTest, int8 IR (docs/model-card.md).
+# Installs MODEL as the shipped model with its served forms (ONNX calibrated on PublicTest, int8 IR).
 MODEL ?= runs/light/final.pt
 ship: $(DEV_STAMP)
 	cp $(MODEL) model/shipped/ferstream-emotion.pt

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ferstream.model.modelfile import load_model
+from ferstream.training.provenance import chain_recipes, main as provenance_main
 from ferstream.training.recipe import RecipeError, read_recipe
 from ferstream.training.train import TrainConfig, main as train_main, option_types, parse_args
 
@@ -96,13 +97,15 @@ def make_train_recipes() -> list[str]:
     return re.findall(r"^\tfer-train --config (\S+)$", target, flags=re.MULTILINE)
 
 
-def test_the_shipped_model_lists_the_recipes_make_train_replays_as_they_are() -> None:
+def test_the_shipped_model_lists_the_recipes_make_train_replays_as_they_are(capsys: pytest.CaptureFixture) -> None:
     shipped = load_model()
-    recipes = shipped.meta["recipes"]
-    assert len(recipes) == len(shipped.meta["provenance"])
+    recipes = chain_recipes(shipped.meta)
+    assert len(recipes) == len(shipped.meta["provenance"]) and None not in recipes
     assert [recipe["path"] for recipe in recipes] == make_train_recipes()
     for recipe in recipes:
         assert read_recipe(str(REPO / recipe["path"]), option_types()).sha256 == recipe["sha256"], recipe["path"]
+    assert provenance_main([shipped.path, "--recipes"]) == 0
+    assert capsys.readouterr().out.split() == make_train_recipes()
 
 
 def test_each_recipe_sets_what_its_recorded_command_set() -> None:
@@ -110,7 +113,7 @@ def test_each_recipe_sets_what_its_recorded_command_set() -> None:
     and threads aside: the recipes chain runs/ folders where the commands once named the shipped file) has
     the recipe's value, and the recipe's first stage stops where the recorded run was stopped by hand."""
     shipped = load_model()
-    for record, recipe in zip(shipped.meta["provenance"], shipped.meta["recipes"]):
+    for record, recipe in zip(shipped.meta["provenance"], chain_recipes(shipped.meta)):
         recorded = parse_args(record.get("argv") or shlex.split(record["command"])[1:])
         replayed = parse_args(["--config", str(REPO / recipe["path"])])
         assert recorded.resume == replayed.resume
@@ -118,7 +121,7 @@ def test_each_recipe_sets_what_its_recorded_command_set() -> None:
             assert getattr(replayed.config, name) == getattr(recorded.config, name), (recipe["path"], name)
     # The last stage's recipe is the shipped model's whole recorded configuration (settings added since
     # take their defaults, which is what that run did).
-    last = asdict(parse_args(["--config", str(REPO / shipped.meta["recipes"][-1]["path"])]).config)
+    last = asdict(parse_args(["--config", str(REPO / chain_recipes(shipped.meta)[-1]["path"])]).config)
     stored = {name: value for name, value in shipped.meta["training_config"].items()
               if name not in ("data", "out", "init", "threads")}
     assert {name: last[name] for name in stored} == stored

@@ -25,7 +25,7 @@ from ferstream.training.data import load_dataset
 from ferstream.training.data.votes import attach_votes
 from ferstream.training.losses import TeacherEnsemble, distillation_loss
 from ferstream.training.loop import lr_at
-from ferstream.training.provenance import data_sha256
+from ferstream.training.provenance import chain_recipes, data_sha256
 from ferstream.training.train import TrainConfig, main as train_main
 from ferstream.training.validation import evaluate
 
@@ -255,6 +255,7 @@ def test_a_recipe_run_records_its_recipe_and_resumes_with_the_same_recipe(small_
     for record in chain:
         assert record["recipe"] == {"path": str(recipe), "text": text,
                                     "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    assert chain_recipes(load_model(out / "final.pt").meta) == [chain[0]["recipe"]] * 2
     capsys.readouterr()
     recipe.write_text(text.replace("lr = 0.02", "lr = 0.05"))
     assert train_main(["--config", str(recipe), "--resume"]) == 2

@@ -24,7 +24,8 @@ The shipped model (model/shipped/ferstream-emotion.pt) was trained before recipe
 meta["recipes"] lists the files in training/recipes that replay its chain, one {"path", "sha256"} per
 record in order (`make train` runs them).
 
-`python -m ferstream.training.provenance MODEL` prints a model file's chain, one command a line.
+`python -m ferstream.training.provenance MODEL` prints a model file's chain, one command a line (--recipes:
+the recipe file behind each).
 """
 
 from __future__ import annotations
@@ -118,6 +119,14 @@ def chain_of(meta: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"command": part.strip()} for part in command.split(" && ") if part.strip()]
 
 
+def chain_recipes(meta: dict[str, Any]) -> list[dict[str, str] | None]:
+    """The recipe file behind each record of a model file's chain, in order: the record's own "recipe"
+    (--config), else the shipped model's meta["recipes"] entry for it ({"path", "sha256"}), else None."""
+    listed = meta.get("recipes") or []
+    return [record.get("recipe") or (listed[index] if index < len(listed) else None)
+            for index, record in enumerate(chain_of(meta))]
+
+
 def chain_text(chain: list[dict[str, Any]]) -> str:
     """The chain as one shell line, commands joined by " && " (meta["training_command"], GetModelInfo)."""
     return " && ".join(record["command"] for record in chain)
@@ -131,13 +140,19 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Print the chain of commands that produced a model file.")
     parser.add_argument("model", help="a model file written by fer-train (any of best.pt, final.pt, last.pt)")
     parser.add_argument("--json", action="store_true", help="print the whole chain as JSON instead")
+    parser.add_argument("--recipes", action="store_true",
+                        help="print each command's recipe file instead (\"-\" for a command without one)")
     args = parser.parse_args(argv)
     try:
-        chain = chain_of(read_payload(args.model)["meta"])
+        meta = read_payload(args.model)["meta"]
     except (FileNotFoundError, ValueError) as error:
         print(f"provenance: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(chain, indent=1) if args.json else "\n".join(record["command"] for record in chain))
+    chain = chain_of(meta)
+    if args.recipes:
+        print("\n".join(recipe["path"] if recipe else "-" for recipe in chain_recipes(meta)))
+    else:
+        print(json.dumps(chain, indent=1) if args.json else "\n".join(record["command"] for record in chain))
     return 0
 
 
