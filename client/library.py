@@ -48,9 +48,7 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 SERVER_ENV = "FER_SERVER"
 DEFAULT_JPEG_QUALITY = 85
 # The lowest JPEG quality fer-client and fer-annotate --server send at: from 75 up, at least 95 % of faces keep
-# the top emotion they have in the uncompressed frame; below, more change (the shipped model with YuNet, on
-# the 1,706 faces of the shared photos, testdata/faces and realfaces-dev: 96.6 % hold at 75, 96.0-97.2 % at
-# 80-95, 93.7 % at 70, 91.7 % at 50, 82.2 % at 10).
+# the top emotion they have in the uncompressed frame; below, more change (docs/model-card.md#design-measurements).
 MIN_JPEG_QUALITY = 75
 # Frames are a few hundred KiB at most as JPEG, but raw 1080p BGR is ~6 MiB: lift gRPC's 4 MiB cap.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024

@@ -16,8 +16,7 @@ from typing import Generic, TypeVar
 
 # Frames sent but not yet answered, by default. fer-server works on up to two frames of a stream at once
 # (one detected while the other is classified; server/streams.py) and replaces a third that waits: with 2
-# it stays busy and replaces none, while one answer travels back. Measured on 75 frames in file mode
-# (yunet, 1 classifier thread): 0 frames replaced with a window of 2, 35 with 3, 64 with 4.
+# it stays busy and replaces none, while one answer travels back (docs/performance.md#design-measurements).
 DEFAULT_MAX_IN_FLIGHT = 2
 
 T = TypeVar("T")

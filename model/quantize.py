@@ -1,24 +1,22 @@
 """The int8 form of the served model: the ONNX export quantized by NNCF, saved as an OpenVINO IR pair.
 
-Why: on a CPU with AVX512-VNNI the classifier is the second-largest cost of a served frame after YuNet
-(28 % of the server's CPU in the 2026-11-30 profile, docs/history.md), and int8 runs it about 2.8x cheaper. Measured on the
-development machine (OpenVINO 2026.4, 1 thread, batch 8, the first shipped model): 0.60 ms per face in
-f32 against 0.22 in int8; PublicTest accuracy 66.09 % against 65.98 %, the same top class for 97-98 %
-of faces (a throwaway script; the figures for the shipped pair come from `fer-bench classifier` and
-`fer-eval`, in docs/model-card.md).
+Why: on a CPU with AVX512-VNNI the classifier is the second-largest cost of a served frame after YuNet,
+and int8 runs it several times cheaper at about the same accuracy (docs/performance.md#design-measurements
+and docs/model-card.md#design-measurements; the shipped pair's figures come from `fer-bench classifier`
+and `fer-eval`).
 
 How: NNCF post-training quantization (weights per channel, activations per tensor, mixed preset:
 asymmetric activations), statistics taken on FER2013 Training faces after the model's declared
 preprocessing, never on PublicTest (the selection set) or PrivateTest. Quantized through OpenVINO's
-own reader: the same model quantized in its ONNX form by NNCF's ONNX backend lost 0.5 points instead
-of 0.1. The IR keeps the ONNX file's metadata (rt_info "framework"), so runtime.load_classifier reads
-it like the .onnx; only OpenVINO runs it (ONNX Runtime serves the .onnx).
+own reader: the same model quantized in its ONNX form by NNCF's ONNX backend lost more accuracy. The IR
+keeps the ONNX file's metadata (rt_info "framework"), so runtime.load_classifier reads it like the .onnx;
+only OpenVINO runs it (ONNX Runtime serves the .onnx).
 
 Two choices keep the int8 graph close to the f32 one on every CPU (fer-export --int8 measures both forms
 on PublicTest and records it; runtime.choose_form serves int8 only within 0.2 points):
 - The first convolution (which sees the raw, standardised pixels) and the classifier's last layer stay
-  in f32: the int8 graph then gave the f32 top class on 98.8 % of PublicTest faces instead of 98.3 %
-  (98.5 % against 98.0 % of 3,000 held-out Training faces), at no measurable cost.
+  in f32: the int8 graph then agrees with the f32 one on more faces, at no measurable cost
+  (docs/model-card.md#design-measurements).
 - 7-bit weights everywhere (NNCF's overflow fix): without VNNI, CPUs add pairs of u8 x s8 products in
   16 bits, which can saturate with 8-bit weights and not with 7-bit ones, so every CPU computes the same
   integer sums and an accuracy measured on one holds on all.

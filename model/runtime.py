@@ -11,14 +11,11 @@ the PyTorch weights it came from and, for an export with --calibrate, the temper
 graph's softmax (calibration.py), the one fitted for mirrored views and the test-time augmentation
 served by default (tta.py).
 
-Why OpenVINO by default: on the development machine (Intel Xeon, AVX-512 VNNI), idle, 2 threads, the
-shipped network ran in 0.40 / 0.24 ms per face at batch 1 / 32 against ONNX Runtime's 0.50 / 0.48 and
-PyTorch's 2.5 / 1.1; `fer-bench classifier` with the CPU shared with training agrees at batch 32
-(OpenVINO about 12 % less CPU per face than ONNX Runtime, 20-25 % less than PyTorch) and has ONNX
-Runtime about 10 % cheaper at batch 1 (docs/performance.md has the table). Both reproduce PyTorch's
-probabilities within 1e-4 on all of PublicTest. ONNX Runtime stays selectable (FER_RUNTIME=onnxruntime
-or --runtime) because it is the reference ONNX implementation, which the tests check every export
-against.
+Why OpenVINO by default: it ran the shipped network with less CPU per face than ONNX Runtime and PyTorch
+at the batch sizes the server uses (docs/performance.md: the classifier tables and its design
+measurements). Both reproduce PyTorch's probabilities within 1e-4 on all of PublicTest. ONNX Runtime stays
+selectable (FER_RUNTIME=onnxruntime or --runtime) because it is the reference ONNX implementation, which
+the tests check every export against.
 """
 
 from __future__ import annotations

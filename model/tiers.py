@@ -85,7 +85,7 @@ class Recipe:
 
 # The one number fitted: the zoo model's temperature, by NLL on realfaces-dev (3.05; on CK+48 2.85).
 # The combination was chosen on realfaces-dev by balanced accuracy with CK+48 as a second check among
-# unweighted means of the two models; the zoo model's mirror view added 0.3 points there at twice its cost,
+# unweighted means of the two models; the zoo model's mirror view added little there at twice its cost,
 # so only the CNN's (a tenth of the zoo model's cost) is kept (docs/model-card.md has every candidate).
 ACCURATE_RECIPE = Recipe(mirror_zoo=False, mirror_fast=True, fast_weight=0.5, combine="geometric",
                          zoo_temperature=3.0)

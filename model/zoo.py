@@ -129,8 +129,8 @@ def load_zoo(runtime: str | None = None, threads: int | None = None,
              forms: tuple[Path, ...] = (ZOO_F32, ZOO_INT8)) -> ZooClassifier:
     """Of the zoo model's forms whose files exist, the one that runs fastest on this CPU, timed once per
     machine (ms_per_face), remembered (formchoice.py) and logged. Why measure: the int8 graph pays only
-    where the CPU multiplies int8 fast (VNNI); on an AVX2 EPYC it ran at 17 ms per face in OpenVINO against
-    the f32 form's few ms. FileNotFoundError when none exists; ValueError as open_zoo."""
+    where the CPU multiplies int8 fast (VNNI); elsewhere it runs several times slower than the f32 form
+    (docs/performance.md#design-measurements). FileNotFoundError when none exists; ValueError as open_zoo."""
     found = {path.name: path for path in forms if path.is_file()}
     if not found:
         raise FileNotFoundError(f"{forms[0]}: no such model file")

@@ -9,12 +9,10 @@ FER_TEMPLATE was measured, not guessed: 1500 FER2013 Training faces (seed 1) ups
 frames (training/fullpath.py: place_face), YuNet's landmarks mapped back to 48x48 crop pixels, median per
 point, mirrored pairs averaged about their mean x (training flips faces, so the template is symmetric).
 
-What it does (`fer-eval-path faces --limit 1000`, accuracy on the faces found): upright 68.4 % aligned
-against 66.5 % for the box crop; rolled up to +-20 degrees 66.9 % against 66.6 %. The gain is mostly
-framing: YuNet's landmarks follow only part of a roll, about 14 % of it for faces about 55 px tall in
-its input (a 144 px face in a 640x480 frame at the default min_face_px), half at 110 px, 60-90 % from
-160 px. Re-running YuNet on a face window at 160-192 px to refine them captured 50-77 % of the roll but
-changed the accuracy by 0.3 points (the classifier is trained on turned faces), so it is not done.
+What it does (`fer-eval-path faces`; the figures are in docs/model-card.md#design-measurements): aligned
+crops score above box crops, upright and rolled, mostly through framing, since YuNet's landmarks follow
+only part of a roll in small faces. Refining them by running YuNet again on a larger face window changed
+the accuracy too little to pay for itself, so it is not done.
 """
 
 from __future__ import annotations

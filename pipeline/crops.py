@@ -5,9 +5,8 @@ Two ways to cut a face, both an affine map from frame pixels to crop pixels:
   five landmarks on FER2013's (align.py), so rolled faces come out upright at FER2013's scale;
 - box (Haar, SSD, or align off): a square of the box's longer side times (1 + 2 MARGIN) on its centre.
 Where the map reaches outside the frame the crop is filled (FILL), so the face keeps its proportions and
-its place. With the frame cut 2 px beyond a face box (`fer-eval-path border`: 74 faces of the shared
-photos, 296 cuts, the same detection moved into the cut frame) the top emotion stayed for 99.0 % of cuts;
-stretching a cut-short square to 48x48, as before, kept it for 88.5 %.
+its place: with the frame cut just beyond a face box (`fer-eval-path border`) the top emotion stays far
+more often than when a cut-short square is stretched to 48x48 (docs/model-card.md#design-measurements).
 """
 
 from __future__ import annotations
@@ -23,10 +22,9 @@ from .align import ARCFACE_SIZE, Point, arcface_matrix, template_matrix, transfo
 from .detectors import Detection
 
 CROP_SIZE = 48
-# FER2013's framing is the detector box's longer side itself. Measured on 1500 FER2013 Training faces
-# placed in frames (training/fullpath.py), FER2013's side over the box's longer side has median 0.94 for
-# YuNet, 1.04 for the SSD and 1.00 for Haar; the 0.15 used before cost 6-7 points of accuracy on the faces
-# found (`fer-eval-path faces`).
+# FER2013's framing is the detector box's longer side itself: on FER2013 Training faces placed in frames
+# (training/fullpath.py) FER2013's side is within 6 % of the box's longer side for YuNet, the SSD and Haar,
+# and the margin of 0.15 used before cost accuracy (docs/model-card.md#design-measurements).
 MARGIN = 0.0
 
 
@@ -41,9 +39,8 @@ class Fill(enum.Enum):
 
 # The middle of the models' input range (Preprocessing.mean 0.5 of 255).
 NEUTRAL_GREY = 128
-# Chosen by measurement, though the two differ by less than their noise: top emotion kept on 99.0 % of the
-# border cuts of the shared photos (neutral 98.6 %) and 88.2 % when detected again (88.9 %); FER2013 faces
-# cut at an edge (`fer-eval-path faces --limit 400`) right on 63.6 % of those found (63.0 %).
+# Chosen by measurement (`fer-eval-path border` and `faces`), though the two fills differ by less than their
+# noise (docs/model-card.md#design-measurements).
 FILL = Fill.REPLICATE
 
 

@@ -4,8 +4,7 @@ The dimensions of an encoded image are read from its header (JPEG SOF, PNG IHDR,
 WebP VP8/VP8L/VP8X), so a small file that claims to be huge never reaches the decoder.
 
 JPEGs are decoded by simplejpeg (libjpeg-turbo's TurboJPEG API): the same pixels as cv2.imdecode, which
-links the same library, in 1.16 against 1.79 ms for the 640x480 bench frames on one thread (a timing loop
-on the development machine): 0.6 ms less of the 7 ms of server CPU a served frame costs. cv2.imdecode
+links the same library, in about two thirds of its time (docs/performance.md#design-measurements). cv2.imdecode
 still decodes everything else: a JPEG with EXIF data (cv2.imdecode turns the image as its orientation tag
 says), and any JPEG simplejpeg refuses (CMYK, or damage OpenCV may read past).
 """

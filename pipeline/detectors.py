@@ -473,10 +473,10 @@ class SsdDetector:
 class YuNetDetector:
     """YuNet, with five landmarks per face, on a copy whose longer side is at most WORK_SIDE px, plus finer
     levels when min_face_px needs them. Its network runs in ONNX Runtime with cv2.FaceDetectorYN's decoding
-    (yunet.py: the same rows, in about 40 % of the time), on as many threads as OpenCV is set to use.
+    (yunet.py: the same rows, in less time), on as many threads as OpenCV is set to use.
 
-    At 320 px YuNet finds every boxed face of the 640x480 test frames and runs about 4x faster than on the
-    full frame (`fer-bench detectors` measures both speed and recall).
+    At 320 px YuNet finds every boxed face of the 640x480 test frames, several times faster than on the
+    full frame (`fer-bench detectors` measures both speed and recall; docs/performance.md).
     """
 
     default_threshold = 0.6

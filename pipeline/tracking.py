@@ -71,8 +71,8 @@ SCENE_SIZE = (8, 6)
 # A frame differing from the previous one by more than this (mean absolute grey levels, 0-255) is a cut:
 # between the 18.7 of a fast pan and the 26.2 of the closest pair of different photos above.
 SCENE_CUT = 22.0
-# The thumbnail samples about this many pixels along the frame's shorter side before averaging them down:
-# 0.07 ms for any frame size, where averaging every pixel of a 640x480 frame took 1.1 ms.
+# The thumbnail samples about this many pixels along the frame's shorter side before averaging them down,
+# at the same small cost for any frame size (docs/performance.md#design-measurements).
 SCENE_SAMPLES = 48
 # Cost of a pair that may not be assigned: far above any allowed pair's (about 2 at most).
 _FORBIDDEN = 1e6

@@ -60,7 +60,7 @@ class ServerConfig:
     # Why the default: ferstream.pipeline.tracking.DEFAULT_SMOOTHING_MS.
     track_smoothing_ms: float = DEFAULT_SMOOTHING_MS
     # Classifier threads. One: the detection workers already keep every core busy, and a second classifier
-    # thread only waits for a core (docs/history.md, 2026-12-01: 0.35 ms more server CPU per frame at 8 streams, no more fps).
+    # thread only waits for a core (docs/performance.md#design-measurements).
     threads: int = 1
     # Decode-and-detect threads; 0: one per core available (divided among the --replicas processes).
     detect_workers: int = 0

@@ -25,7 +25,7 @@ from ferstream.training.data import load_dataset
 from ferstream.training.data.votes import attach_votes
 from ferstream.training.losses import TeacherEnsemble, distillation_loss
 from ferstream.training.loop import lr_at
-from ferstream.training.provenance import data_sha256
+from ferstream.training.provenance import chain_recipes, data_sha256
 from ferstream.training.train import TrainConfig, main as train_main
 from ferstream.training.validation import evaluate
 
@@ -233,6 +233,34 @@ def test_a_last_pt_from_before_model_files_held_training_state_resumes(small_fer
     second = json.loads((replanned / "metrics.json").read_text())[1]
     assert second["lr"] == pytest.approx(lr_at(2 * steps - 1, total=3 * steps, peak=0.02))
     assert read_training_state(replanned / "last.pt")["config"]["epochs"] == 3
+
+
+@pytest.mark.slow
+def test_a_recipe_run_records_its_recipe_and_resumes_with_the_same_recipe(small_fer2013: Path, two_epochs: Path,
+                                                                          tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    """`make train-wide`'s pattern: a recipe started, stopped, and continued with the same recipe plus --resume
+    is the uninterrupted run; each record holds the recipe's text; a recipe that changes the run is refused."""
+    out = tmp_path / "recipe-run"
+    recipe = tmp_path / "smoke.toml"
+    recipe.write_text(f'data = "{small_fer2013}"\nout = "{out}"\nepochs = 2\nbatch_size = 32\nlr = 0.02\n'
+                      'ema_decay = 0.5\nthreads = 2\nseed = 1\n')
+    assert train_main(["--config", str(recipe), "--stop-after", "1"]) == 0
+    assert train_main(["--config", str(recipe), "--resume"]) == 0
+    assert_same_run(out, two_epochs)
+    chain = load_model(out / "final.pt").meta["provenance"]
+    assert [record["argv"] for record in chain] == [["--config", str(recipe), "--stop-after", "1"],
+                                                     ["--config", str(recipe), "--resume"]]
+    text = recipe.read_text()
+    for record in chain:
+        assert record["recipe"] == {"path": str(recipe), "text": text,
+                                    "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    assert chain_recipes(load_model(out / "final.pt").meta) == [chain[0]["recipe"]] * 2
+    capsys.readouterr()
+    recipe.write_text(text.replace("lr = 0.02", "lr = 0.05"))
+    assert train_main(["--config", str(recipe), "--resume"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "sets lr = 0.05 but the run it resumes has 0.02" in line
 
 
 def test_resume_refuses_settings_it_would_ignore(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

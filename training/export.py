@@ -52,8 +52,8 @@ PROG = "fer-export"
 PARITY_TOLERANCE = 1e-4
 
 
-# Least share of held-out Training faces on which the int8 graph must keep the f32 graph's top class;
-# the shipped model keeps it on 99.5 % of them (98.2 % of PublicTest).
+# Least share of held-out Training faces on which the int8 graph must keep the f32 graph's top class
+# (the shipped model's share: docs/model-card.md#design-measurements).
 INT8_AGREEMENT = 0.95
 
 

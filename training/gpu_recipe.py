@@ -4,18 +4,16 @@ model on the CPU.
   teacher  (GPU)  fer-train on FER2013 with the full-width reference VGG (width 1.0, 13.1 M parameters,
                   about 16x the multiply-adds of the first shipped model), bf16 autocast, 60 epochs.
   student  (CPU)  fer-train --teacher TEACHER/best.pt: the served width (0.5), grown from the served
-                  model file with --init, with the CPU recipe of runs/w050 (see `make train`).
+                  model file with --init, with the CPU recipe of runs/w050 (docs/history.md).
 
 Each stage is one fer-train command, run as a child process so its provenance records it verbatim; its
 output (best.pt, final.pt, last.pt, metrics.csv/json, curves.png) goes to OUT/<stage>/, its log to
 OUT/<stage>.log, and OUT/recipe.json gathers each stage's command, exit status, wall time and best
 PublicTest epoch. A stage stopped part-way continues where it stopped when run again (--resume).
 
-Sizing, estimated, not yet measured on a GPU: a width-1.0 step of 128 faces is about 0.6 TFLOP
-(forward and backward), milliseconds on an H200; the CPU side of a step (equalising 128 crops: 2.3 ms
-measured here) and kernel launches dominate, about 10 ms a step, so 60 epochs of 225 steps plus
-per-epoch checkpoints should take 3 to 5 minutes. --smoke runs both stages on the CPU on a few hundred
-images for one epoch (the test suite runs it).
+Sizing, estimated, not yet measured on a GPU: the CPU side of a step and kernel launches dominate, so
+the teacher's 60 epochs should take minutes (docs/performance.md#design-measurements). --smoke runs both
+stages on the CPU on a few hundred images for one epoch (the test suite runs it).
 
   python -m ferstream.training.gpu_recipe --out runs/gpu                    # the teacher, on the GPU
   python -m ferstream.training.gpu_recipe --out runs/gpu --stage student    # distillation, on the CPU
@@ -41,7 +39,7 @@ STAGES = ("teacher", "student", "both")
 # recipe's schedule otherwise (batch 128, peak lr 0.05, label smoothing 0.1, EMA 0.999).
 TEACHER = ["--arch", "vgg", "--width", "1.0", "--dropout", "0.3", "--epochs", "60", "--batch-size", "128",
            "--lr", "0.05", "--erase-probability", "0.5", "--seed", "0", "--precision", "bf16", "--device", "cuda"]
-# The student: runs/w050's recipe (`make train`) plus the distillation term at fer-train's defaults.
+# The student: runs/w050's recipe (docs/history.md) plus the distillation term at fer-train's defaults.
 STUDENT = ["--width", "0.5", "--dropout", "0.1", "--lr", "0.02", "--epochs", "36", "--erase-probability", "0.25",
            "--seed", "5", "--distill-weight", "0.5", "--temperature", "4", "--device", "cpu"]
 # --smoke: a few hundred images, one epoch, on the CPU, in fp32.

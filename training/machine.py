@@ -1,9 +1,9 @@
 """The machine a run trains on: what provenance records about it, and whether bf16 autocast may run.
 
 bf16 autocast is chosen, never assumed. On CUDA it is the usual mixed precision. On a CPU it needs
-AVX512-BF16 (or AMX) to run at all at speed, and even then it need not help: measured on this project's
-development CPU (a Xeon with avx512_bf16, 2 threads, PyTorch 2.13), a vgg ×0.5 training step ran at
-129 img/s under bf16 autocast against 176 img/s in fp32. So the CPU default is fp32.
+AVX512-BF16 (or AMX) to run at all at speed, and even then it need not help: on this project's
+development CPU a training step ran slower under bf16 autocast than in fp32
+(docs/performance.md#design-measurements). So the CPU default is fp32.
 """
 
 from __future__ import annotations

@@ -14,11 +14,18 @@ is edited after it is written. A record holds:
   machine  machine.describe_machine(): CPU model, cores, relevant CPU flags, torch version, GPU
   inputs   {"data", "votes", "init", "teacher"}: each {"path" as given, "sha256", "bytes"} (data and
            votes: "files" too, the sha256 over every file's relative name and bytes)
+  recipe   with --config only: the recipe file's {"path" as given, "sha256", "text"} (training/recipe.py),
+           so the command replays even where the file has changed or gone since
 
 Model files written before records existed carry only meta["training_command"], the commands joined
 by " && "; their chains become records with "command" alone.
 
-`python -m ferstream.training.provenance MODEL` prints a model file's chain, one command a line.
+The shipped model (model/shipped/ferstream-emotion.pt) was trained before recipe files existed; its
+meta["recipes"] lists the files in training/recipes that replay its chain, one {"path", "sha256"} per
+record in order (`make train` runs them).
+
+`python -m ferstream.training.provenance MODEL` prints a model file's chain, one command a line (--recipes:
+the recipe file behind each).
 """
 
 from __future__ import annotations
@@ -88,10 +95,15 @@ def command_line(argv: list[str]) -> str:
     return shlex.join(["fer-train", *argv])
 
 
-def start_record(argv: list[str], machine: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
-    """A new record for the command now starting (see the module docstring); "ended" and "epochs" come later."""
-    return {"argv": list(argv), "command": command_line(argv), "cwd": os.getcwd(), "started": now(),
-            "machine": machine, "inputs": inputs}
+def start_record(argv: list[str], machine: dict[str, Any], inputs: dict[str, Any],
+                 recipe: dict[str, str] | None = None) -> dict[str, Any]:
+    """A new record for the command now starting (see the module docstring); "ended" and "epochs" come later.
+
+    recipe: the --config file's {"path", "sha256", "text"} (training/recipe.py), None without one.
+    """
+    record = {"argv": list(argv), "command": command_line(argv), "cwd": os.getcwd(), "started": now(),
+              "machine": machine, "inputs": inputs}
+    return {**record, "recipe": recipe} if recipe else record
 
 
 def close_record(record: dict[str, Any], first_epoch: int, last_epoch: int) -> dict[str, Any]:
@@ -107,6 +119,14 @@ def chain_of(meta: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"command": part.strip()} for part in command.split(" && ") if part.strip()]
 
 
+def chain_recipes(meta: dict[str, Any]) -> list[dict[str, str] | None]:
+    """The recipe file behind each record of a model file's chain, in order: the record's own "recipe"
+    (--config), else the shipped model's meta["recipes"] entry for it ({"path", "sha256"}), else None."""
+    listed = meta.get("recipes") or []
+    return [record.get("recipe") or (listed[index] if index < len(listed) else None)
+            for index, record in enumerate(chain_of(meta))]
+
+
 def chain_text(chain: list[dict[str, Any]]) -> str:
     """The chain as one shell line, commands joined by " && " (meta["training_command"], GetModelInfo)."""
     return " && ".join(record["command"] for record in chain)
@@ -120,13 +140,19 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Print the chain of commands that produced a model file.")
     parser.add_argument("model", help="a model file written by fer-train (any of best.pt, final.pt, last.pt)")
     parser.add_argument("--json", action="store_true", help="print the whole chain as JSON instead")
+    parser.add_argument("--recipes", action="store_true",
+                        help="print each command's recipe file instead (\"-\" for a command without one)")
     args = parser.parse_args(argv)
     try:
-        chain = chain_of(read_payload(args.model)["meta"])
+        meta = read_payload(args.model)["meta"]
     except (FileNotFoundError, ValueError) as error:
         print(f"provenance: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(chain, indent=1) if args.json else "\n".join(record["command"] for record in chain))
+    chain = chain_of(meta)
+    if args.recipes:
+        print("\n".join(recipe["path"] if recipe else "-" for recipe in chain_recipes(meta)))
+    else:
+        print(json.dumps(chain, indent=1) if args.json else "\n".join(record["command"] for record in chain))
     return 0
 
 

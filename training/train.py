@@ -45,6 +45,7 @@ from .machine import PRECISIONS, autocast_dtype, describe_machine
 from .photometric import PhotometricSpec
 from .plots import plot_curves
 from .provenance import chain_of, chain_text, close_record, data_sha256, file_sha256, start_record
+from .recipe import Recipe, RecipeError, read_recipe
 from .validation import evaluate, selection_key
 from .widen import start_from
 
@@ -87,13 +88,11 @@ class TrainConfig:
     seed: int = option(0, "seeds shuffling, augmentation, dropout and initial weights")
     threads: int = option(0, "threads of PyTorch, which trains the model; 0: every core")
     device: str = option("auto", "auto (CUDA when available, else cpu), cpu, cuda or cuda:N")
-    precision: str = option("auto", "fp32, bf16 (autocast) or auto: bf16 on CUDA, fp32 on a CPU; measured "
-                                    "on an AVX512-BF16 Xeon, bf16 made a vgg x0.5 step slower (129 vs 176 "
-                                    "img/s), and a CPU without AVX512-BF16/AMX refuses bf16")
+    precision: str = option("auto", "fp32, bf16 (autocast) or auto: bf16 on CUDA, fp32 on a CPU (faster there; "
+                                    "a CPU without AVX512-BF16/AMX refuses bf16)")
     equalize: bool = option(False, "histogram-equalise every crop before the network, in training and in "
                                    "the model file for serving (the FER2013 JPEGs already are); off by default: "
-                                   "equalising lost 2.6 points on FER+ Valid's raw PNGs and 0.8 on PublicTest "
-                                   "(docs/model-card.md)")
+                                   "it cost accuracy (docs/model-card.md)")
     standardize: bool = option(True, "give every crop the mean and spread of an equalised one before the network, "
                                      "in training and in the model file for serving, so a dim or flat face reaches "
                                      "the network as a lit one (model/preprocess.py)")
@@ -205,13 +204,23 @@ RESUME_OPTIONS = {"out", "epochs", "threads", "device", "data", "equalize"}
 
 @dataclass(frozen=True)
 class Invocation:
-    """One fer-train command: its settings, the options given explicitly, and argv verbatim."""
+    """One fer-train command: its settings, the options given explicitly (by flag or recipe), argv verbatim,
+    and the recipe file it read (--config), if any."""
 
     config: TrainConfig
     resume: bool
     stop_after: int
     given: frozenset[str]
     argv: tuple[str, ...]
+    recipe: Recipe | None = None
+    flags: frozenset[str] = frozenset()  # the options given as flags, which override the recipe's
+
+
+def option_types() -> dict[str, type]:
+    """{option name with underscores: its type} for every setting a recipe file may hold."""
+    defaults = TrainConfig()
+    return {**{setting.name: type(getattr(defaults, setting.name)) for setting in fields(TrainConfig)},
+            "resume": bool, "stop_after": int}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog=PROG, description=__doc__, argument_default=argparse.SUPPRESS,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = TrainConfig()
+    parser.add_argument("--config", metavar="RECIPE",
+                        help="a TOML file setting any option below, named with underscores "
+                             "(erase_probability = 0.25); flags given as well override it")
     for setting in fields(TrainConfig):
         flag, default = f"--{setting.name.replace('_', '-')}", getattr(defaults, setting.name)
         text = setting.metadata["help"]
@@ -243,23 +255,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str]) -> Invocation:
-    """argv (without the program name) -> Invocation; argparse exits 2 with one line for bad usage."""
+    """argv (without the program name) -> Invocation; argparse exits 2 with one line for bad usage or a bad recipe."""
     parser = build_parser()
-    given = vars(parser.parse_args(argv))
+    flags = vars(parser.parse_args(argv))
+    recipe = None
+    if "config" in flags:
+        try:
+            recipe = read_recipe(flags.pop("config"), option_types())
+        except RecipeError as error:
+            parser.error(str(error))
+        if recipe.settings.get("precision", "auto") not in PRECISIONS:
+            parser.error(f"{recipe.path}: precision must be one of {', '.join(PRECISIONS)}, "
+                         f"got {recipe.settings['precision']!r}")
+    given = {**(recipe.settings if recipe else {}), **flags}
     resume, stop_after = given.pop("resume", False), given.pop("stop_after", 0)
     if stop_after < 0:
         parser.error(f"--stop-after must not be negative, got {stop_after}")
-    if resume and set(given) - RESUME_OPTIONS:
+    # A recipe may repeat the settings of the run it resumes (train() checks they match); flags may not.
+    refused = set(flags) - RESUME_OPTIONS - {"resume", "stop_after"}
+    if resume and refused:
         parser.error(f"--resume takes its settings from OUT/last.pt; drop "
-                     f"{', '.join('--' + name.replace('_', '-') for name in sorted(set(given) - RESUME_OPTIONS))}")
+                     f"{', '.join('--' + name.replace('_', '-') for name in sorted(refused))}")
     return Invocation(config=TrainConfig(**given), resume=resume, stop_after=stop_after,
-                      given=frozenset(given), argv=tuple(argv))
+                      given=frozenset(given), argv=tuple(argv), recipe=recipe, flags=frozenset(flags))
 
 
 def resumed_config(checkpoint: Checkpoint, run: Invocation) -> TrainConfig:
-    """last.pt's settings, with what --resume may change taken from the command line."""
+    """last.pt's settings, with what --resume may change taken from the command line or the recipe.
+
+    ValueError when the recipe sets anything else to another value than last.pt's run has.
+    """
     config = TrainConfig.from_checkpoint(checkpoint.config)
-    return replace(config, **{name: getattr(run.config, name) for name in run.given & set(asdict(config))})
+    stored = asdict(config)
+    differing = sorted(name for name in run.given - RESUME_OPTIONS if getattr(run.config, name) != stored[name])
+    if differing:
+        raise ValueError(f"{run.recipe.path if run.recipe else 'the recipe'} sets "
+                         f"{', '.join(f'{name} = {getattr(run.config, name)!r}' for name in differing)} but the run "
+                         f"it resumes has {', '.join(f'{stored[name]!r}' for name in differing)}; --resume keeps "
+                         f"the run's settings")
+    return replace(config, **{name: getattr(run.config, name) for name in run.given & set(stored)})
 
 
 def pick_device(name: str) -> torch.device:
@@ -356,7 +390,8 @@ def train(run: Invocation) -> dict:
         history, first_epoch = checkpoint.history, checkpoint.epoch + 1
         restore_rng(checkpoint.rng)
     inputs = input_digests(config, resuming=checkpoint is not None) if context.is_main else {}  # rank 0 writes files
-    record = start_record(list(run.argv), describe_machine(device), inputs)
+    record = start_record(list(run.argv), describe_machine(device), inputs,
+                          run.recipe.record() if run.recipe else None)
 
     log = partial(print, file=sys.stderr) if context.is_main else lambda *args, **kwargs: None
     log(f"{PROG}: {len(splits.train)} training and {len(splits.val)} PublicTest images ({preprocessing.describe()}), "
