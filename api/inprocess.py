@@ -87,7 +87,7 @@ def analyze(image: ImageInput, detector: str | None = None, min_detection_score:
     negative max_faces, OSError for an unreadable file, and FileNotFoundError or ValueError when the emotion
     model cannot load.
     """
-    from ferstream.client.library import detector_value, face_to_dict
+    from ferstream.client.messages import detector_value, face_to_dict
     from ferstream.server import protoconv
     from ferstream.v1 import emotion_pb2 as pb
 

@@ -19,7 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ferstream.client.library import DETECTORS, MODELS
+from ferstream.client.messages import DETECTORS, MODELS
 from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT
 from ferstream.pipeline.commandline import EXIT_INTERRUPTED, add_version_argument, positive_int, print_error
 from ferstream.pipeline.commandline import CommandParser

@@ -32,7 +32,8 @@ import cv2
 import grpc
 import numpy as np
 
-from ferstream.client.library import EmotionClient, detector_name, detector_value, make_options
+from ferstream.client.library import EmotionClient
+from ferstream.client.messages import detector_name, detector_value, make_options
 from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
 from ferstream.pipeline import weights
 from ferstream.v1 import emotion_pb2 as pb

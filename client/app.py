@@ -23,7 +23,8 @@ import numpy as np
 from tktooltip import ToolTip
 
 from ferstream.client.capture import CaptureThread, FrameSource, LatestFrame
-from ferstream.client.library import DETECTORS, EMOTIONS, MIN_JPEG_QUALITY, MODELS, EmotionClient, detector_name, omitted_note
+from ferstream.client.library import EmotionClient
+from ferstream.client.messages import DETECTORS, EMOTIONS, MIN_JPEG_QUALITY, MODELS, detector_name, omitted_note
 from ferstream.client.render import annotations, render_reply
 from ferstream.client.session import (
     Annotated,

@@ -24,7 +24,9 @@ import grpc
 from ferstream.annotate.media import Frame, Media, MediaError, probe, read_frames
 from ferstream.annotate.run import Answer, Outputs, Result, annotate_media
 from ferstream.client.capture import FrameSource, SourceError, open_source
-from ferstream.client.library import EmotionClient, IncompleteStream, encode_image, face_record, make_options
+from ferstream.client.library import EmotionClient
+from ferstream.client.messages import encode_image, face_record, make_options
+from ferstream.client.streaming import IncompleteStream
 from ferstream.pipeline.errors import FrameError
 from ferstream.pipeline.settings import MAX_PIXELS
 from ferstream.v1 import emotion_pb2

@@ -26,7 +26,8 @@ import pytest
 from ferstream.annotate.draw import Style, overlaps
 from ferstream.client.app import FLASH_MS, PAUSED_BADGE, TOOLTIP_BACKGROUND, ClientApp
 from ferstream.client.capture import open_source
-from ferstream.client.library import EmotionClient, box_tuple, face_to_dict
+from ferstream.client.library import EmotionClient
+from ferstream.client.messages import box_tuple, face_to_dict
 from ferstream.client.render import annotation, colour_of, render_reply
 from ferstream.client.session import ConnectionState, Stats, StreamOptions
 from ferstream.v1 import emotion_pb2

@@ -11,7 +11,7 @@ import pytest
 
 from ferstream.client import EmotionClient, emotion_name, face_to_dict, probabilities, video_frames
 from ferstream.client.capture import LatestFrame, SourceError, open_source
-from ferstream.client.library import EMOTIONS, box_tuple
+from ferstream.client.messages import EMOTIONS, box_tuple
 from ferstream.v1 import emotion_pb2
 
 PHOTO = "2008_002506.jpg"  # three large faces

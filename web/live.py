@@ -20,7 +20,8 @@ import cv2
 import grpc
 import numpy as np
 
-from ferstream.client.library import EmotionClient, face_record
+from ferstream.client.library import EmotionClient
+from ferstream.client.messages import face_record
 from ferstream.pipeline.decode import JPEG_SOI, encoded_dimensions, jpeg_header
 from ferstream.pipeline.errors import BadInput
 from ferstream.annotate.records import FrameRecord
