@@ -20,12 +20,13 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ferstream.client.messages import DEFAULT_JPEG_QUALITY, ImageInput, encode_image, make_options
-from ferstream.client.streaming import FrameInput, ResponseStream, StreamMode, open_stream
+from ferstream.client.streaming import FrameInput, LiveStream, ResponseStream, StreamMode, open_live_stream, open_stream
 from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT
 from ferstream.v1 import emotion_pb2, emotion_pb2_grpc
 
@@ -54,6 +55,8 @@ ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin":
 # close() waits this long for each cancelled stream's sending thread; it leaves at once unless the caller's
 # frames iterable is blocked (a camera that stopped delivering).
 SENDER_EXIT_TIMEOUT_S = 1.0
+
+Stream = TypeVar("Stream", bound=ResponseStream)
 
 
 def default_target() -> str:
@@ -239,13 +242,15 @@ class EmotionClient:
     ) -> ResponseStream:
         """Streams frames through StreamAnnotate; iterate the result for the responses.
 
-        mode="live" (a camera): frames are sent as fast as `frames` yields them and the server answers the
-        newest it can, listing the ones it replaced in `skipped_frame_ids`: latency stays low, stale frames
-        are lost. mode="file" (a recording): every frame is answered, in order (the n-th response answers
-        the n-th frame), with at most max_in_flight frames sent and unanswered; skipped_frame_ids stays empty.
+        mode="live" (a camera): `frames` is read as fast as it yields (on gRPC's sending thread); at most
+        max_in_flight frames are sent and unanswered, and at most one waits to go, replaced by a newer one
+        (see live_stream). Every frame gets an answer or is listed in a later answer's `skipped_frame_ids`
+        (replaced while waiting here, or skipped by the server): latency stays low, stale frames are lost.
+        mode="file" (a recording): every frame is answered, in order (the n-th response answers the n-th
+        frame), with at most max_in_flight frames sent and unanswered; skipped_frame_ids stays empty.
         The default window of 2 keeps the server busy without it ever replacing a frame (it keeps two frames
-        of a stream in its workers, server/streams.py); a larger one may go faster, but frames the server
-        replaces are sent again and so reach it out of order (its face tracks can jump there).
+        of a stream in its workers, server/streams.py); in file mode a larger one may go faster, but frames
+        the server replaces are sent again and so reach it out of order (its face tracks can jump there).
 
         Frames that are arrays/bytes/paths get frame ids 0, 1, 2... (their index in `frames`, the `frame`
         of fer-annotate's and fer-client --headless's JSON lines) and the given options; a
@@ -263,6 +268,38 @@ class EmotionClient:
         stream = open_stream(self._stub, frames, mode=mode, max_in_flight=max_in_flight,
                              options=make_options(detector, min_detection_score, max_faces, model),
                              jpeg_quality=jpeg_quality, metadata=self._metadata(token))
+        return self._track(stream)
+
+    def live_stream(
+        self,
+        *,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        detector: str | int | None = None,
+        min_detection_score: float = 0.0,
+        max_faces: int = 0,
+        jpeg_quality: int | None = DEFAULT_JPEG_QUALITY,
+        token: str | None = None,
+        model: str = "",
+    ) -> LiveStream:
+        """A live-mode StreamAnnotate call fed by put(): for frames that are pushed to the caller (a
+        socket's messages, a camera's callback) rather than read from an iterable.
+
+        Each frame put is sent as soon as fewer than max_in_flight frames are unanswered; until then it
+        waits, and a frame put while one waits replaces it (put() returns the replaced frame's id, which the
+        next response lists in `skipped_frame_ids` with the frames the server skipped). The newest frame
+        wins, as at the server, so a producer faster than the server loses stale frames and never gains
+        latency, and at most 1 + max_in_flight frames are held. finish() ends the frames; iterate the stream
+        for the responses, under the callers' frame ids. The options are stream()'s; ValueError as there.
+        """
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
+        stream = open_live_stream(self._stub, max_in_flight=max_in_flight,
+                                  options=make_options(detector, min_detection_score, max_faces, model),
+                                  jpeg_quality=jpeg_quality, metadata=self._metadata(token))
+        return self._track(stream)
+
+    def _track(self, stream: Stream) -> Stream:
+        """Holds stream until its call ends, for close() to cancel."""
         self._streams.add(stream)
         stream.add_done_callback(lambda: self._streams.discard(stream))
         return stream

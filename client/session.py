@@ -296,7 +296,7 @@ class StreamSession(threading.Thread):
 
     def _stream_once(self) -> None:
         self._window.clear()
-        stream = self._client.stream(self._requests())
+        stream = self._client.stream(self._requests(), max_in_flight=self._window.limit)
         self._call = stream
         try:
             if self._stop_requested.is_set():  # stop() may have run before _call was set

@@ -3,9 +3,11 @@ stream of responses a caller iterates (EmotionClient.stream opens them).
 
 Streams come in two modes, chosen per call:
 
-- ``mode="live"`` (a camera): frames go out as fast as the iterable yields them; the server keeps only the
-  newest frame waiting, so a producer faster than the server loses stale frames (listed in
-  ``skipped_frame_ids``), never gains latency.
+- ``mode="live"`` (a camera): at most ``max_in_flight`` frames are sent and unanswered, and at most one
+  waits to go: a newer frame replaces it (the newest frame wins, as at the server). So a producer faster
+  than the server loses stale frames (listed in ``skipped_frame_ids``), never gains latency. The frames
+  are read on gRPC's sending thread as fast as the iterable yields them; a caller that has frames pushed
+  to it (a socket, a callback) can put() them into a LiveStream instead.
 - ``mode="file"`` (a recording): every frame is answered, in order, one response per frame. At most
   ``max_in_flight`` frames are sent and unanswered at any time, so nothing waits long enough at the server
   to be replaced; should the server skip one all the same, it is sent again and its answer still comes out
@@ -26,7 +28,7 @@ import grpc
 import numpy as np
 
 from ferstream.client.messages import ImageInput, encode_image
-from ferstream.client.window import InFlightWindow
+from ferstream.client.window import InFlightWindow, NewestFrameWindow
 from ferstream.v1 import emotion_pb2, emotion_pb2_grpc
 
 FrameInput = Union[ImageInput, emotion_pb2.StreamAnnotateRequest]
@@ -57,12 +59,12 @@ class IncompleteStream(Exception):
 
 
 class _FrameRequests:
-    """The caller's frames as StreamAnnotateRequests: ids 1, 2, 3... and the stream's options for arrays,
+    """The caller's frames as StreamAnnotateRequests: ids 0, 1, 2... and the stream's options for arrays,
     bytes and paths; a StreamAnnotateRequest passes as it is (its own id and options).
 
-    Runs on gRPC's sending thread. An exception from the frames (a bad array, a failing reader) is kept for
-    the caller, who sees it raised after the responses to the frames before it, instead of gRPC's bare
-    UNKNOWN "Exception iterating requests!".
+    An exception from the frames (a bad array, a failing reader) is kept for the caller, who sees it raised
+    after the responses to the frames before it, instead of gRPC's bare UNKNOWN "Exception iterating
+    requests!".
     """
 
     def __init__(self, frames: Iterable[FrameInput], options: emotion_pb2.AnnotateOptions,
@@ -74,30 +76,44 @@ class _FrameRequests:
         self.error: Exception | None = None
         self.sender: threading.Thread | None = None  # gRPC's thread that sends the requests
 
-    def next_request(self) -> emotion_pb2.StreamAnnotateRequest | None:
-        """The next request; None when the frames end or fail."""
+    def frame_id(self, frame: FrameInput) -> int:
+        """The caller's id of frame: a request's own, else the next index."""
+        return frame.frame_id if isinstance(frame, emotion_pb2.StreamAnnotateRequest) else next(self._ids)
+
+    def request(self, frame_id: int, frame: FrameInput) -> emotion_pb2.StreamAnnotateRequest:
+        """frame as a request under frame_id (a request is returned as it is); raises what encoding raises."""
+        if isinstance(frame, emotion_pb2.StreamAnnotateRequest):
+            return frame
+        return emotion_pb2.StreamAnnotateRequest(frame_id=frame_id, image=encode_image(frame, self._jpeg_quality),
+                                                 options=self._options)
+
+    def next_frame(self) -> tuple[int, FrameInput] | None:
+        """The next frame with its id, not yet encoded; None when the frames end or fail."""
         self.sender = threading.current_thread()
         if self.error is not None:
             return None
         try:
             frame = next(self._frames)
-            if isinstance(frame, emotion_pb2.StreamAnnotateRequest):
-                return frame
-            image = encode_image(frame, self._jpeg_quality)
         except StopIteration:
             return None
         except Exception as error:  # handed to the caller's thread by raise_error()
             self.error = error
             return None
-        return emotion_pb2.StreamAnnotateRequest(frame_id=next(self._ids), image=image, options=self._options)
+        return self.frame_id(frame), frame
 
-    def __iter__(self) -> Iterator[emotion_pb2.StreamAnnotateRequest]:
-        while (request := self.next_request()) is not None:
-            yield request
+    def next_request(self) -> emotion_pb2.StreamAnnotateRequest | None:
+        """The next request; None when the frames end or fail."""
+        if (pulled := self.next_frame()) is None:
+            return None
+        try:
+            return self.request(*pulled)
+        except Exception as error:  # handed to the caller's thread by raise_error()
+            self.error = error
+            return None
 
     def close(self) -> None:
         """Closes the frames iterable when it is a generator (releasing a camera or a file it holds), unless
-        the sending thread is still inside it."""
+        the thread reading it is still inside it."""
         close = getattr(self._frames, "close", None)
         if close is not None and (self.sender is None or not self.sender.is_alive()):
             try:
@@ -109,6 +125,117 @@ class _FrameRequests:
         """Re-raises, on the caller's thread, what the frames raised."""
         if self.error is not None:
             raise self.error
+
+
+class _LiveWindow:
+    """Live mode's flow control for one stream, a NewestFrameWindow.
+
+    Frames are put as they come (read from the caller's frames on gRPC's sending thread, or pushed by
+    LiveStream.put); the sending side (gRPC's thread) encodes and sends the waiting frame whenever fewer
+    than max_in_flight are unanswered, and a frame put while another waits replaces it. The receiving side
+    (the caller's thread) gives each answer the caller's frame id and lists in its skipped_frame_ids the
+    frames that will get no answer: those the server skipped, and those replaced here since the previous
+    answer. Frames travel under ids of their own (1, 2, 3... in put order), so a caller's repeated ids
+    cannot mix answers up.
+    """
+
+    def __init__(self, source: _FrameRequests, max_in_flight: int) -> None:
+        self._source = source
+        self._window: NewestFrameWindow[tuple[int, FrameInput]] = NewestFrameWindow(max_in_flight)
+        self._changed = self._window.changed  # one lock for the window and the ids kept here
+        self._wire_ids = itertools.count(1)
+        self._sent: dict[int, int] = {}  # wire id -> the caller's frame id, of frames unanswered, in send order
+        self._replaced: list[int] = []  # the caller's ids of frames replaced since the previous answer
+
+    def put(self, frame: FrameInput) -> int | None:
+        """Queues frame (see LiveStream.put); the caller's id of the frame it replaced, or None."""
+        with self._changed:
+            return self._put(self._source.frame_id(frame), frame)
+
+    def _put(self, caller_id: int, frame: FrameInput) -> int | None:
+        with self._changed:
+            replaced = self._window.put(next(self._wire_ids), (caller_id, frame))
+            if replaced is None:
+                return None
+            _, (replaced_id, _) = replaced
+            self._replaced.append(replaced_id)
+            return replaced_id
+
+    def finish(self) -> None:
+        """No more frames: the requests end once the waiting frame is sent."""
+        self._window.finish()
+
+    def requests(self) -> Iterator[emotion_pb2.StreamAnnotateRequest]:
+        """What gRPC sends for frames put: the waiting frame, whenever fewer than max_in_flight frames are
+        unanswered; ends after finish() once nothing waits."""
+        while (taken := self._window.take()) is not None:
+            if (request := self._wire(taken)) is None:
+                return
+            yield request
+
+    def read_requests(self) -> Iterator[emotion_pb2.StreamAnnotateRequest]:
+        """What gRPC sends for the caller's frames, read on its sending thread as fast as they come: each
+        frame read is put, and goes at once when there is room; once they end, the frame still waiting goes
+        as soon as there is room."""
+        while not self._window.closed and (pulled := self._source.next_frame()) is not None:
+            self._put(*pulled)
+            if (taken := self._window.take(block=False)) is not None:
+                if (request := self._wire(taken)) is None:
+                    return
+                yield request
+        self._window.finish()
+        yield from self.requests()
+
+    def _wire(self, taken: tuple[int, tuple[int, FrameInput]]) -> emotion_pb2.StreamAnnotateRequest | None:
+        """The frame taken from the window as a request under its wire id; None (the error kept for the
+        caller, the sending side stopped) when it cannot be encoded."""
+        wire_id, (caller_id, frame) = taken
+        try:
+            request = self._source.request(caller_id, frame)  # outside the lock: encoding takes time
+        except Exception as error:  # handed to the caller's thread by raise_error()
+            self._source.error = error
+            self.close()
+            return None
+        wire = emotion_pb2.StreamAnnotateRequest()
+        wire.CopyFrom(request)  # every field the caller set (capture_time_ms too), under the wire id
+        wire.frame_id = wire_id
+        with self._changed:
+            self._sent[wire_id] = caller_id
+        return wire
+
+    def responses(self, call: Iterator[emotion_pb2.StreamAnnotateResponse]
+                  ) -> Iterator[emotion_pb2.StreamAnnotateResponse]:
+        """The answers, under the caller's frame ids; then what the frames raised, if anything."""
+        try:
+            for response in call:
+                yield self._receive(response)
+        finally:
+            self.close()
+        self._source.raise_error()
+
+    def _receive(self, response: emotion_pb2.StreamAnnotateResponse) -> emotion_pb2.StreamAnnotateResponse:
+        with self._changed:
+            wire_id = response.frame_id
+            skipped = [self._sent.pop(skipped_id) for skipped_id in response.skipped_frame_ids
+                       if skipped_id in self._sent]
+            if wire_id in self._sent:
+                # fer-server answers a stream's frames in the order they were sent: an older frame still
+                # unanswered will get no answer of its own.
+                for older in list(self._sent):
+                    if older == wire_id:
+                        break
+                    skipped.append(self._sent.pop(older))
+                response.frame_id = self._sent.pop(wire_id)
+            self._window.answered(wire_id, response.skipped_frame_ids)
+            skipped.extend(self._replaced)
+            self._replaced.clear()
+            del response.skipped_frame_ids[:]
+            response.skipped_frame_ids.extend(skipped)
+            return response
+
+    def close(self) -> None:
+        """Stops the sending side and the reading of frames (on cancel, or when the call ended)."""
+        self._window.close()
 
 
 class _InOrderWindow:
@@ -257,6 +384,48 @@ class ResponseStream:
 
 
 
+class LiveStream(ResponseStream):
+    """A live-mode stream fed by its caller: put() each frame as it comes (from any thread), finish() when
+    there are no more, and iterate the responses as for any ResponseStream (EmotionClient.live_stream)."""
+
+    def __init__(self, call: grpc.Call, window: _LiveWindow, source: _FrameRequests) -> None:
+        super().__init__(call, window.responses(call), source, on_cancel=window.close)
+        self._window = window
+
+    def put(self, frame: FrameInput) -> int | None:
+        """Sends frame as soon as fewer than max_in_flight frames are unanswered; until then it waits, and a
+        frame put while it waits replaces it. Returns the id of the frame this one replaced (listed in the
+        next response's skipped_frame_ids), None when none waited. Arrays, bytes and paths get ids 0, 1, 2...
+        in the order put; a StreamAnnotateRequest keeps its own. A frame put after finish(), cancel() or the
+        call's end is dropped at once and its own id returned."""
+        return self._window.put(frame)
+
+    def finish(self) -> None:
+        """No more frames: the stream half-closes once the waiting frame is sent, and the server ends the
+        call after answering what it holds."""
+        self._window.finish()
+
+
+def open_live_stream(
+    stub: emotion_pb2_grpc.EmotionServiceStub,
+    *,
+    max_in_flight: int,
+    options: emotion_pb2.AnnotateOptions,
+    jpeg_quality: int | None,
+    metadata: Sequence[tuple[str, str]],
+    frames: Iterable[FrameInput] | None = None,
+) -> LiveStream:
+    """One live-mode StreamAnnotate call on stub (see EmotionClient.live_stream, which checks the
+    arguments): arrays, bytes and paths go with options, encoded at jpeg_quality; metadata goes with the
+    call. frames, when given, are read on gRPC's sending thread as fast as they come, and finish() follows
+    their end."""
+    source = _FrameRequests(() if frames is None else frames, options, jpeg_quality)
+    window = _LiveWindow(source, max_in_flight)
+    requests = window.requests() if frames is None else window.read_requests()
+    call = stub.StreamAnnotate(requests, metadata=metadata)
+    return LiveStream(call, window, source)
+
+
 def open_stream(
     stub: emotion_pb2_grpc.EmotionServiceStub,
     frames: Iterable[FrameInput],
@@ -270,15 +439,10 @@ def open_stream(
     """One StreamAnnotate call on stub for frames, in mode (see EmotionClient.stream, which checks the
     arguments): arrays, bytes and paths go with options, encoded at jpeg_quality; metadata goes with the call.
     """
-    source = _FrameRequests(frames, options, jpeg_quality)
     if mode == "live":
-        call = stub.StreamAnnotate(iter(source), metadata=metadata)
-
-        def live_responses() -> Iterator[emotion_pb2.StreamAnnotateResponse]:
-            yield from call
-            source.raise_error()
-
-        return ResponseStream(call, live_responses(), source)
+        return open_live_stream(stub, max_in_flight=max_in_flight, options=options, jpeg_quality=jpeg_quality,
+                                metadata=metadata, frames=frames)
+    source = _FrameRequests(frames, options, jpeg_quality)
     window = _InOrderWindow(source, max_in_flight)
     call = stub.StreamAnnotate(window.requests(), metadata=metadata)
     return ResponseStream(call, window.responses(call), source, on_cancel=window.close)
