@@ -19,7 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ferstream.client.library import DETECTORS, MODELS
+from ferstream.client.messages import DETECTORS, MODELS
 from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT
 from ferstream.commandline import (EXIT_INTERRUPTED, CommandParser, add_version_argument, non_negative_float,
                                    positive_float, positive_int, positive_int_list, print_error)
@@ -48,7 +48,7 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames offered per second per stream; 0 sends each frame as soon as the previous one "
                              "is answered (default: %(default)s)")
     parser.add_argument("--in-flight", type=positive_int, default=DEFAULT_MAX_IN_FLIGHT,
-                        help="with --fps 0, frames each stream keeps sent and unanswered (default: %(default)s)")
+                        help="frames each stream keeps sent and unanswered at most (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,8 +6,9 @@ against each in turn, alternating for --rounds rounds, and the table compares th
 Each stream sends the test frames' JPEGs in turn, either as fast as answered (each stream keeps
 `in_flight` frames sent and unanswered: the most the server can answer) or at a fixed offered rate,
 with the streams' send times spread evenly over one frame interval, as independent cameras would be.
-The server answers the newest frame of a stream and skips older ones; skipped frames are the drops.
-Latency is from handing a frame to gRPC to receiving its answer.
+The newest frame wins: the client's live window keeps at most `in_flight` frames of a stream unanswered
+and one waiting, which a newer frame replaces; frames replaced there or skipped by the server are the
+drops. Latency is from handing a frame to the client library to receiving its answer.
 
 Two numbers put the result in proportion, measured in the same run (never at the same time):
 - the server's CPU seconds per answered frame beside the sum of its stage times per frame (decode +
@@ -32,7 +33,8 @@ import cv2
 import grpc
 import numpy as np
 
-from ferstream.client.library import EmotionClient, detector_name, detector_value, make_options
+from ferstream.client.library import EmotionClient
+from ferstream.client.messages import detector_name, detector_value, make_options
 from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
 from ferstream.pipeline import weights
 from ferstream.v1 import emotion_pb2 as pb
@@ -220,7 +222,7 @@ class StreamClient:
     def run(self) -> None:
         """Reads the answers until the server ends the stream; records a failure instead of raising."""
         try:
-            for response in self.client.stream(self.requests()):
+            for response in self.client.stream(self.requests(), max_in_flight=self.in_flight):
                 received = time.perf_counter()
                 self.answered += 1
                 self.last_answer = received

@@ -1,19 +1,20 @@
 """ferstream's client: the EmotionClient library, the Tk app and headless mode (fer-client).
 
-The names below are the library's public surface; see ferstream.client.library for the rest.
+The names below are the library's public surface. By job: library (EmotionClient: the connection and the
+unary calls), streaming (streams and frame sources), messages (images, options and faces as Python values),
+window (flow control).
 """
 
-from ferstream.client.library import (
+from ferstream.client.library import EmotionClient
+from ferstream.client.messages import (
     EMOTIONS,
-    EmotionClient,
-    IncompleteStream,
     emotion_name,
     face_record,
     face_to_dict,
     omitted_note,
     probabilities,
-    video_frames,
 )
+from ferstream.client.streaming import IncompleteStream, video_frames
 
 __all__ = [
     "EMOTIONS",

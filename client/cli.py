@@ -19,9 +19,8 @@ from typing import NamedTuple
 import cv2
 
 from ferstream.client.capture import FrameSource, SourceError, open_source
-from ferstream.client.library import (DEFAULT_JPEG_QUALITY, DETECTORS, MIN_JPEG_QUALITY, MODELS, EmotionClient,
-                                      default_target,
-                                      token_problem)
+from ferstream.client.library import EmotionClient, default_target, token_problem
+from ferstream.client.messages import DEFAULT_JPEG_QUALITY, DETECTORS, MIN_JPEG_QUALITY, MODELS
 from ferstream.client.session import StreamOptions, target_problem
 from ferstream.commandline import (
     EXIT_FAILED,

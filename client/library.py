@@ -10,46 +10,29 @@
 Images may be BGR/grey numpy arrays (JPEG-encoded before sending, or sent raw with
 ``jpeg_quality=None``), already encoded bytes, or a file path.
 
-Streams come in two modes, chosen per call:
-
-- ``mode="live"`` (a camera): frames go out as fast as the iterable yields them; the server keeps only the
-  newest frame waiting, so a producer faster than the server loses stale frames (listed in
-  ``skipped_frame_ids``), never gains latency.
-- ``mode="file"`` (a recording): every frame is answered, in order, one response per frame. At most
-  ``max_in_flight`` frames are sent and unanswered at any time, so nothing waits long enough at the server
-  to be replaced; should the server skip one all the same, it is sent again and its answer still comes out
-  in its place.
+This module holds the connection (target, TLS, token, keepalive, balancing) and the unary calls (annotate,
+model_info, health); streams are streaming.py's, and the messages' Python forms messages.py's.
 """
 
 from __future__ import annotations
 
-import collections
-import itertools
 import json
 import os
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal, Union
+from typing import TypeVar
 
-import cv2
 import grpc
-import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ferstream.annotate.records import FaceRecord
-from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
-from ferstream.model.labels import EMOTIONS  # the Emotion enum's order (without UNSPECIFIED)
+from ferstream.client.messages import DEFAULT_JPEG_QUALITY, ImageInput, encode_image, make_options
+from ferstream.client.streaming import FrameInput, LiveStream, ResponseStream, StreamMode, open_live_stream, open_stream
+from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT
 from ferstream.v1 import emotion_pb2, emotion_pb2_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 # The server a client talks to when none is named: fer-client, the Node example and EmotionClient() alike.
 SERVER_ENV = "FER_SERVER"
-DEFAULT_JPEG_QUALITY = 85
-# The lowest JPEG quality fer-client and fer-annotate --server send at: from 75 up, at least 95 % of faces keep
-# the top emotion they have in the uncompressed frame; below, more change (docs/model-card.md#design-measurements).
-MIN_JPEG_QUALITY = 75
 # Frames are a few hundred KiB at most as JPEG, but raw 1080p BGR is ~6 MiB: lift gRPC's 4 MiB cap.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # Reconnection backoff, for gRPC's own connection attempts and the app's stream restarts alike: a restarted
@@ -69,119 +52,16 @@ KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
 # the server it started on. With one address this is the same as gRPC's default, pick_first.
 ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
-DETECTORS: tuple[str, ...] = ("haar", "ssd", "yunet")
-# The emotion models a fer-server serves by name (AnnotateOptions.model; GetModelInfo lists them).
-MODELS: tuple[str, ...] = ("fast", "accurate")
-
 # close() waits this long for each cancelled stream's sending thread; it leaves at once unless the caller's
 # frames iterable is blocked (a camera that stopped delivering).
 SENDER_EXIT_TIMEOUT_S = 1.0
 
-ImageInput = Union[np.ndarray, bytes, str, os.PathLike]
-FrameInput = Union[ImageInput, emotion_pb2.StreamAnnotateRequest]
-StreamMode = Literal["live", "file"]
+Stream = TypeVar("Stream", bound=ResponseStream)
 
 
 def default_target() -> str:
     """$FER_SERVER when set, else 127.0.0.1:50051."""
     return os.environ.get(SERVER_ENV) or DEFAULT_TARGET
-
-
-def video_frames(source: str | os.PathLike | int) -> Iterator[np.ndarray]:
-    """Every frame of a video file (or camera index) as BGR arrays, until the source ends.
-
-    Raises ValueError when the source cannot be opened. The capture is released when the iterator ends
-    or is closed.
-    """
-    capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
-    try:
-        if not capture.isOpened():
-            raise ValueError(f"{source}: cannot open it as a video or camera")
-        while True:
-            grabbed, frame = capture.read()
-            if not grabbed:
-                return
-            yield frame
-    finally:
-        capture.release()
-
-
-def emotion_name(value: int) -> str:
-    """'happy' for EMOTION_HAPPY; 'unspecified' for 0."""
-    return emotion_pb2.Emotion.Name(value).removeprefix("EMOTION_").lower()
-
-
-def detector_value(name: str | int | None) -> int:
-    """The Detector enum value for 'haar' / 'ssd' / 'yunet'; None, '' or 'default' mean the server's choice."""
-    if name is None or name == "" or name == "default":
-        return emotion_pb2.DETECTOR_UNSPECIFIED
-    if isinstance(name, int):
-        emotion_pb2.Detector.Name(name)  # ValueError for a value the proto does not define
-        return name
-    if name not in DETECTORS:
-        raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
-    return emotion_pb2.Detector.Value(f"DETECTOR_{name.upper()}")
-
-
-def detector_name(value: int) -> str:
-    """'yunet' for DETECTOR_YUNET; 'default' for DETECTOR_UNSPECIFIED."""
-    name = emotion_pb2.Detector.Name(value).removeprefix("DETECTOR_").lower()
-    return "default" if name == "unspecified" else name
-
-
-def probabilities(face: emotion_pb2.Face) -> tuple[float, ...]:
-    """The face's 7 probabilities in EMOTIONS order (0 for a class the server did not send)."""
-    by_class = {score.emotion: score.probability for score in face.scores}
-    return tuple(float(by_class.get(index + 1, 0.0)) for index in range(len(EMOTIONS)))
-
-
-def box_tuple(face: emotion_pb2.Face) -> tuple[int, int, int, int]:
-    """(x, y, width, height) in pixels of the sent image."""
-    return (face.box.x, face.box.y, face.box.width, face.box.height)
-
-
-def make_options(
-    detector: str | int | None = None, min_detection_score: float = 0.0, max_faces: int = 0, model: str = ""
-) -> emotion_pb2.AnnotateOptions:
-    """AnnotateOptions for a request: detector by name (None: the server's), score threshold 0-1 (0: the
-    detector's own), most faces (0: the server's limit), emotion model by name ("fast", "accurate"; empty:
-    the server's default for the call). ValueError for an unknown detector; the server refuses an unknown
-    model (INVALID_ARGUMENT naming the ones it serves)."""
-    return emotion_pb2.AnnotateOptions(
-        detector=detector_value(detector), min_detection_score=min_detection_score, max_faces=max_faces,
-        model=model
-    )
-
-
-def encode_image(image: ImageInput, jpeg_quality: int | None = DEFAULT_JPEG_QUALITY) -> emotion_pb2.Image:
-    """Wraps an image for the wire: arrays become JPEG (or raw pixels when jpeg_quality is None)."""
-    if isinstance(image, bytes):
-        return emotion_pb2.Image(encoded=image)
-    if isinstance(image, (str, os.PathLike)):
-        return emotion_pb2.Image(encoded=Path(image).read_bytes())
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise TypeError("image must be a uint8 numpy array, encoded bytes or a file path")
-    if jpeg_quality is None:
-        return _raw_image(image)
-    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
-    if not ok:
-        raise ValueError(f"cannot JPEG-encode an array of shape {image.shape}")
-    return emotion_pb2.Image(encoded=jpeg.tobytes())
-
-
-def _raw_image(image: np.ndarray) -> emotion_pb2.Image:
-    """Grey (H, W) or BGR (H, W, 3) uint8 pixels as a RawImage, uncompressed."""
-    if image.ndim == 2:
-        pixel_format = emotion_pb2.PIXEL_FORMAT_GRAY8
-    elif image.ndim == 3 and image.shape[2] == 3:
-        pixel_format = emotion_pb2.PIXEL_FORMAT_BGR8
-    else:
-        raise ValueError(f"raw images must be grey (H, W) or BGR (H, W, 3), not {image.shape}")
-    height, width = image.shape[:2]
-    raw = emotion_pb2.RawImage(
-        width=width, height=height, format=pixel_format, data=np.ascontiguousarray(image).tobytes()
-    )
-    return emotion_pb2.Image(raw=raw)
 
 
 @dataclass(frozen=True)
@@ -217,206 +97,6 @@ def token_problem(token: str | None) -> str | None:
         return ("the token is not valid ASCII metadata (gRPC sends printable ASCII only, no spaces): "
                 "check it locally, it was not sent")
     return None
-
-
-class IncompleteStream(Exception):
-    """A file-mode stream ended (by the server, e.g. while it shut down) before every frame was answered."""
-
-
-class _FrameRequests:
-    """The caller's frames as StreamAnnotateRequests: ids 1, 2, 3... and the stream's options for arrays,
-    bytes and paths; a StreamAnnotateRequest passes as it is (its own id and options).
-
-    Runs on gRPC's sending thread. An exception from the frames (a bad array, a failing reader) is kept for
-    the caller, who sees it raised after the responses to the frames before it, instead of gRPC's bare
-    UNKNOWN "Exception iterating requests!".
-    """
-
-    def __init__(self, frames: Iterable[FrameInput], options: emotion_pb2.AnnotateOptions,
-                 jpeg_quality: int | None) -> None:
-        self._frames = iter(frames)
-        self._options = options
-        self._jpeg_quality = jpeg_quality
-        self._ids = itertools.count()  # 0-based: the frame's index, as the JSON lines' `frame`
-        self.error: Exception | None = None
-        self.sender: threading.Thread | None = None  # gRPC's thread that sends the requests
-
-    def next_request(self) -> emotion_pb2.StreamAnnotateRequest | None:
-        """The next request; None when the frames end or fail."""
-        self.sender = threading.current_thread()
-        if self.error is not None:
-            return None
-        try:
-            frame = next(self._frames)
-            if isinstance(frame, emotion_pb2.StreamAnnotateRequest):
-                return frame
-            image = encode_image(frame, self._jpeg_quality)
-        except StopIteration:
-            return None
-        except Exception as error:  # handed to the caller's thread by raise_error()
-            self.error = error
-            return None
-        return emotion_pb2.StreamAnnotateRequest(frame_id=next(self._ids), image=image, options=self._options)
-
-    def __iter__(self) -> Iterator[emotion_pb2.StreamAnnotateRequest]:
-        while (request := self.next_request()) is not None:
-            yield request
-
-    def close(self) -> None:
-        """Closes the frames iterable when it is a generator (releasing a camera or a file it holds), unless
-        the sending thread is still inside it."""
-        close = getattr(self._frames, "close", None)
-        if close is not None and (self.sender is None or not self.sender.is_alive()):
-            try:
-                close()
-            except ValueError:  # "generator already executing": the sender is in it after all
-                pass
-
-    def raise_error(self) -> None:
-        """Re-raises, on the caller's thread, what the frames raised."""
-        if self.error is not None:
-            raise self.error
-
-
-class _InOrderWindow:
-    """File mode's flow control for one stream.
-
-    The sending side (gRPC's thread) sends a frame only while the window (InFlightWindow) has room, and
-    re-sends any frame the server reported skipped before it sends a new one. The receiving side (the
-    caller's thread) hands answers out in the order the frames were first sent, with the caller's frame ids.
-    Frames travel under ids of their own (1, 2, 3... in first-send order), so a caller's repeated ids cannot
-    mix answers up.
-    """
-
-    def __init__(self, source: _FrameRequests, max_in_flight: int) -> None:
-        self._source = source
-        self._window: InFlightWindow[None] = InFlightWindow(max_in_flight)
-        self._changed = self._window.changed  # one lock for the window and the order kept here
-        self._wire_ids = itertools.count(1)
-        self._unanswered: dict[int, emotion_pb2.StreamAnnotateRequest] = {}  # wire id -> request
-        self._caller_ids: dict[int, int] = {}  # wire id -> the caller's frame id
-        self._order: collections.deque[int] = collections.deque()  # wire ids not yet handed out, in send order
-        self._answers: dict[int, emotion_pb2.StreamAnnotateResponse] = {}
-        self._resend: collections.deque[int] = collections.deque()
-        self._exhausted = False
-        self._closed = False
-
-    def _can_act(self) -> bool:
-        room = self._window.has_room() and (bool(self._resend) or not self._exhausted)
-        done = self._exhausted and not self._unanswered
-        return self._closed or room or done
-
-    def requests(self) -> Iterator[emotion_pb2.StreamAnnotateRequest]:
-        """What gRPC sends; ends (half-closing the stream) once every frame is answered."""
-        while True:
-            with self._changed:
-                self._changed.wait_for(self._can_act)
-                if self._closed:
-                    return
-                if self._resend:
-                    request = self._unanswered.get(self._resend.popleft())
-                    if request is None:
-                        continue  # answered after all
-                    self._window.sent(request.frame_id)
-                elif self._exhausted:
-                    return  # nothing left to send, nothing unanswered
-                else:
-                    request = None  # room in the window for a new frame
-            if request is None and (request := self._pull()) is None:
-                continue
-            yield request
-
-    def _pull(self) -> emotion_pb2.StreamAnnotateRequest | None:
-        """The caller's next frame under its wire id; None when the frames are exhausted."""
-        request = self._source.next_request()  # outside the lock: reading and encoding take time
-        with self._changed:
-            if request is None:
-                self._exhausted = True
-                self._changed.notify_all()
-                return None
-            wire_id = next(self._wire_ids)
-            wire = emotion_pb2.StreamAnnotateRequest()
-            wire.CopyFrom(request)  # every field the caller set (capture_time_ms too), under the wire id
-            wire.frame_id = wire_id
-            self._unanswered[wire_id] = wire
-            self._window.sent(wire_id)
-            self._caller_ids[wire_id] = request.frame_id
-            self._order.append(wire_id)
-            return wire
-
-    def responses(self, call: Iterator[emotion_pb2.StreamAnnotateResponse]
-                  ) -> Iterator[emotion_pb2.StreamAnnotateResponse]:
-        """One response per frame, in order; IncompleteStream when the call ends with frames unanswered."""
-        try:
-            for response in call:
-                yield from self._receive(response)
-        finally:
-            self.close()
-        self._source.raise_error()
-        if self._order:
-            raise IncompleteStream(f"the server ended the stream with {len(self._order)} frame(s) unanswered, "
-                                   f"the first being frame {self._caller_ids.get(self._order[0], '?')}")
-
-    def _receive(self, response: emotion_pb2.StreamAnnotateResponse) -> list[emotion_pb2.StreamAnnotateResponse]:
-        with self._changed:
-            self._resend.extend(wire_id for wire_id in response.skipped_frame_ids if wire_id in self._unanswered)
-            self._window.answered(response.frame_id, response.skipped_frame_ids)
-            wire_id = response.frame_id
-            if self._unanswered.pop(wire_id, None) is not None:
-                response.frame_id = self._caller_ids.pop(wire_id)
-                del response.skipped_frame_ids[:]  # re-sent, so not skipped for the caller
-                self._answers[wire_id] = response
-            ready = []
-            while self._order and self._order[0] in self._answers:
-                ready.append(self._answers.pop(self._order.popleft()))
-            self._changed.notify_all()
-            return ready
-
-    def close(self) -> None:
-        """Stops the sending side (on cancel, or when the call ended)."""
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
-
-
-class ResponseStream:
-    """The responses of one StreamAnnotate call: iterate it; cancel() ends it from any thread.
-
-    Iterating raises grpc.RpcError when the call fails (CANCELLED after cancel()), re-raises what the
-    frames iterable raised once the frames before it are answered, and in file mode raises IncompleteStream
-    when the server ended the call before answering every frame.
-    """
-
-    def __init__(self, call: grpc.Call, responses: Iterator[emotion_pb2.StreamAnnotateResponse],
-                 source: _FrameRequests, on_cancel: Callable[[], None] = lambda: None) -> None:
-        self._call = call
-        self._responses = responses
-        self._source = source
-        self._on_cancel = on_cancel
-
-    def __iter__(self) -> Iterator[emotion_pb2.StreamAnnotateResponse]:
-        return self
-
-    def __next__(self) -> emotion_pb2.StreamAnnotateResponse:
-        return next(self._responses)
-
-    def cancel(self) -> None:
-        """Ends the call; safe from any thread and more than once."""
-        self._on_cancel()
-        self._call.cancel()
-
-    def wait_sender(self, timeout: float) -> None:
-        """Waits up to timeout seconds for gRPC's sending thread to leave the frames (after cancel())."""
-        sender = self._source.sender
-        if sender is not None and sender is not threading.current_thread():
-            sender.join(timeout)
-        self._source.close()
-
-    def __enter__(self) -> ResponseStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cancel()
 
 
 class EmotionClient:
@@ -562,13 +242,15 @@ class EmotionClient:
     ) -> ResponseStream:
         """Streams frames through StreamAnnotate; iterate the result for the responses.
 
-        mode="live" (a camera): frames are sent as fast as `frames` yields them and the server answers the
-        newest it can, listing the ones it replaced in `skipped_frame_ids`: latency stays low, stale frames
-        are lost. mode="file" (a recording): every frame is answered, in order (the n-th response answers
-        the n-th frame), with at most max_in_flight frames sent and unanswered; skipped_frame_ids stays empty.
+        mode="live" (a camera): `frames` is read as fast as it yields (on gRPC's sending thread); at most
+        max_in_flight frames are sent and unanswered, and at most one waits to go, replaced by a newer one
+        (see live_stream). Every frame gets an answer or is listed in a later answer's `skipped_frame_ids`
+        (replaced while waiting here, or skipped by the server): latency stays low, stale frames are lost.
+        mode="file" (a recording): every frame is answered, in order (the n-th response answers the n-th
+        frame), with at most max_in_flight frames sent and unanswered; skipped_frame_ids stays empty.
         The default window of 2 keeps the server busy without it ever replacing a frame (it keeps two frames
-        of a stream in its workers, server/streams.py); a larger one may go faster, but frames the server
-        replaces are sent again and so reach it out of order (its face tracks can jump there).
+        of a stream in its workers, server/streams.py); in file mode a larger one may go faster, but frames
+        the server replaces are sent again and so reach it out of order (its face tracks can jump there).
 
         Frames that are arrays/bytes/paths get frame ids 0, 1, 2... (their index in `frames`, the `frame`
         of fer-annotate's and fer-client --headless's JSON lines) and the given options; a
@@ -583,22 +265,43 @@ class EmotionClient:
             raise ValueError(f"mode must be 'live' or 'file', not {mode!r}")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
-        source = _FrameRequests(frames, make_options(detector, min_detection_score, max_faces, model), jpeg_quality)
-        metadata = self._metadata(token)
-        if mode == "live":
-            call = self._stub.StreamAnnotate(iter(source), metadata=metadata)
+        stream = open_stream(self._stub, frames, mode=mode, max_in_flight=max_in_flight,
+                             options=make_options(detector, min_detection_score, max_faces, model),
+                             jpeg_quality=jpeg_quality, metadata=self._metadata(token))
+        return self._track(stream)
 
-            def live_responses() -> Iterator[emotion_pb2.StreamAnnotateResponse]:
-                yield from call
-                source.raise_error()
+    def live_stream(
+        self,
+        *,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        detector: str | int | None = None,
+        min_detection_score: float = 0.0,
+        max_faces: int = 0,
+        jpeg_quality: int | None = DEFAULT_JPEG_QUALITY,
+        token: str | None = None,
+        model: str = "",
+    ) -> LiveStream:
+        """A live-mode StreamAnnotate call fed by put(): for frames that are pushed to the caller (a
+        socket's messages, a camera's callback) rather than read from an iterable.
 
-            stream = ResponseStream(call, live_responses(), source)
-        else:
-            window = _InOrderWindow(source, max_in_flight)
-            call = self._stub.StreamAnnotate(window.requests(), metadata=metadata)
-            stream = ResponseStream(call, window.responses(call), source, on_cancel=window.close)
+        Each frame put is sent as soon as fewer than max_in_flight frames are unanswered; until then it
+        waits, and a frame put while one waits replaces it (put() returns the replaced frame's id, which the
+        next response lists in `skipped_frame_ids` with the frames the server skipped). The newest frame
+        wins, as at the server, so a producer faster than the server loses stale frames and never gains
+        latency, and at most 1 + max_in_flight frames are held. finish() ends the frames; iterate the stream
+        for the responses, under the callers' frame ids. The options are stream()'s; ValueError as there.
+        """
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
+        stream = open_live_stream(self._stub, max_in_flight=max_in_flight,
+                                  options=make_options(detector, min_detection_score, max_faces, model),
+                                  jpeg_quality=jpeg_quality, metadata=self._metadata(token))
+        return self._track(stream)
+
+    def _track(self, stream: Stream) -> Stream:
+        """Holds stream until its call ends, for close() to cancel."""
         self._streams.add(stream)
-        call.add_done_callback(lambda _: self._streams.discard(stream))
+        stream.add_done_callback(lambda: self._streams.discard(stream))
         return stream
 
     def close(self) -> None:
@@ -615,32 +318,3 @@ class EmotionClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def face_record(face: emotion_pb2.Face) -> FaceRecord:
-    """The face as the JSON-lines FaceRecord that fer-annotate writes too (ferstream.annotate.records).
-
-    probabilities holds the classes the server sent (all seven unless it serves a subset), in Emotion order;
-    a stream's face also carries its track_id and, when the server smooths, track_probabilities.
-    """
-    def by_name(scores) -> dict[str, float]:
-        return {emotion_name(score.emotion): float(score.probability)
-                for score in sorted(scores, key=lambda score: score.emotion)}
-
-    return FaceRecord(box_tuple(face), float(face.detection_score), emotion_name(face.emotion), by_name(face.scores),
-                      face.track_id or None, by_name(face.track_scores) if face.track_scores else None)
-
-
-def omitted_note(response: emotion_pb2.AnnotateResponse | emotion_pb2.StreamAnnotateResponse) -> str:
-    """"32 of 43 faces shown (limit 32)" when the face limit (the request's max_faces, else the server's
-    --max-faces) left faces out of the response; "" when it kept them all. The faces kept are the limit."""
-    if not response.faces_omitted:
-        return ""
-    shown = len(response.faces)
-    return f"{shown} of {shown + response.faces_omitted} faces shown (limit {shown})"
-
-
-def face_to_dict(face: emotion_pb2.Face) -> dict[str, object]:
-    """A JSON-ready view of one face: box, detection score, top emotion and its probabilities (the
-    face's entry in fer-annotate's and fer-client --headless's JSON lines)."""
-    return face_record(face).to_json()

@@ -22,7 +22,9 @@ import grpc
 
 from ferstream.annotate.media import Frame
 from ferstream.annotate.run import Answer, RemoteRequest
-from ferstream.client.library import EmotionClient, IncompleteStream, encode_image, face_record, make_options
+from ferstream.client.library import EmotionClient
+from ferstream.client.messages import encode_image, face_record, make_options
+from ferstream.client.streaming import IncompleteStream
 from ferstream.client.session import target_problem
 from ferstream.v1 import emotion_pb2
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ferstream.annotate.draw import Drawing, FaceAnnotation, colour_of, render
-from ferstream.client.library import box_tuple, emotion_name, probabilities
+from ferstream.client.messages import box_tuple, emotion_name, probabilities
 from ferstream.model.labels import EMOTIONS
 from ferstream.v1 import emotion_pb2
 

@@ -19,14 +19,8 @@ from dataclasses import dataclass, replace
 import grpc
 
 from ferstream.client.capture import CapturedFrame, LatestFrame
-from ferstream.client.library import (
-    DEFAULT_JPEG_QUALITY,
-    RECONNECT_INITIAL_S,
-    RECONNECT_MAX_S,
-    EmotionClient,
-    encode_image,
-    make_options,
-)
+from ferstream.client.library import RECONNECT_INITIAL_S, RECONNECT_MAX_S, EmotionClient
+from ferstream.client.messages import DEFAULT_JPEG_QUALITY, encode_image, make_options
 from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
 from ferstream.v1 import emotion_pb2
 
@@ -302,7 +296,7 @@ class StreamSession(threading.Thread):
 
     def _stream_once(self) -> None:
         self._window.clear()
-        stream = self._client.stream(self._requests())
+        stream = self._client.stream(self._requests(), max_in_flight=self._window.limit)
         self._call = stream
         try:
             if self._stop_requested.is_set():  # stop() may have run before _call was set

@@ -1,7 +1,8 @@
 """Flow control of one stream: at most `limit` frames sent and not yet answered.
 
-The one window of the client: file mode's in-order stream (library.py), the app's live session
-(session.py) and fer-bench's streams (bench/stream.py) all count their frames in flight here.
+The one window of the client: file mode's in-order stream and live mode's newest-frame stream
+(streaming.py, which fer-web's live page uses too), the app's live session (session.py) and fer-bench's
+streams (bench/stream.py) all count their frames in flight here.
 
 A frame leaves the window when it is answered, when the server lists it in an answer's skipped_frame_ids
 (it will get no answer of its own), or when a frame sent after it is answered: fer-server answers a
@@ -87,4 +88,80 @@ class InFlightWindow(Generic[T]):
         """Wakes every waiter; wait_for_room returns False from now on."""
         with self.changed:
             self._closed = True
+            self.changed.notify_all()
+
+
+class NewestFrameWindow(Generic[T]):
+    """Live flow control: at most `limit` frames in flight (an InFlightWindow) and at most one waiting to be
+    sent. A frame put while another waits replaces it, and the older one is dropped: the newest frame wins,
+    as at fer-server (server/streams.py). So a producer faster than the server loses stale frames and never
+    gains latency, and at most 1 + limit frames are held.
+
+    Thread-safe: the producing side calls put() and finish(), the sending side take(), the receiving side
+    answered(). Frame ids are the sender's, unique within the stream. `changed` is the window's condition
+    (as InFlightWindow's). ValueError when limit is below 1.
+    """
+
+    def __init__(self, limit: int = DEFAULT_MAX_IN_FLIGHT) -> None:
+        self._in_flight: InFlightWindow[T] = InFlightWindow(limit)
+        self.changed = self._in_flight.changed
+        self._waiting: tuple[int, T] | None = None
+        self._finished = False
+        self._closed = False
+
+    @property
+    def limit(self) -> int:
+        """The most frames in flight at once."""
+        return self._in_flight.limit
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+        return self._closed
+
+    def __len__(self) -> int:
+        """Frames in flight (the waiting one not counted)."""
+        return len(self._in_flight)
+
+    def put(self, frame_id: int, frame: T) -> tuple[int, T] | None:
+        """Makes frame the one waiting to be sent; returns the (frame_id, frame) it replaced, None when none
+        waited. After finish() or close() nothing more is sent: the frame itself is returned, dropped."""
+        with self.changed:
+            if self._finished or self._closed:
+                return frame_id, frame
+            replaced, self._waiting = self._waiting, (frame_id, frame)
+            self.changed.notify_all()
+            return replaced
+
+    def finish(self) -> None:
+        """No more frames will be put: take() returns None once the waiting frame is taken."""
+        with self.changed:
+            self._finished = True
+            self.changed.notify_all()
+
+    def take(self, block: bool = True) -> tuple[int, T] | None:
+        """Blocks until a frame waits and fewer than limit are in flight, counts that frame in flight and
+        returns its (frame_id, frame); None once finished with nothing waiting, or closed. With block False
+        it returns at once: None unless a frame could go."""
+        with self.changed:
+            if block:
+                self.changed.wait_for(lambda: self._closed or (self._waiting is None and self._finished)
+                                      or (self._waiting is not None and self._in_flight.has_room()))
+            if self._closed or self._waiting is None or not self._in_flight.has_room():
+                return None
+            frame_id, frame = taken = self._waiting
+            self._waiting = None
+            self._in_flight.sent(frame_id, frame)
+            return taken
+
+    def answered(self, frame_id: int, skipped: Iterable[int] = ()) -> T | None:
+        """As InFlightWindow.answered: frees frame_id, the skipped ids and every frame sent before frame_id;
+        returns frame_id's frame (None when it was not in flight)."""
+        return self._in_flight.answered(frame_id, skipped)
+
+    def close(self) -> None:
+        """Drops the waiting frame and wakes every waiter; take() returns None from now on."""
+        with self.changed:
+            self._closed = True
+            self._waiting = None
             self.changed.notify_all()

@@ -24,11 +24,13 @@ import numpy as np
 import pytest
 
 from ferstream.annotate.draw import Style, overlaps
-from ferstream.client.app import FLASH_MS, PAUSED_BADGE, TOOLTIP_BACKGROUND, ClientApp
+from ferstream.client.app import FLASH_MS, PAUSED_BADGE, ClientApp
 from ferstream.client.capture import open_source
-from ferstream.client.library import EmotionClient, box_tuple, face_to_dict
+from ferstream.client.library import EmotionClient
+from ferstream.client.messages import box_tuple, face_to_dict
 from ferstream.client.render import annotation, colour_of, render_reply
 from ferstream.client.session import ConnectionState, Stats, StreamOptions
+from ferstream.client.widgets import TOOLTIP_BACKGROUND
 from ferstream.v1 import emotion_pb2
 from helpers import metrics_url, pump, scrape
 
@@ -98,7 +100,7 @@ def test_annotations_are_drawn_on_the_faces_of_the_scaled_frame(
     pump(app, lambda: app.stats.received >= 3, 30, "annotated frames")
     assert app.state is ConnectionState.CONNECTED
 
-    click(app.pause_button)  # freezes the picture on the last annotated frame
+    click(app.controls.pause_button)  # freezes the picture on the last annotated frame
     pump(app, lambda: app.options.paused, 5, "the Pause click")
     app.root.update()
     shot = screenshot(tmp_path / "screen.png")
@@ -138,7 +140,7 @@ def test_annotations_are_drawn_on_the_faces_of_the_scaled_frame(
     x1, y1, w1, h1 = box_tuple(first)
     assert colour_pixels(snapshot, (x1 - 2, y1 - 2, x1 + w1 + 2, y1 + h1 + 2), colour_of(annotation(first, 0).emotion))
 
-    click(app.pause_button)
+    click(app.controls.pause_button)
     received = app.stats.received
     pump(app, lambda: app.stats.received > received + 1, 10, "frames after Resume")
 
@@ -148,8 +150,8 @@ def test_the_detector_control_changes_what_the_server_is_asked(server, make_app)
     pump(app, lambda: app.last_annotated is not None, 30, "an annotated frame")
     assert app.last_annotated.options.detector == emotion_pb2.DETECTOR_SSD
 
-    app.detector_box.set("haar")
-    app.detector_box.event_generate("<<ComboboxSelected>>")
+    app.controls.detector_box.set("haar")
+    app.controls.detector_box.event_generate("<<ComboboxSelected>>")
     pump(app, lambda: app.last_annotated.options.detector == emotion_pb2.DETECTOR_HAAR, 10, "a Haar answer")
 
     # The server's answer for that frame is what Haar finds on it, and not what SSD finds.
@@ -167,20 +169,22 @@ def test_the_model_control_changes_which_model_answers(server, make_app):
     app = make_app(server.address)
     pump(app, lambda: app.last_annotated is not None, 30, "an annotated frame")
     assert app.last_annotated.response.model == "fast"  # the server's default for streams
-    app.model_box.set("accurate")
-    app.model_box.event_generate("<<ComboboxSelected>>")
+    app.controls.model_box.set("accurate")
+    app.controls.model_box.event_generate("<<ComboboxSelected>>")
     pump(app, lambda: app.last_annotated.response.model == "accurate", 20, "an answer of the accurate model")
     assert app.last_annotated.options.model == "accurate"
 
 
 def test_every_control_explains_itself_on_hover(server, make_app, tmp_path):
     app = make_app(server.address)
-    controls = [app.connect_button, app.detector_box, app.model_box, app.min_score_scale, app.quality_scale, app.pause_button,
-                app.snapshot_button]
+    widgets = app.controls
+    controls = [widgets.connect_button, widgets.detector_box, widgets.model_box, widgets.min_score_scale,
+                widgets.quality_scale, widgets.pause_button, widgets.snapshot_button]
     assert set(controls) <= {tip.widget for tip in app.tooltips}
-    pump(app, lambda: app.detector_box.winfo_viewable() and app.detector_box.winfo_rootx() > 0, 10, "the window")
-    x = app.detector_box.winfo_rootx() + 5
-    y = app.detector_box.winfo_rooty() + 5
+    box = app.controls.detector_box
+    pump(app, lambda: box.winfo_viewable() and box.winfo_rootx() > 0, 10, "the window")
+    x = app.controls.detector_box.winfo_rootx() + 5
+    y = app.controls.detector_box.winfo_rooty() + 5
     subprocess.run(["xdotool", "mousemove", "0", "0", "sleep", "0.1", "mousemove", str(x), str(y)], check=True)
 
     def tooltip_text() -> str:
@@ -241,16 +245,17 @@ def test_the_command_opens_the_window_and_exits_cleanly_on_sigterm(
 
 def test_disconnect_and_connect_buttons(server, make_app):
     app = make_app(server.address)
-    pump(app, lambda: app.last_annotated is not None and app.stats_label.cget("text"), 30, "annotated frames")
-    pump(app, lambda: app.face_list.get_children(), 5, "the face list")
-    click(app.connect_button)
+    pump(app, lambda: app.last_annotated is not None and app.status_bar.stats_label.cget("text"), 30,
+         "annotated frames")
+    pump(app, lambda: app.controls.face_list.get_children(), 5, "the face list")
+    click(app.controls.connect_button)
     pump(app, lambda: app.state is ConnectionState.DISCONNECTED, 5, "Disconnect")
     # The finished stream's figures and faces are not left on screen as if they were current.
-    assert app.stats_label.cget("text") == "" and app.stats == Stats()
-    assert not app.face_list.get_children()
+    assert app.status_bar.stats_label.cget("text") == "" and app.stats == Stats()
+    assert not app.controls.face_list.get_children()
     pump(app, lambda: not any(t.name == "fer-session" for t in threading.enumerate()), 2, "the session to end")
     before = app.last_annotated
-    click(app.connect_button)
+    click(app.controls.connect_button)
     pump(app, lambda: app.last_annotated is not before, 20, "frames after Connect")
     assert app.state is ConnectionState.CONNECTED
 
@@ -260,13 +265,13 @@ def test_enter_in_the_server_field_connects_to_the_address_typed(server, make_ap
     pump(app, lambda: app.state is ConnectionState.RECONNECTING, 10, "the app to give up on port 1")
 
     def enter(text: str) -> None:
-        click(app.server_entry)
+        click(app.controls.server_entry)
         keys = [{".": "period", ":": "colon", "/": "slash"}.get(char, char) for char in text]
         type_keys("End", "shift+Home", "BackSpace", *keys, "Return")
 
     enter(f"http://{server.address}")
     pump(app, lambda: "not HTTP" in app.status_message, 5, "the http:// address to be refused")
-    assert app.state is ConnectionState.DISCONNECTED and app.connect_button.cget("text") == "Connect"
+    assert app.state is ConnectionState.DISCONNECTED and app.controls.connect_button.cget("text") == "Connect"
     enter(server.address)
     pump(app, lambda: app.last_annotated is not None, 30, "frames from the server typed in")
     assert app.state is ConnectionState.CONNECTED and app.status_message == f"connected to {server.address}"
@@ -275,19 +280,19 @@ def test_enter_in_the_server_field_connects_to_the_address_typed(server, make_ap
 def test_pause_and_snapshot_say_what_they_did(server, make_app):
     app = make_app(server.address)
     pump(app, lambda: app.last_annotated is not None, 30, "an annotated frame")
-    click(app.pause_button)
+    click(app.controls.pause_button)
     pump(app, lambda: app.options.paused, 5, "the Pause click")
-    assert app.badge_banner.text == PAUSED_BADGE and app.pause_button.cget("text") == "Resume"
-    assert app.badge_banner.visible
+    assert app.canvas.badge_banner.text == PAUSED_BADGE and app.controls.pause_button.cget("text") == "Resume"
+    assert app.canvas.badge_banner.visible
 
-    click(app.snapshot_button)
+    click(app.controls.snapshot_button)
     pump(app, lambda: app.status_message.startswith("saved "), 5, "the snapshot")
     connected = f"connected to {server.address}"
     pump(app, lambda: app.status_message == connected, FLASH_MS / 1000 + 3, "the snapshot message to clear")
 
-    click(app.pause_button)
+    click(app.controls.pause_button)
     pump(app, lambda: not app.options.paused, 5, "the Resume click")
-    assert not app.badge_banner.visible and app.pause_button.cget("text") == "Pause"
+    assert not app.canvas.badge_banner.visible and app.controls.pause_button.cget("text") == "Pause"
 
 
 def label_rect(label: tk.Widget) -> tuple[int, int, int, int]:
@@ -307,7 +312,7 @@ def test_the_status_bar_and_overlays_fit_a_small_window_and_grow_with_a_large_on
         seen = app.stats.received
         pump(app, lambda: app.stats.received > seen + 1 and app.drawing.placements, 30, f"frames at {geometry}")
         app.root.update()
-        state, stats = app.state_label, app.stats_label
+        state, stats = app.status_bar.state_label, app.status_bar.stats_label
         assert stats.cget("text"), "the figures are shown"
         assert not overlaps(label_rect(state), label_rect(stats)), f"the status texts run together at {geometry}"
         font = tkfont.nametofont("TkDefaultFont")
@@ -316,7 +321,7 @@ def test_the_status_bar_and_overlays_fit_a_small_window_and_grow_with_a_large_on
             assert "…" not in label.cget("text"), f"{label.cget('text')!r}: there is room to show it whole"
             assert label.winfo_rootx() + label.winfo_width() <= app.root.winfo_rootx() + app.root.winfo_width()
         labels = [placed.label for placed in app.drawing.placements if placed.label is not None]
-        sizes[geometry] = (max(rect[3] - rect[1] for rect in labels), app._banner_font.actual("size"))
+        sizes[geometry] = (max(rect[3] - rect[1] for rect in labels), app.canvas.banner_font.actual("size"))
     small, large = sizes[smallest], sizes["1240x960"]
     assert small[0] < large[0], f"label heights {small[0]} and {large[0]} px: overlays keep one size"
     assert small[1] < large[1], "the message over the picture keeps one size"
@@ -347,7 +352,7 @@ def test_no_label_or_chart_covers_another_face_on_screen(server, make_app, faces
     shown, drawing, view = app.last_annotated, app.drawing, app.view
     faces = shown.response.faces
     assert len(drawing.placements) == len(faces) >= least
-    assert len(app.face_list.get_children()) == len(faces), "every face is in the list"
+    assert len(app.controls.face_list.get_children()) == len(faces), "every face is in the list"
     height, width = drawing.image.shape[:2]
     line = Style.for_size(width, height).line
     plain = render_reply(shown.frame.image, [], scale=view.scale).image  # the picture without annotations
@@ -393,11 +398,11 @@ def test_tooltips_stay_on_the_screen_beside_a_window_at_its_right_edge(server, m
     app = make_app(server.address)
     screen_width = app.root.winfo_screenwidth()
     app.root.geometry(f"960x720+{screen_width - 960}+0")
-    pump(app, lambda: app.detector_box.winfo_viewable() and app.root.winfo_rootx() == screen_width - 960,
+    pump(app, lambda: app.controls.detector_box.winfo_viewable() and app.root.winfo_rootx() == screen_width - 960,
          10, "the window at the right edge")
     # The pointer at the right end of the detector box: a tooltip opening right of it would run off.
-    x = app.detector_box.winfo_rootx() + app.detector_box.winfo_width() - 5
-    y = app.detector_box.winfo_rooty() + 5
+    x = app.controls.detector_box.winfo_rootx() + app.controls.detector_box.winfo_width() - 5
+    y = app.controls.detector_box.winfo_rooty() + 5
     subprocess.run(["xdotool", "mousemove", "0", "0", "sleep", "0.1", "mousemove", str(x), str(y)], check=True)
     pump(app, lambda: any(tip.winfo_viewable() for tip in app.tooltips), 5, "the detector's tooltip")
     app.root.update()
@@ -412,24 +417,24 @@ def test_server_default_names_the_servers_detector(server, make_app):
     with EmotionClient(server.address) as client:
         default = emotion_pb2.Detector.Name(client.model_info().default_detector).removeprefix("DETECTOR_").lower()
     label = f"server default ({default})"
-    pump(app, lambda: app.detector_var.get() == label, 30, f"the label {label!r}")
-    assert tuple(app.detector_box.cget("values"))[0] == label
-    app.detector_box.set("haar")
-    app.detector_box.event_generate("<<ComboboxSelected>>")
-    app.detector_box.set(label)
-    app.detector_box.event_generate("<<ComboboxSelected>>")
+    pump(app, lambda: app.controls.detector_var.get() == label, 30, f"the label {label!r}")
+    assert tuple(app.controls.detector_box.cget("values"))[0] == label
+    app.controls.detector_box.set("haar")
+    app.controls.detector_box.event_generate("<<ComboboxSelected>>")
+    app.controls.detector_box.set(label)
+    app.controls.detector_box.event_generate("<<ComboboxSelected>>")
     assert app.options.detector is None  # the named default still asks for the server's choice
 
 
 def test_no_frame_rate_shows_while_paused(server, make_app):
     app = make_app(server.address)
     pump(app, lambda: "fps" in app.stats_text, 30, "a frame rate")
-    click(app.pause_button)
+    click(app.controls.pause_button)
     pump(app, lambda: app.options.paused, 5, "the Pause click")
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:  # frames answered before the pause still arrive
         app.root.update()
-    assert "fps" not in app.stats_text and "fps" not in app.stats_label.cget("text")
+    assert "fps" not in app.stats_text and "fps" not in app.status_bar.stats_label.cget("text")
 
 
 def test_the_face_list_is_in_number_order(server, make_app):
@@ -440,8 +445,8 @@ def test_the_face_list_is_in_number_order(server, make_app):
         face = emotion_pb2.Face(emotion=emotion, track_id=track_id, detection_score=0.9)
         face.scores.add(emotion=emotion, probability=1.0)
         faces.append(face)
-    app._list_faces(faces)
-    numbers = [app.face_list.item(row, "values")[0] for row in app.face_list.get_children()]
+    app.controls.list_faces(faces)
+    numbers = [app.controls.face_list.item(row, "values")[0] for row in app.controls.face_list.get_children()]
     assert numbers == ["#1", "#2", "#3"]
 
 
@@ -458,8 +463,8 @@ def test_the_face_limit_says_what_it_left_out(server, make_app, faces_dir, face_
     response = app.last_annotated.response
     total = len(response.faces) + response.faces_omitted
     assert len(response.faces) == 32
-    assert app.faces_note.cget("text") == f"32 of {total} faces shown (limit 32)"
-    assert app.faces_note.winfo_viewable()
+    assert app.controls.faces_note.cget("text") == f"32 of {total} faces shown (limit 32)"
+    assert app.controls.faces_note.winfo_viewable()
 
 
 def frames_received(server) -> float:
@@ -483,8 +488,8 @@ def test_a_still_photo_is_sent_once_and_again_only_for_new_options(fer_server_fa
     assert [box_tuple(face) for face in shown] == [box_tuple(face) for face in direct.faces]
     for face, expected in zip(shown, direct.faces):
         assert face_to_dict(face)["probabilities"] == pytest.approx(face_to_dict(expected)["probabilities"], abs=1e-3)
-    app.detector_box.set("haar")
-    app.detector_box.event_generate("<<ComboboxSelected>>")
+    app.controls.detector_box.set("haar")
+    app.controls.detector_box.event_generate("<<ComboboxSelected>>")
     pump(app, lambda: app.stats.received >= 2, 60, "the answer with the new detector")
     assert app.last_annotated.options.detector == emotion_pb2.DETECTOR_HAAR
     assert (app.stats.sent, frames_received(counted)) == (2, 3)  # the app's two and the direct Annotate call

@@ -72,7 +72,7 @@ def test_faces_keep_their_emotion_at_the_lowest_jpeg_quality_offered(shared, fer
     import cv2
 
     from ferstream.bench.detectors import iou
-    from ferstream.client.library import MIN_JPEG_QUALITY
+    from ferstream.client.messages import MIN_JPEG_QUALITY
     from ferstream.pipeline.framepath import load_frame_path
     from ferstream.pipeline.settings import MAX_PIXELS, parse_classes
 

@@ -4,6 +4,10 @@ Drawing is tested in test_annotate_draw.py."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+
 import cv2
 import grpc
 import numpy as np
@@ -11,8 +15,8 @@ import pytest
 
 from ferstream.client import EmotionClient, emotion_name, face_to_dict, probabilities, video_frames
 from ferstream.client.capture import LatestFrame, SourceError, open_source
-from ferstream.client.library import EMOTIONS, box_tuple
-from ferstream.v1 import emotion_pb2
+from ferstream.client.messages import EMOTIONS, box_tuple
+from ferstream.v1 import emotion_pb2, emotion_pb2_grpc
 
 PHOTO = "2008_002506.jpg"  # three large faces
 
@@ -65,6 +69,98 @@ def test_live_mode_keeps_the_newest_frame_and_accounts_for_every_other(client, c
     skipped = [frame_id for response in responses for frame_id in response.skipped_frame_ids]
     assert answered == sorted(answered) and answered[-1] == client_faces_video.frame_count - 1
     assert sorted(answered + skipped) == list(range(client_faces_video.frame_count))
+
+
+class CountingRelay:
+    """A gRPC server on loopback that passes StreamAnnotate on to fer-server, counting on the wire the frames
+    in flight (passed on, neither answered nor skipped yet), and holding every answer back until release()."""
+
+    def __init__(self, upstream: str) -> None:
+        self._channel = grpc.insecure_channel(upstream)
+        self._upstream = emotion_pb2_grpc.EmotionServiceStub(self._channel)
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+        self.in_flight = self.most_in_flight = 0
+        self.passed_on: list[int] = []  # the capture_time_ms of each frame passed on, which the test sets
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        handler = grpc.stream_stream_rpc_method_handler(
+            self._relay, request_deserializer=emotion_pb2.StreamAnnotateRequest.FromString,
+            response_serializer=emotion_pb2.StreamAnnotateResponse.SerializeToString)
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("ferstream.v1.EmotionService", {"StreamAnnotate": handler}),))
+        self.address = f"127.0.0.1:{self._server.add_insecure_port('127.0.0.1:0')}"
+        self._server.start()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def _count_in(self, requests) -> Iterator[emotion_pb2.StreamAnnotateRequest]:
+        for request in requests:
+            with self._lock:
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+                self.passed_on.append(request.capture_time_ms)
+            yield request
+
+    def _relay(self, requests, context) -> Iterator[emotion_pb2.StreamAnnotateResponse]:
+        for response in self._upstream.StreamAnnotate(self._count_in(requests)):
+            self._released.wait()
+            with self._lock:
+                self.in_flight -= 1 + len(response.skipped_frame_ids)
+            yield response
+
+    def close(self) -> None:
+        self._released.set()
+        self._server.stop(grace=None)
+        self._channel.close()
+
+
+@pytest.fixture()
+def relay(client):
+    relay = CountingRelay(client.target)
+    yield relay
+    relay.close()
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 2])
+def test_live_mode_keeps_its_window_and_sends_the_newest_frame(relay, faces_dir, max_in_flight):
+    """A producer far faster than the server (every answer held back until it has put all its frames): at
+    most max_in_flight frames are ever in flight on the wire, the frames that waited meanwhile are replaced
+    by the newest one and never sent, and the newest one is answered; every frame is answered or skipped."""
+    photo = (faces_dir / PHOTO).read_bytes()
+    count = 30
+    with EmotionClient(relay.address) as client:
+        stream = client.live_stream(max_in_flight=max_in_flight, detector="haar")
+        replaced = [stream.put(emotion_pb2.StreamAnnotateRequest(
+            frame_id=index, capture_time_ms=index, image=emotion_pb2.Image(encoded=photo))) for index in range(count)]
+        stream.finish()
+        relay.release()
+        responses = list(stream)
+    answered = [response.frame_id for response in responses]
+    skipped = [frame_id for response in responses for frame_id in response.skipped_frame_ids]
+    assert relay.most_in_flight <= max_in_flight
+    assert answered == sorted(answered) and answered[-1] == count - 1
+    assert sorted(answered + skipped) == list(range(count))
+    dropped_here = [frame_id for frame_id in replaced if frame_id is not None]
+    assert len(dropped_here) >= count - max_in_flight - 1 and set(dropped_here) <= set(skipped)
+    assert relay.passed_on == answered  # only the frames answered went out: at most the window, then the newest
+    assert all(response.faces for response in responses)
+
+
+def test_live_mode_from_an_iterable_keeps_the_window_too(relay, faces_dir):
+    """stream(mode="live") reads a fast iterable through the same window."""
+    photo = (faces_dir / PHOTO).read_bytes()
+
+    def frames() -> Iterator[bytes]:
+        yield from [photo] * 20
+        relay.release()  # the answers come once every frame is read
+
+    with EmotionClient(relay.address) as client:
+        responses = list(client.stream(frames(), mode="live", detector="haar"))
+    answered = [response.frame_id for response in responses]
+    skipped = [frame_id for response in responses for frame_id in response.skipped_frame_ids]
+    assert relay.most_in_flight <= 2 and len(relay.passed_on) <= 3
+    assert answered[-1] == 19 and sorted(answered + skipped) == list(range(20))
 
 
 @pytest.mark.parametrize("max_in_flight", [1, 2, 6])

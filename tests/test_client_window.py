@@ -1,6 +1,7 @@
-"""The client's one flow-control window (client/window.py), on its own: what frees a place, waiting for
-room across threads, and close(). Its users are tested with real servers: file mode in
-test_client_library.py, the app's session in test_client_reconnect.py, fer-bench in test_bench.py."""
+"""The client's flow-control windows (client/window.py), on their own: what frees a place, waiting for
+room across threads, close(), and live mode's newest frame replacing a waiting one. Their users are tested
+with real servers: both stream modes in test_client_library.py, fer-web's live page in test_web.py, the
+app's session in test_client_reconnect.py, fer-bench in test_bench.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from ferstream.client.window import InFlightWindow
+from ferstream.client.window import InFlightWindow, NewestFrameWindow
 
 
 def test_a_full_window_waits_and_an_answer_frees_its_frame() -> None:
@@ -70,3 +71,42 @@ def test_close_wakes_a_waiting_sender_and_refuses_room_from_then_on() -> None:
 def test_a_window_needs_room_for_one_frame() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         InFlightWindow(0)
+
+
+def test_the_newest_frame_replaces_a_waiting_one_and_goes_when_there_is_room() -> None:
+    window: NewestFrameWindow[str] = NewestFrameWindow(1)
+    assert window.put(1, "one") is None
+    assert window.take() == (1, "one") and len(window) == 1
+    assert window.put(2, "two") is None
+    assert window.put(3, "three") == (2, "two")  # replaced while the window was full
+    assert window.take(block=False) is None  # no room: it waits
+    taken: list = []
+    sender = threading.Thread(target=lambda: taken.append(window.take()))
+    sender.start()
+    sender.join(0.2)
+    assert sender.is_alive() and not taken  # no room until frame 1 is answered
+    assert window.answered(1) == "one"
+    sender.join(5)
+    assert taken == [(3, "three")]
+
+
+def test_a_finished_window_sends_the_waiting_frame_then_ends() -> None:
+    window: NewestFrameWindow[str] = NewestFrameWindow(2)
+    window.put(1, "one")
+    window.finish()
+    assert window.put(2, "two") == (2, "two")  # after finish() a frame is dropped at once
+    assert window.take() == (1, "one")
+    assert window.take() is None
+
+
+def test_close_drops_the_waiting_frame_and_wakes_the_sender() -> None:
+    window: NewestFrameWindow[str] = NewestFrameWindow(1)
+    window.put(1, "one")
+    window.take()
+    window.put(2, "two")
+    taken: list = []
+    sender = threading.Thread(target=lambda: taken.append(window.take()))
+    sender.start()
+    window.close()
+    sender.join(5)
+    assert taken == [None] and window.closed

@@ -28,7 +28,8 @@ import yaml
 
 from conftest import REPO, RunningServer
 from ferstream.bench.photos import load_test_frames
-from ferstream.client.library import EmotionClient, make_options
+from ferstream.client.library import EmotionClient
+from ferstream.client.messages import make_options
 from ferstream.v1 import emotion_pb2 as pb
 from helpers import metrics_url, scrape
 

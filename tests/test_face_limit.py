@@ -9,7 +9,7 @@ import cv2
 import grpc
 import pytest
 
-from ferstream.client.library import omitted_note
+from ferstream.client.messages import omitted_note
 from ferstream.pipeline.settings import MAX_FACES
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ferstream.client.library import EmotionClient, face_to_dict
+from ferstream.client.library import EmotionClient
+from ferstream.client.messages import face_to_dict
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "node"
 PHOTO = "2008_002506.jpg"  # three large faces

@@ -22,7 +22,9 @@ import numpy as np
 import pytest
 
 from ferstream.bench.tracking import PATH_FRAMES
-from ferstream.client.library import EmotionClient, face_record, probabilities, video_frames
+from ferstream.client.library import EmotionClient
+from ferstream.client.messages import face_record, probabilities
+from ferstream.client.streaming import video_frames
 from ferstream.client.render import render_reply
 from ferstream.model.labels import EMOTIONS
 from ferstream.pipeline.tracking import (MAX_MISSED_FRAMES, SCENE_CUT, FaceTracker, check_smoothing_ms,

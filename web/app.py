@@ -26,7 +26,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Message as AsgiMessage, Receive
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ferstream.client.library import DEFAULT_MAX_IN_FLIGHT, EmotionClient, face_record, make_options
+from ferstream.client.library import EmotionClient
+from ferstream.client.messages import face_record, make_options
+from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT
 from ferstream.model.labels import EMOTIONS
 from ferstream.pipeline.decode import JPEG_SOI
 from ferstream.pipeline.settings import DEFAULT_MAX_MESSAGE_BYTES

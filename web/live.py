@@ -1,26 +1,29 @@
 """One page's live stream: JPEG frames from a WebSocket into one live-mode StreamAnnotate call.
 
-The newest frame wins, as at the server (server/streams.py): the bridge keeps at most one frame waiting
-and sends it only while fewer than `max_in_flight` of its frames are unanswered; a newer frame replaces a
-waiting one, which is counted as dropped. The server's own skipped frames (skipped_frame_ids) are counted
-too. So a page that sends faster than the server answers loses stale frames, never gains latency, and the
-gateway holds at most 1 + max_in_flight frames per page.
+The newest frame wins, as at the server (server/streams.py): the bridge puts each frame into the client
+library's live stream (EmotionClient.live_stream), which keeps at most one frame waiting and sends it only
+while fewer than `max_in_flight` of the page's frames are unanswered; a newer frame replaces a waiting one,
+which is counted as dropped. The server's own skipped frames are counted too. So a page that sends faster
+than the server answers loses stale frames, never gains latency, and the gateway holds at most
+1 + max_in_flight frames per page.
 
-gRPC's client is synchronous here (ferstream.client.EmotionClient): its sending thread pulls requests
-from the bridge, a receiving thread of ours reads the answers and hands them to the event loop.
+gRPC's client is synchronous here (ferstream.client.EmotionClient): its sending thread takes the frames
+from the live stream, a receiving thread of ours reads the answers and hands them to the event loop.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import grpc
 import numpy as np
 
-from ferstream.client.library import EmotionClient, face_record
+from ferstream.client.library import EmotionClient
+from ferstream.client.messages import face_record
+from ferstream.client.streaming import LiveStream
 from ferstream.pipeline.decode import JPEG_SOI, encoded_dimensions, jpeg_header
 from ferstream.pipeline.errors import BadInput
 from ferstream.annotate.records import FrameRecord
@@ -99,60 +102,50 @@ class LiveBridge:
         self._token = token
         self._limit = max_in_flight
         self._deliver = deliver
-        self._changed = threading.Condition()
-        self._waiting: tuple[int, bytes] | None = None
-        self._sizes: dict[int, tuple[int, int]] = {}  # frame_id -> (width, height) of frames in flight
+        self._lock = threading.Lock()
+        self._frames: dict[int, bytes] = {}  # frame_id -> the page's bytes, of frames waiting or in flight
+        self._replaced: set[int] = set()  # frames dropped while waiting here, not yet listed by an answer
         self._received = self._answered = self._dropped_waiting = self._skipped = 0
         self._closed = False
-        self._stream = None
+        self._stream: LiveStream | None = None
         self._receiver: threading.Thread | None = None
 
     def counts(self) -> Counts:
         """The page's frame counts so far."""
-        with self._changed:
+        with self._lock:
             return Counts(self._received, self._answered, self._dropped_waiting, self._skipped)
 
     def put(self, data: bytes) -> None:
-        """Queues an encoded frame, replacing (dropping) one still waiting; starts the call at the first."""
-        with self._changed:
+        """Queues an encoded frame, replacing (dropping) one still waiting; starts the call at the first.
+        Called from the event loop alone."""
+        with self._lock:
             if self._closed:
                 return
-            if self._waiting is not None:
-                self._dropped_waiting += 1
-            self._waiting = (self._received, data)
+            frame_id = self._received + 1
             self._received += 1
-            self._changed.notify_all()
-        if self._stream is None:
-            self._start()
+            self._frames[frame_id] = data
+        if self._stream is None and not self._start():
+            return
+        request = emotion_pb2.StreamAnnotateRequest(frame_id=frame_id, image=emotion_pb2.Image(encoded=data))
+        with self._lock:  # held until the replaced frame is noted: an answer may list it at once
+            if (replaced := self._stream.put(request)) is not None:
+                self._frames.pop(replaced, None)
+                self._replaced.add(replaced)
+                self._dropped_waiting += 1
 
-    def _start(self) -> None:
+    def _start(self) -> bool:
         try:
-            self._stream = self._client.stream(self._requests(), mode="live", token=self._token)
+            self._stream = self._client.live_stream(max_in_flight=self._limit, token=self._token)
         except ValueError as error:  # a caller's token that cannot travel as metadata
             unauthenticated = grpc.StatusCode.UNAUTHENTICATED
-            with self._changed:
+            with self._lock:
                 self._closed = True
             self._deliver({"type": "error", **error_body(str(error), unauthenticated),
                            "http_status": http_status(unauthenticated), "ends_stream": True})
-            return
+            return False
         self._receiver = threading.Thread(target=self._receive, name="fer-web-receiver", daemon=True)
         self._receiver.start()
-
-    def _requests(self) -> Iterator[emotion_pb2.StreamAnnotateRequest]:
-        """What gRPC's sending thread sends: the waiting frame, whenever fewer than the limit are in flight."""
-        while True:
-            with self._changed:
-                self._changed.wait_for(
-                    lambda: self._closed or (self._waiting is not None and len(self._sizes) < self._limit))
-                if self._closed:
-                    return
-                index, data = self._waiting
-                self._waiting = None
-                frame_id = index + 1
-            size = image_size(data)  # may decode: outside the lock the page's frames come in through
-            with self._changed:
-                self._sizes[frame_id] = size
-            yield emotion_pb2.StreamAnnotateRequest(frame_id=frame_id, image=emotion_pb2.Image(encoded=data))
+        return True
 
     def _receive(self) -> None:
         # A call the server ends without an error (it shut down gracefully) is as unavailable to the page.
@@ -166,19 +159,21 @@ class LiveBridge:
         finally:
             if not self._closed:  # CANCELLED after our own close() is no news for the page
                 self._deliver({"type": "error", **body, "http_status": status, "ends_stream": True})
-            with self._changed:
+            with self._lock:
                 self._closed = True
-                self._changed.notify_all()
 
     def _answer(self, response: emotion_pb2.StreamAnnotateResponse) -> dict:
-        with self._changed:
-            width, height = self._sizes.pop(response.frame_id, (0, 0))
+        with self._lock:
+            data = self._frames.pop(response.frame_id, b"")
             for skipped in response.skipped_frame_ids:
-                self._sizes.pop(skipped, None)
-            self._skipped += len(response.skipped_frame_ids)
+                self._frames.pop(skipped, None)
+                if skipped in self._replaced:
+                    self._replaced.discard(skipped)  # counted when it was replaced
+                else:
+                    self._skipped += 1
             self._answered += 1
-            self._changed.notify_all()
-            counts = self.counts()  # the condition's lock is re-entrant
+            counts = Counts(self._received, self._answered, self._dropped_waiting, self._skipped)
+        width, height = image_size(data)  # may decode: on this thread, not the event loop's
         error = response.error.message if response.HasField("error") else None
         record = FrameRecord(frame=response.frame_id - 1, width=width, height=height,
                              faces=[face_record(face) for face in response.faces], error=error)
@@ -188,9 +183,8 @@ class LiveBridge:
 
     def close(self, timeout: float = 1.0) -> None:
         """Ends the call (if one started) and waits up to timeout seconds for its threads."""
-        with self._changed:
+        with self._lock:
             self._closed = True
-            self._changed.notify_all()
         if self._stream is not None:
             self._stream.cancel()
             self._stream.wait_sender(timeout)
