@@ -1,13 +1,13 @@
 """fer-annotate on a batch: files and folders in, one JSON-lines file and one flat CSV table out.
 
-Folders are searched recursively, each folder's entries in sorted order, for images and videos by content
-(the first bytes, never the name): JPEG, PNG, BMP and WebP images (what the frame path decodes), videos
-by their container's signature, and the images OpenCV's FFmpeg reads (GIF, HEIC/HEIF, AVIF, TIFF):
-whatever a single run takes. Hidden files and folders (a name starting with ".") and fer-annotate's own
-outputs (a name with ".annotated." in it, as photo.annotated.jpg) are left alone; other files are left
-out too, and named by kind (find_inputs' skipped) so that nothing is left out without a word. A file named on the command line is always annotated: one that
-is no image or video fails like a broken one. No file is annotated twice, and no folder searched twice:
-links that lead back into a folder (or to one searched already) are not followed again.
+Folders are searched recursively, each folder's entries in sorted order, for images and videos by content (the first
+bytes, never the name): JPEG, PNG, BMP and WebP images (what the frame path decodes), videos by their container's
+signature, and the images OpenCV's FFmpeg reads (GIF, HEIC/HEIF, AVIF, TIFF): whatever a single run takes. Hidden files
+and folders (a name starting with ".") and fer-annotate's own outputs (a name with ".annotated." in it, as
+photo.annotated.jpg) are left alone; other files are left out too, and named by kind (find_inputs' skipped) so that
+nothing is left out without a word. A file named on the command line is always annotated: one that is no image or video
+fails like a broken one. No file is annotated twice, and no folder searched twice: links that lead back into a folder
+(or to one searched already) are not followed again.
 
 Each file is annotated in full before any of its lines or rows are written, so a file that fails part of
 the way adds nothing to the outputs; its one-line reason goes to stderr and the batch goes on.

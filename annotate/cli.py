@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "taken from $FER_TOKEN; for TLS use fer-client --headless")
     remote.add_argument("--connect-timeout", type=seconds, default=CONNECT_TIMEOUT_S, metavar="SECONDS",
                         help="with --server, give up when it cannot be reached for this long (default: %(default)s)")
-    remote.add_argument("--jpeg-quality", type=whole_number_between(MIN_JPEG_QUALITY, 100), default=DEFAULT_JPEG_QUALITY,
+    remote.add_argument("--jpeg-quality", type=whole_number_between(MIN_JPEG_QUALITY, 100),
+                        default=DEFAULT_JPEG_QUALITY,
                         metavar=f"{MIN_JPEG_QUALITY}..100",
                         help="with --server, JPEG quality of the video frames sent (a photo goes as its file); "
                              "from 75 up at least 95 %% of faces keep their top emotion, as with fer-client "
@@ -277,7 +278,8 @@ def remote_usage_problem(args: argparse.Namespace) -> str | None:
     if args.tta is not None:
         return "--tta sets the in-process model's test-time augmentation; with --server the server's applies"
     if args.model is not None and args.model not in TIER_NAMES:
-        return "--model FILE loads a model in this process; with --server name a model the server holds (fast, accurate)"
+        return ("--model FILE loads a model in this process; with --server name a model the server holds "
+                "(fast, accurate)")
     return None
 
 

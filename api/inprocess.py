@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,7 +23,7 @@ from ferstream.pipeline.decode import EncodedImage, ImageSource
 from ferstream.pipeline.detectors import DetectorKind
 from ferstream.pipeline.framepath import FaceResult, FramePath
 
-ImageInput = Union[str, os.PathLike, bytes, np.ndarray]
+ImageInput = str | os.PathLike | bytes | np.ndarray
 
 # The most faces analyze keeps per image when asked (max_faces): the frame path is loaded with this ceiling,
 # far above any photo's crowd, and max_faces=0 keeps fer-server's default limit (MAX_FACES, 32).
@@ -43,9 +43,9 @@ _frame_path: FramePath | None = None
 
 
 def _loaded_frame_path() -> FramePath:
-    """The process's frame path, loaded on the first call with fer-server's defaults (every class, the
-    server's pixel limit) and a face ceiling of MAX_FACES_ASKED; the caller holds _lock. FileNotFoundError or ValueError when the emotion
-    model cannot load (nothing is kept then, so the next call tries again)."""
+    """The process's frame path, loaded on the first call with fer-server's defaults (every class, the server's pixel
+    limit) and a face ceiling of MAX_FACES_ASKED; the caller holds _lock. FileNotFoundError or ValueError when the
+    emotion model cannot load (nothing is kept then, so the next call tries again)."""
     global _frame_path
     if _frame_path is None:
         from ferstream.pipeline.framepath import load_frame_path

@@ -200,7 +200,7 @@ def canvas_table(statuses: dict[DetectorKind, DetectorStatus], faces_dir: Path, 
     rows = []
     for frame_size in ((640, 480), size):
         frames = load_canvas_frames(faces_dir, frame_size)
-        for kind, status in statuses.items():
+        for status in statuses.values():
             score = score_detector(status, frames, seconds, min_face_px)
             rows.append((f"{frame_size[0]}x{frame_size[1]}", score.detector, score.ms_per_frame,
                          f"{score.matched}/{score.true_faces}") if score.available

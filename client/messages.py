@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
 
 import cv2
 import numpy as np
@@ -27,7 +26,7 @@ DETECTORS: tuple[str, ...] = ("haar", "ssd", "yunet")
 MODELS: tuple[str, ...] = ("fast", "accurate")
 
 
-ImageInput = Union[np.ndarray, bytes, str, os.PathLike]
+ImageInput = np.ndarray | bytes | str | os.PathLike
 
 
 def emotion_name(value: int) -> str:

@@ -21,7 +21,7 @@ import itertools
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Literal, Union
+from typing import Literal
 
 import cv2
 import grpc
@@ -31,7 +31,7 @@ from ferstream.client.messages import ImageInput, encode_image
 from ferstream.client.window import InFlightWindow, NewestFrameWindow
 from ferstream.v1 import emotion_pb2, emotion_pb2_grpc
 
-FrameInput = Union[ImageInput, emotion_pb2.StreamAnnotateRequest]
+FrameInput = ImageInput | emotion_pb2.StreamAnnotateRequest
 StreamMode = Literal["live", "file"]
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 # ArchSpec lives in its own torch-free module so the serving runtime can read it; re-exported here.
-from .archspec import REFERENCE_BLOCKS, REFERENCE_CHANNELS, ArchSpec
+from .archspec import REFERENCE_BLOCKS, ArchSpec
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -97,7 +97,8 @@ def count_multiply_adds(model: nn.Module, size: int = 48) -> int:
         elif isinstance(layer, nn.Linear):
             total += output.numel() * layer.in_features
 
-    hooks = [layer.register_forward_hook(count) for layer in model.modules() if isinstance(layer, (nn.Conv2d, nn.Linear))]
+    hooks = [layer.register_forward_hook(count) for layer in model.modules()
+             if isinstance(layer, (nn.Conv2d, nn.Linear))]
     was_training = model.training
     try:
         with torch.no_grad():

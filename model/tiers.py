@@ -145,8 +145,9 @@ def fast_tier(classifier: ServedClassifier) -> Tier:
         return classifier(crops[GREY])
 
     meta = classifier.meta
-    provenance = (f"ferstream's own CNN trained on FER2013 (research use); trained by "
-                  f"`{meta.get('training_command', '')}`").rstrip("; trained by ``")
+    provenance = "ferstream's own CNN trained on FER2013 (research use)"
+    if command := meta.get("training_command"):
+        provenance += f"; trained by `{command}`"
     tier = Tier(FAST, (GREY,), classify, f"{classifier.spec.name} width {classifier.spec.width:g}, "
                 f"{classifier.parameters} parameters, 48x48 grey input", provenance, (str(classifier.path),),
                 classifier.source_weights_sha256, classifier.parameters, forms=dict(classifier.form_costs))

@@ -55,7 +55,8 @@ def preprocess(faces: np.ndarray) -> np.ndarray:
 
     ValueError for another shape or dtype."""
     if faces.dtype != np.uint8 or faces.ndim != 4 or faces.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
-        raise ValueError(f"expected (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) uint8 BGR faces, got {faces.shape} {faces.dtype}")
+        raise ValueError(f"expected (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) uint8 BGR faces, "
+                         f"got {faces.shape} {faces.dtype}")
     rgb = faces[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32)
     return rgb * np.float32(2.0 / 255.0) - np.float32(1.0)
 

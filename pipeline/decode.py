@@ -187,7 +187,8 @@ def decode_raw(image: RawImage, max_pixels: int) -> np.ndarray:
     check_size(image.width, image.height, max_pixels)
     expected = image.width * image.height * image.format.channels
     if len(image.data) != expected:
-        raise invalid(f"raw {image.format.name} {image.width}x{image.height} needs {expected} bytes, got {len(image.data)}")
+        raise invalid(f"raw {image.format.name} {image.width}x{image.height} needs {expected} bytes, "
+                      f"got {len(image.data)}")
     pixels = np.frombuffer(image.data, dtype=np.uint8)
     if image.format is PixelFormat.GRAY8:
         return cv2.cvtColor(pixels.reshape(image.height, image.width), cv2.COLOR_GRAY2BGR)

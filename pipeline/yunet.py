@@ -1,13 +1,13 @@
 """YuNet's network run by ONNX Runtime, decoded as cv2.FaceDetectorYN decodes it.
 
-Why not cv2.FaceDetectorYN: YuNet is the largest cost of a served frame (the profile in docs/history.md, 2026-12-01), and the same
-ONNX graph runs faster in a real runtime: ONNX Runtime, with any input size, beat OpenCV's DNN module and
+Why not cv2.FaceDetectorYN: YuNet is the largest cost of a served frame (the profile in docs/history.md, 2026-12-01),
+and the same ONNX graph runs faster in a real runtime: ONNX Runtime, with any input size, beat OpenCV's DNN module and
 OpenVINO (docs/performance.md#design-measurements). The decoding below is OpenCV's
-(modules/objdetect/src/face_detect.cpp, YuNet 2023mar and later): the image padded to multiples of 32 at its bottom and right, BGR as float
-without scaling; for each stride s of 8, 16 and 32 and each cell (row, col) of the s-pixel grid, score =
-sqrt(clip(cls) * clip(obj)), box centre ((col, row) + bbox[:2]) * s, size exp(bbox[2:]) * s, landmarks
-((col, row) + kps) * s; then non-maximum suppression. A test checks the rows against cv2.FaceDetectorYN on
-the shared photos.
+(modules/objdetect/src/face_detect.cpp, YuNet 2023mar and later): the image padded to multiples of 32 at its bottom and
+right, BGR as float without scaling; for each stride s of 8, 16 and 32 and each cell (row, col) of the s-pixel grid,
+score = sqrt(clip(cls) * clip(obj)), box centre ((col, row) + bbox[:2]) * s, size exp(bbox[2:]) * s, landmarks
+((col, row) + kps) * s; then non-maximum suppression. A test checks the rows against cv2.FaceDetectorYN on the shared
+photos.
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
-        self.frames_received = Counter("ferstream_frames_received", "Frames received (stream frames and Annotate calls)",
-                                       registry=registry)
+        self.frames_received = Counter("ferstream_frames_received",
+                                       "Frames received (stream frames and Annotate calls)", registry=registry)
         self.frames_answered = Counter("ferstream_frames_answered", "Frames answered with faces (possibly none)",
                                        registry=registry)
         self.frames_skipped = Counter("ferstream_frames_skipped", "Stream frames skipped because a newer one came",

@@ -77,8 +77,8 @@ def test_alignment_turns_a_rotated_face_upright(yunet, faces_dir: Path) -> None:
 def test_yunet_landmarks_turn_with_a_large_face(yunet, faces_dir: Path) -> None:
     """Detected again in the turned photo, a large face's landmarks show most of the roll.
 
-    They follow less of it on small faces (the model card's whole-path section notes: about 14 % of a roll for faces about
-    55 px tall in YuNet's input, half of it at 110 px), so the photo is searched at full resolution here.
+    They follow less of it on small faces (the model card's whole-path section notes: about 14 % of a roll for faces
+    about 55 px tall in YuNet's input, half of it at 110 px), so the photo is searched at full resolution here.
     """
     photo = cv2.imread(str(faces_dir / LARGE_FACES_PHOTO))
     full_resolution = 1  # min_face_px below YuNet's smallest face: the photo is searched at its own size

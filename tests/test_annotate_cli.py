@@ -124,7 +124,7 @@ def test_annotate_decides_the_kind_by_content(tmp_path: Path, faces_dir: Path, f
     video = tmp_path / "photo.jpg"
     write_video(tmp_path / "video.avi", [cv2.imread(str(faces_dir / PHOTO))] * 2)  # OpenCV picks the format by name
     (tmp_path / "video.avi").rename(video)
-    for path, expected_frames in ((photo, 1), (video, 2)):
+    for path in (photo, video):
         result = annotate(str(path), "--models-dir", str(fer_models_dir), "--detector", "haar")
         assert result.returncode == 0, result.stderr
     assert cv2.imread(str(tmp_path / "photo.annotated.jpg")).shape == cv2.imread(str(faces_dir / PHOTO)).shape
@@ -220,7 +220,8 @@ def test_a_folder_batch_skips_a_broken_file_and_writes_one_jsonl_and_one_csv(tmp
     # are done; then the summary.
     assert result.returncode == 1, result.stderr
     left_out, error, summary = result.stderr.strip().splitlines()
-    assert left_out == f"fer-annotate: left out 1 .txt file(s), no image or video it reads (first: {folder / 'notes.txt'})"
+    assert left_out == ("fer-annotate: left out 1 .txt file(s), no image or video it reads "
+                        f"(first: {folder / 'notes.txt'})")
     assert error.startswith("fer-annotate: error: ") and str(folder / "broken.jpg") in error
     records = read_jsonl(jsonl)
     faces = sum(len(r["faces"]) for r in records)
@@ -390,7 +391,7 @@ def test_the_annotated_copy_of_a_video_keeps_its_audio(suffix: str, tmp_path: Pa
     assert len(drawn) == 10 and drawn[0].shape == photo.shape
     assert np.abs(drawn[0].astype(int) - photo).mean() > 1  # boxes and labels drawn on it
     assert sorted(item.name for item in tmp_path.iterdir()) == sorted(
-        [source.name, out.name, f"talk.annotated.jsonl"])
+        [source.name, out.name, "talk.annotated.jsonl"])
 
 
 def test_a_video_without_audio_is_written_as_before(tmp_path: Path, faces_dir: Path, fer_models_dir: Path) -> None:

@@ -83,12 +83,14 @@ def test_reference_against_a_spawned_server(data_options) -> None:
     assert served["server_cpu_s"] > 0 and served["server_cpu_s_per_frame"] > 0
     # Proportions measured in the same run: CPU beside the stage times, served fps beside the yardstick.
     assert served["stages"]["detect_ms"] > 0 and served["cpu_over_stages"] > 0
-    assert served["yardstick"]["fps"] > 0 and served["vs_yardstick"] == served["answered_fps"] / served["yardstick"]["fps"]
+    yardstick_fps = served["yardstick"]["fps"]
+    assert yardstick_fps > 0 and served["vs_yardstick"] == served["answered_fps"] / yardstick_fps
     assert result["speedup"] == pytest.approx(served["answered_fps"] / reference["fps"])
 
 
 def vgg_multiply_adds(channels) -> int:
-    """Multiply-adds counted from the layer sizes: 3x3 convolutions in blocks of 2/3/4/4/4 at 48, 24, 12, 6, 3 px, then 7 outputs."""
+    """Multiply-adds counted from the layer sizes: 3x3 convolutions in blocks of 2/3/4/4/4 at 48, 24, 12, 6, 3 px,
+    then 7 outputs."""
     total, previous = 0, 1
     for block, (depth, width) in enumerate(zip((2, 3, 4, 4, 4), channels)):
         pixels = (48 >> block) ** 2
@@ -116,7 +118,8 @@ def test_classifier(data_options) -> None:
     assert set(models) == {"shipped", "shipped f32, openvino", "shipped f32, onnxruntime", "vgg ×0.25, openvino",
                            "shipped, pytorch", "shipped, unfolded", "vgg ×0.25, pytorch", "reference"}
     # `shipped` is the form the server runs: the committed int8 IR in the default runtime.
-    assert models["shipped"]["runtime"] == "openvino" and models["shipped"]["source"].endswith("ferstream-emotion-int8.xml")
+    assert models["shipped"]["runtime"] == "openvino"
+    assert models["shipped"]["source"].endswith("ferstream-emotion-int8.xml")
     assert models["shipped f32, onnxruntime"]["source"].endswith("ferstream-emotion.onnx")
     assert models["shipped, pytorch"]["source"].endswith("ferstream-emotion.pt")
     assert {model["runtime"] for label, model in models.items() if label.endswith("pytorch")} == {"pytorch"}
@@ -157,7 +160,8 @@ def test_detectors_table_and_chart(tmp_path: Path, data_options) -> None:
 def test_markdown_output_and_errors(tmp_path: Path, data_options) -> None:
     result = bench("classifier", "--seconds", "0.05", "--batch-sizes", "2", "--threads", "1", *data_options)
     assert result.returncode == 0, result.stderr
-    assert "| model | threads | batch | faces/s | ms/face | CPU ms/face | vs pytorch | vs pytorch, CPU |" in result.stdout
+    header = "| model | threads | batch | faces/s | ms/face | CPU ms/face | vs pytorch | vs pytorch, CPU |"
+    assert header in result.stdout
     rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| shipped | 1 | 2 |")]
     assert len(rows) == 1
     baseline = [line for line in result.stdout.splitlines() if line.startswith("| shipped, pytorch | 1 | 2 |")]

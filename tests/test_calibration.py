@@ -166,7 +166,8 @@ def test_bad_calibration_data_or_metadata_is_one_clear_error(tmp_path: Path, cap
     assert not out.exists()
 
     model = onnx.load(SHIPPED_ONNX)
-    entry = next(entry for entry in model.metadata_props if entry.key == "calibration")  # the shipped model is calibrated
+    # The shipped model is calibrated.
+    entry = next(entry for entry in model.metadata_props if entry.key == "calibration")
     entry.value = json.dumps({"temperature": -1.0, "data": {}, "n": 1, "nll_before": 1.0, "nll_after": 1.0,
                               "ece_before": 0.1, "ece_after": 0.1})
     onnx.save(model, out)

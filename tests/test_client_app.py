@@ -307,10 +307,11 @@ def test_the_status_bar_and_overlays_fit_a_small_window_and_grow_with_a_large_on
     for geometry in (smallest, "1240x960"):  # the smallest the window may be, and most of the screen
         app.root.geometry(geometry)
         wide = geometry != smallest
-        pump(app, lambda: app.canvas.winfo_width() > 1000 if wide else app.canvas.winfo_width() < 300,
+        pump(app, lambda wide=wide: app.canvas.winfo_width() > 1000 if wide else app.canvas.winfo_width() < 300,
              10, f"the window at {geometry}")
         seen = app.stats.received
-        pump(app, lambda: app.stats.received > seen + 1 and app.drawing.placements, 30, f"frames at {geometry}")
+        pump(app, lambda seen=seen: app.stats.received > seen + 1 and app.drawing.placements, 30,
+             f"frames at {geometry}")
         app.root.update()
         state, stats = app.status_bar.state_label, app.status_bar.stats_label
         assert stats.cget("text"), "the figures are shown"

@@ -59,7 +59,8 @@ def test_a_closed_pipe_ends_the_command_quietly(arguments: tuple[str, ...]) -> N
     """`fer-models list --json | head -1`: the reader is gone before the command writes (the read end is
     closed at once, so the write fails every time, not only when the reader wins a race)."""
     process = subprocess.Popen([command(arguments[0]), *arguments[1:]], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env={name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"})
+                               stderr=subprocess.PIPE,
+                               env={name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"})
     process.stdout.close()
     stderr = process.stderr.read().decode()
     process.stderr.close()

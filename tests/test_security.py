@@ -117,7 +117,8 @@ def test_token_must_be_a_bearer_authorization_header(tls_server, pki: Pki) -> No
         stub = pb_grpc.EmotionServiceStub(channel)
         for metadata in ((("authorization", TOKEN),), (("authorization", f"Basic {TOKEN}"),),
                          (("x-token", TOKEN),)):
-            error = rpc_error(lambda: stub.GetModelInfo(pb.GetModelInfoRequest(), metadata=metadata, timeout=10))
+            error = rpc_error(lambda metadata=metadata: stub.GetModelInfo(pb.GetModelInfoRequest(), metadata=metadata,
+                                                                        timeout=10))
             assert error.code() == grpc.StatusCode.UNAUTHENTICATED
         # The scheme is case-insensitive (RFC 7235).
         stub.GetModelInfo(pb.GetModelInfoRequest(), metadata=(("authorization", f"bearer {TOKEN}"),), timeout=10)

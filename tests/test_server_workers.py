@@ -91,9 +91,9 @@ def test_a_batch_classifies_each_model_s_frames_in_their_own_call(batching_serve
             answers = send_together(streams, frame_id, photos, models)
             after = scrape(url)
             assert [answers[number].model for number in (0, 1)] == models
-            if after.get(("ferstream_batch_frames_sum", ()), 0.0) - before.get(("ferstream_batch_frames_sum", ()), 0.0) \
-                    == 2 and after.get(("ferstream_batch_frames_count", ()), 0.0) - \
-                    before.get(("ferstream_batch_frames_count", ()), 0.0) == 1:
+            added = {name: after.get((name, ()), 0.0) - before.get((name, ()), 0.0)
+                     for name in ("ferstream_batch_frames_sum", "ferstream_batch_frames_count")}
+            if added["ferstream_batch_frames_sum"] == 2 and added["ferstream_batch_frames_count"] == 1:
                 break
         for stream in streams:
             assert stream.close() == []

@@ -16,7 +16,9 @@ from ferstream.training.loop import targets_for
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Spearman correlation of each image in a with the same row of b."""
-    ranks = lambda images: images.reshape(len(images), -1).argsort(1).argsort(1).astype(np.float64)
+    def ranks(images: np.ndarray) -> np.ndarray:
+        return images.reshape(len(images), -1).argsort(1).argsort(1).astype(np.float64)
+
     a, b = ranks(a), ranks(b)
     a -= a.mean(1, keepdims=True)
     b -= b.mean(1, keepdims=True)

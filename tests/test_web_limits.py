@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import GROUP_PHOTO, require_program
+from conftest import require_program
 from helpers import face_mosaic
 from test_web import (GATEWAY, PAGE_TIMEOUT_MS, chromium, drawn_state, get, launch_gateway, multipart,  # noqa: F401
                       open_page, post, ws_url)

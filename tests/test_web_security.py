@@ -250,7 +250,8 @@ def test_forward_caller_token_lets_the_server_decide(fer_server_factory, tmp_pat
             socket.send(photo)
             answer = json.loads(socket.recv(timeout=120))
             assert answer["type"] == "frame" and len(answer["record"]["faces"]) >= 3
-        with connect(ws_url(forwarding), max_size=None, subprotocols=["ferstream", token_subprotocol("wrong")]) as socket:
+        with connect(ws_url(forwarding), max_size=None,
+                     subprotocols=["ferstream", token_subprotocol("wrong")]) as socket:
             socket.send(photo)
             answer = json.loads(socket.recv(timeout=120))
             assert (answer["type"], answer["code"], answer["http_status"]) == ("error", "UNAUTHENTICATED", 401)

@@ -48,7 +48,8 @@ from .provenance import data_sha256
 
 PROG = "fer-export"
 
-# Largest difference in any probability the export may show against PyTorch (the parity bound the serving runtime must meet).
+# Largest difference in any probability the export may show against PyTorch (the parity bound the serving runtime must
+# meet).
 PARITY_TOLERANCE = 1e-4
 
 
@@ -96,7 +97,8 @@ def logits_of(classifier: EmotionClassifier, crops: np.ndarray, batch_size: int 
     return torch.cat(out).double().numpy() if out else np.zeros((0, len(classifier.class_names)))
 
 
-def fit_calibration(classifier: EmotionClassifier, data: str, split: str | None = None) -> tuple[Calibration, Calibration]:
+def fit_calibration(classifier: EmotionClassifier, data: str,
+                    split: str | None = None) -> tuple[Calibration, Calibration]:
     """Temperature scaling of classifier fitted on the labelled faces of data (any dataset fer-eval reads):
     one T for a face alone, one for the mean of a face's and its mirror image's logits (model/tta.py).
 

@@ -1,8 +1,8 @@
 """One training epoch and its schedule: what fer-train runs each epoch and fer-ckplus runs per fold.
 
-A step: the learning rate of the schedule, a batch of crops altered as rooms and cameras alter faces
-(photometric.py), through the model's preprocessing, the batched geometric augmentation, targets (one-hot, FER+ votes, label smoothing), the loss (cross-entropy, plus
-distillation when a teacher is given), SGD, then the EMA of the weights.
+A step: the learning rate of the schedule, a batch of crops altered as rooms and cameras alter faces (photometric.py),
+through the model's preprocessing, the batched geometric augmentation, targets (one-hot, FER+ votes, label smoothing),
+the loss (cross-entropy, plus distillation when a teacher is given), SGD, then the EMA of the weights.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -89,9 +89,9 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, faces:
                 teacher: torch.nn.Module | None = None, description: str = "") -> tuple[float, float]:
     """One pass over faces[order] in batches of batch_size; returns (mean loss, accuracy) on the augmented batches.
 
-    schedule(step) gives each step's learning rate, steps counted from first_step. `model` may be
-    DDP-wrapped; the EMA follows the bare model inside it. A teacher sees the same augmented batch as
-    the student (without its photometric alterations with recipe.clean_teacher). description: a progress bar's label; "" shows none.
+    schedule(step) gives each step's learning rate, steps counted from first_step. `model` may be DDP-wrapped; the EMA
+    follows the bare model inside it. A teacher sees the same augmented batch as the student (without its photometric
+    alterations with recipe.clean_teacher). description: a progress bar's label; "" shows none.
     """
     model.train()
     steps = math.ceil(len(order) / batch_size)

@@ -34,7 +34,8 @@ def contrast(image: np.ndarray, factor: float) -> np.ndarray:
 
 
 def gamma(image: np.ndarray, exponent: float) -> np.ndarray:
-    """255 * (x / 255) ** exponent: above 1 darkens the mid-tones (an under-exposed sensor curve), below 1 lifts them."""
+    """255 * (x / 255) ** exponent: above 1 darkens the mid-tones (an under-exposed sensor curve), below 1 lifts
+    them."""
     return to_uint8(255.0 * (image.astype(np.float32) / 255.0) ** exponent)
 
 

@@ -68,7 +68,8 @@ class PhotosReport:
                  f"{self.ms_per_photo:.1f} ms per photo", "",
                  "| class | " + " | ".join(self.recall) + " |", "|---|" + "---:|" * len(self.recall),
                  "| recall | " + " | ".join(f"{value:.1%}" for value in self.recall.values()) + " |", "",
-                 "| true \\ answered | " + " | ".join(EMOTIONS) + " | no face |", "|---|" + "---:|" * (len(EMOTIONS) + 1)]
+                 "| true \\ answered | " + " | ".join(EMOTIONS) + " | no face |",
+                 "|---|" + "---:|" * (len(EMOTIONS) + 1)]
         lines += [f"| {name} | " + " | ".join(str(count) for count in row) + " |"
                   for name, row in zip(EMOTIONS, self.confusion) if sum(row)]
         return "\n".join(lines)

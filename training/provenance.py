@@ -36,7 +36,7 @@ import json
 import os
 import shlex
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ CHUNK = 1 << 20  # bytes read at a time while hashing
 
 def now() -> str:
     """The current UTC time, ISO 8601 to the second, e.g. "2026-11-30T21:08:35+00:00"."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def file_sha256(path: str | os.PathLike) -> dict[str, Any]:

@@ -245,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             parser.add_argument(flag, type=type(default), metavar=setting.name.upper(), help=text)
     parser.add_argument("--resume", action="store_true",
-                        help="continue OUT/last.pt (else OUT/resume.pt) with its own settings; only --epochs, --stop-after, --threads, "
+                        help="continue OUT/last.pt (else OUT/resume.pt) with its own settings; only --epochs, "
+                             "--stop-after, --threads, "
                              "--device, --data and --equalize may be given with it")
     parser.add_argument("--stop-after", type=int, metavar="N",
                         help="end this command after N epochs, resumable later (runs with little time); "

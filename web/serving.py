@@ -63,6 +63,6 @@ class HeaderTimeoutH11Protocol(H11Protocol):
     def _headers_too_slow(self) -> None:
         self._header_timer = None
         if self.cycle is self._timed_cycle and not self.transport.is_closing():
-            peer = "%s:%d" % self.client if self.client else "a client"
+            peer = "{}:{}".format(*self.client) if self.client else "a client"
             log.info("closed the connection of %s: no complete request headers within %g s", peer, HEADER_TIMEOUT_S)
             self.transport.close()
