@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ferstream.model.architectures import REFERENCE_CHANNELS, ArchSpec, build_model, count_parameters
+from ferstream.model.architectures import ArchSpec, build_model, count_parameters
+from ferstream.model.archspec import REFERENCE_CHANNELS
 from ferstream.model.modelfile import load_model, save_model
 from ferstream.model.preprocess import Preprocessing
 from ferstream.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_version_argument, print_error
