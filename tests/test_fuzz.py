@@ -27,6 +27,7 @@ from ferstream.server.config import ServerConfig
 from ferstream.server.limits import message_limit
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
+from helpers import resident_bytes
 from inprocess_server import inprocess_server
 
 # The seeds are whole files, too long for hypothesis to print usefully; it warns about that.
@@ -40,13 +41,6 @@ SERVER_EXAMPLES = int(os.environ.get("FER_FUZZ_SERVER_EXAMPLES", "300"))
 EXPECTED_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
 # Resident memory may grow by this much over a whole run (allocator caches, OpenCV buffers), not per case.
 MEMORY_SLACK_BYTES = 150 * 1024 * 1024
-
-
-def resident_bytes(pid: int | str = "self") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
 
 
 # --- what a hostile client sends ---
