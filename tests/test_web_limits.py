@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import resource
 import signal
 import socket
 import struct
@@ -290,6 +291,35 @@ def test_large_refused_images_leave_the_gateways_memory_as_it_was(server):
         while (grown := resident_bytes(running.process.pid) - before) >= 2 * size and time.monotonic() < give_up:
             time.sleep(0.5)
         assert grown < 2 * size, f"fer-web grew by {grown / 1e6:.0f} MB"
+    finally:
+        running.stop()
+
+
+def test_running_out_of_file_descriptors_is_logged_once_not_per_attempt(server):
+    """With `ulimit -n 64` and 200 callers holding connections, accept() fails again and again: asyncio
+    logged each failure with its traceback (10 MB in 5 s). One line now, and the gateway serves again once
+    the callers leave."""
+    from ferstream.web.serving import ACCEPT_ERROR_INTERVAL_S
+
+    def few_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    running = launch_gateway(server.address, preexec_fn=few_files)
+    try:
+        callers = [socket.create_connection(address_of(running), timeout=60) for _ in range(200)]
+        give_up = time.monotonic() + 60
+        while "Too many open files" not in running.log():
+            assert time.monotonic() < give_up, running.log()[-2000:]
+            time.sleep(0.2)
+        time.sleep(min(3.0, ACCEPT_ERROR_INTERVAL_S / 2))  # asyncio tries again each second
+        for caller in callers:
+            caller.close()
+        log = running.log()
+        assert len(log) < 64 * 1024 and "Traceback" not in log, f"{len(log)} bytes of log: {log[-2000:]}"
+        assert len([line for line in log.splitlines() if "cannot accept connections" in line]) == 1
+        assert "Too many open files" in log
+        status, health = get(f"{running.url}/healthz")
+        assert (status, health["server"]) == (200, "serving")
     finally:
         running.stop()
 
