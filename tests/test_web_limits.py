@@ -190,6 +190,7 @@ def test_a_connection_that_never_finishes_its_headers_is_closed(gateway):
         assert connection.recv(1024) == b""  # closed, without an answer
 
 
+@pytest.mark.slow  # waits out the 30 s body idle timeout
 def test_a_body_that_stops_coming_gets_408(gateway, photo):
     from ferstream.web.app import BODY_IDLE_TIMEOUT_S
 
