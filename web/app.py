@@ -353,6 +353,7 @@ def build_app(client: EmotionClient, settings: GatewaySettings = GatewaySettings
             error.__traceback__ = None
             return JSONResponse(body, status_code=status)
         except ValueError as error:  # a caller's token that cannot travel as metadata
+            error.__traceback__ = None  # as above
             return JSONResponse(error_body(str(error), grpc.StatusCode.UNAUTHENTICATED), status_code=401)
         width, height = await run_in_threadpool(image_size, image)
         record = FrameRecord(frame=0, width=width, height=height, faces=[face_record(face) for face in reply.faces])
