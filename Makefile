@@ -47,7 +47,8 @@ test: test-deps $(DEV_STAMP)
 	@echo "           make test-quick leaves out the tests marked slow"
 	$(PYTHON) -m pytest
 
-# The suite without the tests marked slow (soak, training, fine-tuning, long benchmarks, install dry runs).
+# The suite without the tests marked slow (soak, training, fine-tuning, long benchmarks, install dry runs,
+# full PublicTest passes, fuzzing, long timeouts): each took over about 20 s on a busy 2-core machine.
 test-quick: test-deps $(DEV_STAMP)
 	$(PYTHON) -m pytest -m "not slow"
 

@@ -6,6 +6,7 @@ import re
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -92,3 +93,11 @@ def wait_for_log_line(process, log_path, marker: str, name: str, timeout: float)
         time.sleep(0.1)
     process.kill()
     pytest.fail(f"{name} did not start within {timeout} s:\n{log_path.read_text(errors='replace')}")
+
+
+def resident_bytes(pid: int | str = "self") -> int:
+    """The resident set size of process pid (this process by default), in bytes, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/{pid}/status has no VmRSS line")

@@ -95,6 +95,7 @@ def test_annotate_a_video(tmp_path: Path, faces_dir: Path, fer_models_dir: Path)
     assert all("track_id" in face and "track_probabilities" not in face for face in faces)
 
 
+@pytest.mark.slow  # 26 s on a busy 2-core machine: a photo, a folder and a video, each model loaded
 def test_annotate_chooses_the_model_per_kind_of_input(tmp_path: Path, faces_dir: Path, fer_models_dir: Path) -> None:
     """Images default to the accurate model and videos to the fast one, as the server's calls; --model picks."""
     photo = faces_dir / PHOTO

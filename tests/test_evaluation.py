@@ -48,7 +48,8 @@ def test_eval_class_subset_and_tta(small_test_folder: Path, tmp_path: Path, caps
                                                        == faces.labels).mean()))
 
 
-@pytest.mark.parametrize("mode", ["flip", "tencrop"])
+# tencrop: 31 s on a busy 2-core machine (ten views of each face); flip keeps the quick run's coverage.
+@pytest.mark.parametrize("mode", ["flip", pytest.param("tencrop", marks=pytest.mark.slow)])
 def test_tta_sees_a_face_and_its_mirror_image_alike(small_test_folder: Path, mode: str) -> None:
     """Both view sets hold every view's mirror image, so mirroring the input cannot change the answer."""
     model, images = load_model(), load_dataset(small_test_folder).images

@@ -22,19 +22,12 @@ import pytest
 from ferstream.client.library import EmotionClient
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
-from helpers import stream_frame
+from helpers import resident_bytes, stream_frame
 
 # A raw 640x480 BGR frame is 900 KiB: a client that never reads and keeps sending these would show up in
 # the server's memory within a few frames if the server queued them.
 RAW_FRAMES = 150
 MEMORY_SLACK_BYTES = 80 * 1024 * 1024
-
-
-def resident_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from ferstream.pipeline.settings import message_limit
 from ferstream.server.config import ServerConfig
 from ferstream.v1 import emotion_pb2 as pb
 from ferstream.v1 import emotion_pb2_grpc as pb_grpc
+from helpers import resident_bytes
 from inprocess_server import inprocess_server
 
 # The seeds are whole files, too long for hypothesis to print usefully; it warns about that.
@@ -40,13 +41,6 @@ SERVER_EXAMPLES = int(os.environ.get("FER_FUZZ_SERVER_EXAMPLES", "300"))
 EXPECTED_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
 # Resident memory may grow by this much over a whole run (allocator caches, OpenCV buffers), not per case.
 MEMORY_SLACK_BYTES = 150 * 1024 * 1024
-
-
-def resident_bytes(pid: int | str = "self") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
 
 
 # --- what a hostile client sends ---
@@ -171,6 +165,7 @@ def check_faces(response: pb.AnnotateResponse, request: pb.AnnotateRequest) -> N
         assert face.emotion in {score.emotion for score in face.scores}
 
 
+@pytest.mark.slow  # 23 s on a busy 2-core machine
 def test_request_path_answers_every_hostile_request(stub, seeds: list[bytes]) -> None:
     outcomes = {"faces": 0, "no faces": 0, "error": 0}
     stub.Annotate(pb.AnnotateRequest(image=pb.Image(encoded=seeds[0])), timeout=60)  # warm up

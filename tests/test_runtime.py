@@ -69,6 +69,7 @@ def calibrated(pytorch, crops: np.ndarray, temperature: float) -> np.ndarray:
     return softmax(logits_of(pytorch, crops), temperature).astype(np.float32)
 
 
+@pytest.mark.slow  # 30 s per runtime on a busy 2-core machine: all 3,589 PublicTest faces
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_the_runtime_matches_pytorch_on_all_of_public_test(runtime: str, public_test, shipped_pytorch) -> None:
     served = load_classifier(SHIPPED_ONNX, runtime, tta="none")  # the graph alone (tests/test_served_tta.py: flip)

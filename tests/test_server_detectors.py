@@ -275,3 +275,26 @@ def test_ssd_adds_no_phantom_face_beside_a_face_filling_most_of_the_frame(fer_mo
         if any(iou(found_box, face) > 0.3 for found_box in found) and len(found) > 1:
             beside.append(((width, height), found))
     assert beside == []
+
+
+@pytest.mark.parametrize("size", [(480, 640), (300, 300), (640, 480)])
+def test_ssd_finds_close_up_faces_filling_most_of_the_frames_height(fer_models_dir: Path, faces_dir: Path,
+                                                                   face_boxes, size: tuple[int, int]) -> None:
+    """Each hand-boxed face of the shared photos as a frame it fills 85 % of the height of: SSD found 7, 31
+    and 40 of the 43 when it searched only its levels, whose coarsest sees such a face beyond its largest."""
+    from ferstream.bench.detectors import iou, square
+
+    ssd = load_detectors(fer_models_dir)[DetectorKind.SSD].detector
+    fill, faces, missed = 0.85, 0, []
+    for name, boxes in sorted(face_boxes.items()):
+        photo = cv2.imread(str(faces_dir / name))
+        for box in boxes:
+            faces += 1
+            frame = close_up(photo, box, size, fill)
+            scale = fill * size[1] / box[3]
+            face = (size[0] / 2 - box[2] * scale / 2, size[1] / 2 - box[3] * scale / 2, box[2] * scale,
+                    box[3] * scale)
+            found = [(d.x, d.y, d.width, d.height) for d in ssd.detect(frame, ssd.default_threshold)]
+            if not any(iou(square(face), square(found_box)) >= 0.5 for found_box in found):
+                missed.append((name, box, found))
+    assert faces == 43 and len(missed) <= 1, missed  # 0 with the Caffe weights, at most 1 with TensorFlow's

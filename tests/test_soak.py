@@ -18,6 +18,7 @@ import grpc
 import pytest
 
 from ferstream.client.library import EmotionClient
+from helpers import resident_bytes
 
 pytestmark = pytest.mark.slow  # 20 s of streams by default, more with FER_SOAK_SECONDS
 
@@ -27,13 +28,6 @@ FPS_PER_STREAM = float(os.environ.get("FER_SOAK_FPS", "10"))
 # Memory is measured from the end of the warm-up (first frames of every stream, allocator pools filled).
 WARM_UP_S = min(10.0, SECONDS / 4)
 MAX_GROWTH = 0.10
-
-
-def resident_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
 
 
 @dataclass

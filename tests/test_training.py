@@ -270,6 +270,7 @@ def test_resume_refuses_settings_it_would_ignore(tmp_path: Path, capsys: pytest.
     assert "drop --lr" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 63 s on a busy 2-core machine: two smoke trainings
 def test_init_starts_from_a_model_files_weights(small_fer2013: Path, tmp_path: Path) -> None:
     """--init continues the shipped model: its first epoch already scores like it, not like chance."""
     shipped = load_model()

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,12 +52,14 @@ class Gateway:
         shutil.rmtree(self.log_path.parent, ignore_errors=True)
 
 
-def launch_gateway(server_address: str, *args: str, timeout: float = 60.0) -> Gateway:
-    """`fer-web --port 0 --server ADDRESS ARGS`; returns once it says where it serves."""
+def launch_gateway(server_address: str, *args: str, timeout: float = 60.0,
+                   preexec_fn: Callable[[], None] | None = None) -> Gateway:
+    """`fer-web --port 0 --server ADDRESS ARGS`; returns once it says where it serves. preexec_fn runs in
+    the child before fer-web starts (resource limits)."""
     log_path = Path(tempfile.mkdtemp(prefix="fer-web-")) / "fer-web.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen([*GATEWAY, "--port", "0", "--server", server_address, *args],
-                                   stdout=log, stderr=subprocess.STDOUT)
+                                   stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
     try:
         url = wait_for_log_line(process, log_path, SERVING, "fer-web", timeout)
     except BaseException:

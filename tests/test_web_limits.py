@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import resource
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -17,7 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import require_program
-from helpers import face_mosaic
+from helpers import face_mosaic, resident_bytes
 from test_web import (GATEWAY, PAGE_TIMEOUT_MS, chromium, drawn_state, get, launch_gateway, multipart,  # noqa: F401
                       open_page, post, ws_url)
 # The same real fer-server and gateway per module as test_web.py's (pytest registers imported fixtures).
@@ -188,6 +190,7 @@ def test_a_connection_that_never_finishes_its_headers_is_closed(gateway):
         assert connection.recv(1024) == b""  # closed, without an answer
 
 
+@pytest.mark.slow  # waits out the 30 s body idle timeout
 def test_a_body_that_stops_coming_gets_408(gateway, photo):
     from ferstream.web.app import BODY_IDLE_TIMEOUT_S
 
@@ -220,6 +223,115 @@ def test_a_large_non_image_body_is_refused_at_its_first_bytes(gateway):
         status, body = read_answer(connection)
     error = json.loads(body)
     assert (status, error["code"]) == (400, "INVALID_ARGUMENT") and "before forwarding" in error["error"]
+
+
+def test_a_large_body_that_only_starts_as_a_jpeg_is_refused_before_the_rest_comes(gateway):
+    """45 MB announced, a JPEG signature and 2 MiB of noise sent: no frame header within the first MiB, so
+    the answer comes without the rest (a gateway waiting for it would answer 408 after the idle timeout)."""
+    from ferstream.web.app import JPEG_HEADER_BYTES
+
+    size = 45 * 1024 * 1024
+    sent = b"\xff\xd8\xff" + np.random.default_rng(0).bytes(2 * JPEG_HEADER_BYTES)
+    head = (f"POST /v1/annotate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+            f"Content-Length: {size}\r\n\r\n").encode() + sent
+    with raw_request(gateway, head) as connection:
+        status, body = read_answer(connection)
+    error = json.loads(body)
+    assert (status, error["code"]) == (400, "INVALID_ARGUMENT") and "before forwarding" in error["error"]
+
+
+def test_a_form_file_that_only_starts_as_a_jpeg_is_refused_before_forwarding(gateway):
+    from ferstream.web.app import JPEG_HEADER_BYTES
+
+    body, content_type = multipart("file", "photo.jpg",
+                                   b"\xff\xd8\xff" + np.random.default_rng(0).bytes(2 * JPEG_HEADER_BYTES))
+    status, error = post(f"{gateway.url}/v1/annotate", body, content_type)
+    assert (status, error["code"]) == (400, "INVALID_ARGUMENT") and "before forwarding" in error["error"]
+
+
+def test_a_jpeg_whose_frame_header_comes_late_is_still_forwarded(gateway, photo):
+    """A photo whose EXIF, ICC and XMP segments put its frame header 300 KiB in: well within the limit."""
+    segments = b"".join(b"\xff\xe2" + (65535).to_bytes(2, "big") + bytes(65533) for _ in range(5))
+    late = photo[:2] + segments + photo[2:]
+    status, answer = post(f"{gateway.url}/v1/annotate", late)
+    assert status == 200 and answer["faces"], answer
+
+
+# (fer-web options, a request header, what the answer holds): the server refuses the image; the gateway's
+# client refuses to send a caller's token that is no printable ASCII (--forward-caller-token).
+REFUSALS = {"by the server": ((), b"", (400, b"60000x60000")),
+            "for the token": (("--forward-caller-token",), b"Authorization: Bearer t\xe9ken\r\n",
+                              (401, b"UNAUTHENTICATED"))}
+
+
+@pytest.mark.parametrize("refusal", list(REFUSALS))
+def test_large_refused_images_leave_the_gateways_memory_as_it_was(server, refusal):
+    """Eight 45 MB bodies at once, each a PNG header that claims 60000x60000 pixels and then noise, refused
+    after the gateway read them. Afterwards the gateway holds no copy of them (it held 760 MB more when the
+    failed calls' tracebacks kept their frames, and the images in them, alive)."""
+    options, header, (expected_status, expected_text) = REFUSALS[refusal]
+    running = launch_gateway(server.address, *options)
+    try:
+        size, bodies = 45 * 1024 * 1024, 8
+        png = bytearray(cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes())
+        png[16:24] = struct.pack(">II", 60000, 60000)  # IHDR's width and height: over the server's pixel limit
+        noise = np.random.default_rng(0).bytes(1024 * 1024)
+        before = resident_bytes(running.process.pid)
+        answers: list[int | bytes] = []  # the status of the expected refusal, or what came instead
+
+        def send() -> None:
+            head = (f"POST /v1/annotate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                    f"Content-Length: {size}\r\n").encode() + header + b"\r\n" + png
+            with raw_request(running, head, timeout=300) as connection:
+                left = size - len(png)
+                while left > 0:
+                    connection.sendall(noise[:left])
+                    left -= len(noise)
+                status, body = read_answer(connection)
+                answers.append(status if expected_text in body else body)
+
+        senders = [threading.Thread(target=send) for _ in range(bodies)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        assert answers == [expected_status] * bodies
+        # The last calls' worker threads and gRPC let go of their copies just after answering.
+        give_up = time.monotonic() + 30
+        while (grown := resident_bytes(running.process.pid) - before) >= 2 * size and time.monotonic() < give_up:
+            time.sleep(0.5)
+        assert grown < 2 * size, f"fer-web grew by {grown / 1e6:.0f} MB"
+    finally:
+        running.stop()
+
+
+def test_running_out_of_file_descriptors_is_logged_once_not_per_attempt(server):
+    """With `ulimit -n 64` and 200 callers holding connections, accept() fails again and again: asyncio
+    logged each failure with its traceback (10 MB in 5 s). One line now, and the gateway serves again once
+    the callers leave."""
+    from ferstream.web.serving import ACCEPT_ERROR_INTERVAL_S
+
+    def few_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    running = launch_gateway(server.address, preexec_fn=few_files)
+    try:
+        callers = [socket.create_connection(address_of(running), timeout=60) for _ in range(200)]
+        give_up = time.monotonic() + 60
+        while "Too many open files" not in running.log():
+            assert time.monotonic() < give_up, running.log()[-2000:]
+            time.sleep(0.2)
+        time.sleep(min(3.0, ACCEPT_ERROR_INTERVAL_S / 2))  # asyncio tries again each second
+        for caller in callers:
+            caller.close()
+        log = running.log()
+        assert len(log) < 64 * 1024 and "Traceback" not in log, f"{len(log)} bytes of log: {log[-2000:]}"
+        assert len([line for line in log.splitlines() if "cannot accept connections" in line]) == 1
+        assert "Too many open files" in log
+        status, health = get(f"{running.url}/healthz")
+        assert (status, health["server"]) == (200, "serving")
+    finally:
+        running.stop()
 
 
 def test_a_non_image_file_in_a_form_is_refused_before_forwarding(gateway):

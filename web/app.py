@@ -30,7 +30,8 @@ from ferstream.client.library import EmotionClient
 from ferstream.client.messages import face_record, make_options
 from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT
 from ferstream.model.labels import EMOTIONS
-from ferstream.pipeline.decode import JPEG_SOI
+from ferstream.pipeline.decode import JPEG_SOI, jpeg_header
+from ferstream.pipeline.errors import BadInput
 from ferstream.pipeline.settings import DEFAULT_MAX_MESSAGE_BYTES
 from ferstream.annotate.draw import CHART_DIMMING, colour_of, text_colour_on
 from ferstream.annotate.records import FrameRecord
@@ -59,6 +60,11 @@ BODY_IDLE_TIMEOUT_S = 30.0
 # header, whose bytes 8-12 say WEBP. A body that starts otherwise is refused at its first bytes.
 IMAGE_SIGNATURES = (JPEG_SOI, b"\x89PNG\r\n\x1a\n", b"BM", b"RIFF")
 SIGNATURE_BYTES = 12
+# A JPEG's frame header (SOF, which gives its size) follows its APPn segments: EXIF with its thumbnail (at most
+# 64 KiB), ICC profiles, XMP. The photos in testdata have theirs within 4 KiB; 1 MiB holds any camera's. A
+# body that starts as a JPEG but has no frame header in its first MiB is refused before the rest is read:
+# the server would refuse it anyway, after the gateway had read, held and forwarded all of it.
+JPEG_HEADER_BYTES = 1 << 20
 # WebSocket close code for "the server failed the stream; try again later" (RFC 6455 registry: 1013).
 CLOSE_TRY_AGAIN_LATER = 1013
 
@@ -128,6 +134,37 @@ def check_signature(head: bytes) -> None:
         raise not_an_image()
 
 
+class HeadCheck:
+    """Checks a body's first bytes as they arrive, before the rest is read: the image signature
+    (check_signature) and, for a JPEG, that its frame header lies within JPEG_HEADER_BYTES (the markers
+    before it well formed). Holds at most that many bytes, and none once the check passed."""
+
+    def __init__(self) -> None:
+        self._head = b""
+        self._passed = False
+
+    def feed(self, chunk: bytes, last: bool) -> None:
+        """Takes the body's next chunk (last: no more follow); BodyError (400) as soon as the bytes so far
+        cannot begin an image the server decodes."""
+        if self._passed:
+            return
+        self._head += chunk[:JPEG_HEADER_BYTES - len(self._head)]
+        complete = last or len(self._head) >= JPEG_HEADER_BYTES
+        if not self._head or (len(self._head) < SIGNATURE_BYTES and not complete):
+            return
+        check_signature(self._head)
+        if self._head.startswith(JPEG_SOI):
+            try:
+                jpeg_header(self._head)
+            except BadInput as error:  # perhaps only cut short: more bytes may bring the frame header
+                if complete:
+                    raise BodyError(f"{error.message} within its first {len(self._head)} bytes: refused before "
+                                    "forwarding", grpc.StatusCode.INVALID_ARGUMENT, 400) from None
+                return
+        self._passed = True
+        self._head = b""
+
+
 def check_message_size(request: Message, limit: int) -> None:
     """BodyError (413) when the request for the server would be over limit bytes (computed, not serialised):
     gRPC would end the whole call for it."""
@@ -163,27 +200,25 @@ def bounded_receive(request: Request, limit: int) -> Receive:
 
 async def read_raw_image(request: Request, limit: int) -> bytes:
     """The whole body, refused as soon as it passes limit bytes (413), stays silent (408) or starts as no
-    image (400): a refused body is never held, only its first chunk."""
+    image (400, HeadCheck): a refused body is never held, only its first chunks."""
     receive = bounded_receive(request, limit)
     chunks: list[bytes] = []
-    head = b""
+    head = HeadCheck()
     while True:
         message = await receive()
         chunk = message.get("body", b"")
         if chunk:
             chunks.append(chunk)
         more = message.get("more_body", False)
-        if len(head) < SIGNATURE_BYTES:
-            head = (head + chunk)[:SIGNATURE_BYTES]
-            if head and (len(head) == SIGNATURE_BYTES or not more):
-                check_signature(head)
+        head.feed(chunk, last=not more)
         if not more:
             return b"".join(chunks)
 
 
 async def read_form_image(request: Request, limit: int) -> bytes:
     """The first file of a multipart/form-data body. The parser keeps a large file on disk, not in memory
-    (Starlette spools it), so a refused one leaves nothing behind; its first bytes are checked first."""
+    (Starlette spools it), so a refused one leaves nothing behind; its first bytes are checked (HeadCheck)
+    before the rest is read."""
     try:
         form = await Request(request.scope, bounded_receive(request, limit)).form(max_files=1, max_fields=16)
     except HTTPException as error:  # the parser's own complaint: a damaged form, too many parts
@@ -193,9 +228,8 @@ async def read_form_image(request: Request, limit: int) -> bytes:
         files = [value for value in form.values() if not isinstance(value, str)]
         if not files:
             raise BodyError("the multipart form has no file", grpc.StatusCode.INVALID_ARGUMENT, 400)
-        head = await files[0].read(SIGNATURE_BYTES)
-        if head:
-            check_signature(head)
+        head = await files[0].read(JPEG_HEADER_BYTES)
+        HeadCheck().feed(head, last=len(head) < JPEG_HEADER_BYTES)
         return head + await files[0].read()
     finally:
         await form.close()
@@ -315,8 +349,13 @@ def build_app(client: EmotionClient, settings: GatewaySettings = GatewaySettings
                 token=token_of(request.scope))
         except grpc.RpcError as error:
             body, status = rpc_error_body(error)
+            # The error's traceback holds the frames that held the image and its request (copies of the body),
+            # and one of them holds the awaited future that holds the error: a cycle that would keep them
+            # all until the garbage collector next runs, which an idle gateway may not do for a long time.
+            error.__traceback__ = None
             return JSONResponse(body, status_code=status)
         except ValueError as error:  # a caller's token that cannot travel as metadata
+            error.__traceback__ = None  # as above
             return JSONResponse(error_body(str(error), grpc.StatusCode.UNAUTHENTICATED), status_code=401)
         width, height = await run_in_threadpool(image_size, image)
         record = FrameRecord(frame=0, width=width, height=height, faces=[face_record(face) for face in reply.faces])

@@ -203,14 +203,21 @@ def _serve(args: argparse.Namespace, listener: socket.socket, tls: tuple[bytes |
 
 
 def _log_to_stderr() -> None:
-    """The gateway's own log lines (a cancelled upload, a connection closed for slow headers) on stderr, one
-    line each, as its start-up line."""
+    """The gateway's own log lines (a cancelled upload, a connection closed for slow headers) and asyncio's
+    (connections that cannot be accepted: at most one line per interval, AcceptErrorLog) on stderr, as its
+    start-up line."""
+    from .serving import AcceptErrorLog
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
     logger = logging.getLogger("ferstream.web")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    event_loop_logger = logging.getLogger("asyncio")
+    event_loop_logger.addHandler(handler)
+    event_loop_logger.addFilter(AcceptErrorLog())
+    event_loop_logger.propagate = False
 
 
 def _fail(message: str, code: int) -> int:
