@@ -26,6 +26,7 @@ from ferstream.commandline import (EXIT_INTERRUPTED, CommandParser, add_version_
 from ferstream.pipeline.settings import MODELS_DIR_HELP, default_threads
 
 from .paths import default_data_dir, default_models_dir, faces_dir
+from .report import kernel_caps
 
 DEFAULT_SECONDS = 10.0
 
@@ -117,9 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def typed_command(argv: list[str]) -> str:
+    """The command line as typed, led by the kernel caps it ran under (report.KERNEL_CAPS), so that running
+    the line again measures the same thing."""
+    caps = [f"{name}={value}" for name, value in kernel_caps().items()]
+    return shlex.join([*caps, "fer-bench", *argv])
+
+
 def section_key(argv: list[str]) -> str:
-    """The name of a command's --markdown-out section: its command line without the --markdown-out option,
-    so the same measurement replaces its own section whichever file it is written to."""
+    """The name of a command's --markdown-out section: its command line (with its kernel caps) without the
+    --markdown-out option, so the same measurement replaces its own section whichever file it is written to,
+    and one capped at AVX2 has a section of its own."""
     kept: list[str] = []
     skip_next = False
     for argument in argv:
@@ -129,7 +138,7 @@ def section_key(argv: list[str]) -> str:
             skip_next = True
         elif not argument.startswith("--markdown-out="):
             kept.append(argument)
-    return shlex.join(["fer-bench", *kept])
+    return typed_command(kept)
 
 
 def run_command(args: argparse.Namespace, command_line: str, key: str) -> None:
@@ -220,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     from .server_process import BenchError
 
     try:
-        run_command(args, shlex.join(["fer-bench", *argv]), section_key(argv))
+        run_command(args, typed_command(argv), section_key(argv))
     except (BenchError, OSError, ValueError) as error:
         print_error("fer-bench", str(error))
         return 1

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ferstream.bench.cli import section_key
 from ferstream.bench.detectors import count_matches, iou
 from ferstream.bench.report import cpu_features, machine_description, machine_line
 
@@ -239,3 +240,6 @@ def test_a_report_names_the_kernel_caps_in_effect(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("OPENCV_CPU_DISABLE", "AVX512F,AVX512-SKX")
     line = machine_line(machine_description())
     assert "; kernels capped by ONEDNN_MAX_CPU_ISA=AVX2 OPENCV_CPU_DISABLE=AVX512F,AVX512-SKX)" in line
+    # The command line leads with them, to be run again as it reads, and a capped run has its own section.
+    capped = "ONEDNN_MAX_CPU_ISA=AVX2 OPENCV_CPU_DISABLE=AVX512F,AVX512-SKX fer-bench tracking --faces 2"
+    assert section_key(["tracking", "--faces", "2", "--markdown-out", "docs/performance.md"]) == capped
