@@ -190,15 +190,17 @@ def test_a_connection_that_never_finishes_its_headers_is_closed(gateway):
         assert connection.recv(1024) == b""  # closed, without an answer
 
 
-@pytest.mark.slow  # waits out the 30 s body idle timeout
-def test_a_body_that_stops_coming_gets_408(gateway, photo):
-    from ferstream.web.app import BODY_IDLE_TIMEOUT_S
-
+def test_a_body_that_stops_coming_gets_408(server, photo):
     head = (f"POST /v1/annotate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
             f"Content-Length: {len(photo)}\r\n\r\n").encode() + photo[:1000]
-    with raw_request(gateway, head, timeout=BODY_IDLE_TIMEOUT_S + 60) as connection:
-        status, body = read_answer(connection)
+    impatient = launch_gateway(server.address, "--body-timeout", "2")
+    try:
+        with raw_request(impatient, head, timeout=60) as connection:
+            status, body = read_answer(connection)
+    finally:
+        impatient.stop()
     assert (status, json.loads(body)["code"]) == (408, "DEADLINE_EXCEEDED")
+    assert "the body sent nothing for 2 s" in json.loads(body)["error"]
 
 
 def test_a_cancelled_upload_is_one_log_line(gateway, photo):

@@ -83,6 +83,8 @@ class GatewaySettings:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     # Send each caller's own bearer token to the server instead of the gateway's (--forward-caller-token).
     forward_caller_token: bool = False
+    # A request body that sends nothing for this long gets 408 (--body-timeout).
+    body_timeout_s: float = BODY_IDLE_TIMEOUT_S
 
     @property
     def websocket_max_bytes(self) -> int:
@@ -173,9 +175,9 @@ def check_message_size(request: Message, limit: int) -> None:
         raise too_large(f"the image's request is {size} bytes", limit)
 
 
-def bounded_receive(request: Request, limit: int) -> Receive:
+def bounded_receive(request: Request, limit: int, idle_s: float = BODY_IDLE_TIMEOUT_S) -> Receive:
     """The request's ASGI receive, raising BodyError when the body passes limit bytes (413) or sends
-    nothing for BODY_IDLE_TIMEOUT_S seconds (408): what the multipart parser reads from."""
+    nothing for idle_s seconds (408): what the multipart parser reads from."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(f"the body is {declared} bytes", limit)
@@ -184,9 +186,9 @@ def bounded_receive(request: Request, limit: int) -> Receive:
     async def receive() -> AsgiMessage:
         nonlocal size
         try:
-            message = await asyncio.wait_for(request.receive(), BODY_IDLE_TIMEOUT_S)
+            message = await asyncio.wait_for(request.receive(), idle_s)
         except TimeoutError:
-            raise BodyError(f"the body sent nothing for {BODY_IDLE_TIMEOUT_S:g} s", grpc.StatusCode.DEADLINE_EXCEEDED,
+            raise BodyError(f"the body sent nothing for {idle_s:g} s", grpc.StatusCode.DEADLINE_EXCEEDED,
                             REQUEST_TIMEOUT) from None
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
@@ -198,10 +200,10 @@ def bounded_receive(request: Request, limit: int) -> Receive:
     return receive
 
 
-async def read_raw_image(request: Request, limit: int) -> bytes:
+async def read_raw_image(request: Request, limit: int, idle_s: float = BODY_IDLE_TIMEOUT_S) -> bytes:
     """The whole body, refused as soon as it passes limit bytes (413), stays silent (408) or starts as no
     image (400, HeadCheck): a refused body is never held, only its first chunks."""
-    receive = bounded_receive(request, limit)
+    receive = bounded_receive(request, limit, idle_s)
     chunks: list[bytes] = []
     head = HeadCheck()
     while True:
@@ -215,12 +217,13 @@ async def read_raw_image(request: Request, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-async def read_form_image(request: Request, limit: int) -> bytes:
+async def read_form_image(request: Request, limit: int, idle_s: float = BODY_IDLE_TIMEOUT_S) -> bytes:
     """The first file of a multipart/form-data body. The parser keeps a large file on disk, not in memory
     (Starlette spools it), so a refused one leaves nothing behind; its first bytes are checked (HeadCheck)
     before the rest is read."""
     try:
-        form = await Request(request.scope, bounded_receive(request, limit)).form(max_files=1, max_fields=16)
+        form = await Request(request.scope, bounded_receive(request, limit, idle_s)).form(max_files=1,
+                                                                                          max_fields=16)
     except HTTPException as error:  # the parser's own complaint: a damaged form, too many parts
         raise BodyError(f"not a usable multipart form: {error.detail}", grpc.StatusCode.INVALID_ARGUMENT,
                         400) from None
@@ -243,9 +246,10 @@ def is_multipart(request: Request) -> bool:
 async def image_of(request: Request, settings: GatewaySettings) -> bytes:
     """The image of a request: the raw body, or the first file of a multipart/form-data body."""
     if is_multipart(request):
-        body = await read_form_image(request, settings.max_message_bytes + MULTIPART_OVERHEAD_BYTES)
+        body = await read_form_image(request, settings.max_message_bytes + MULTIPART_OVERHEAD_BYTES,
+                                     settings.body_timeout_s)
     else:
-        body = await read_raw_image(request, settings.max_message_bytes)
+        body = await read_raw_image(request, settings.max_message_bytes, settings.body_timeout_s)
     if not body:
         raise BodyError("the body is empty: send an image (JPEG, PNG, BMP or WebP)",
                         grpc.StatusCode.INVALID_ARGUMENT, 400)

@@ -38,6 +38,8 @@ DEFAULT_TIMEOUT_S = 30.0
 def build_parser() -> argparse.ArgumentParser:
     """fer-web's arguments; every option carries its help text."""
     from ferstream.client.cli import server_target
+
+    from .app import BODY_IDLE_TIMEOUT_S
     from ferstream.client.library import default_target
     from ferstream.pipeline.settings import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-message-bytes", type=positive_int, default=DEFAULT_MAX_MESSAGE_BYTES, metavar="BYTES",
                         help="largest image or frame forwarded; larger ones get 413 (default: fer-server's "
                         "default --max-message-bytes, %(default)s)")
+    parser.add_argument("--body-timeout", type=seconds, default=BODY_IDLE_TIMEOUT_S, metavar="SECONDS",
+                        help="longest a request body may send nothing; then 408 (default: %(default)s)")
     parser.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                         help="longest wait for the server's answer to a POST /v1/annotate; then 504 "
                         "(default: %(default)s)")
@@ -182,7 +186,7 @@ def _serve(args: argparse.Namespace, listener: socket.socket, tls: tuple[bytes |
 
     root_certificates, private_key, certificate_chain = tls
     settings = GatewaySettings(max_message_bytes=args.max_message_bytes,
-                               forward_caller_token=args.forward_caller_token)
+                               forward_caller_token=args.forward_caller_token, body_timeout_s=args.body_timeout)
     policy = AccessPolicy(bound_host=args.host, hosts=tuple(args.allow_host), origins=tuple(args.allow_origin),
                           tokens=caller_tokens)
     with EmotionClient(args.server, root_certificates=root_certificates, private_key=private_key,
