@@ -182,7 +182,7 @@ def _serve(args: argparse.Namespace, listener: socket.socket, tls: tuple[bytes |
 
     from .app import GatewaySettings, build_app
     from .guard import AccessPolicy
-    from .serving import HeaderTimeoutH11Protocol
+    from .serving import AnnouncingServer, HeaderTimeoutH11Protocol
 
     root_certificates, private_key, certificate_chain = tls
     settings = GatewaySettings(max_message_bytes=args.max_message_bytes,
@@ -200,10 +200,10 @@ def _serve(args: argparse.Namespace, listener: socket.socket, tls: tuple[bytes |
         host, port = listener.getsockname()[:2]
         scheme = "https" if args.tls_cert else "http"
         shown = f"[{host}]" if ":" in host else host
-        print(f"{PROG}: serving {scheme}://{shown}:{port}/ "
-              f"(fer-server at {args.server})", file=sys.stderr, flush=True)
-        uvicorn.Server(config).run(sockets=[listener])
+        AnnouncingServer(config, f"{PROG}: serving {scheme}://{shown}:{port}/ (fer-server at {args.server})").run(
+            sockets=[listener])
     return 0
+
 
 
 def _log_to_stderr() -> None:

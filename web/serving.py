@@ -16,10 +16,13 @@ AcceptErrorLog lets one line through per ACCEPT_ERROR_INTERVAL_S instead, saying
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
 import logging
 import time
 
 import h11
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("ferstream.web")
@@ -106,3 +109,18 @@ class AcceptErrorLog(logging.Filter):
         record.exc_info, record.exc_text = None, None
         self._next_s, self._left_out = now + ACCEPT_ERROR_INTERVAL_S, 0
         return True
+
+
+class AnnouncingServer(uvicorn.Server):
+    """uvicorn.Server that prints its start-up line on stderr once it serves: by then its signal handlers are
+    in place, so a SIGTERM or SIGINT right after the line shuts it down cleanly (sent while the event loop was
+    still being made, before, it left a half-made loop and a traceback)."""
+
+    def __init__(self, config: uvicorn.Config, line: str) -> None:
+        super().__init__(config)
+        self.line = line
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            print(self.line, file=sys.stderr, flush=True)
