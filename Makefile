@@ -83,7 +83,7 @@ else
 	fer-train --config training/recipes/light.toml --init $(INIT) --out runs/continued
 endif
 
-# A run that spans days (RECIPE: wide or second, not shipped): STOP_AFTER more epochs (0: to the end) of runs/RECIPE,
+# A run that spans days (RECIPE: wide, not shipped): STOP_AFTER more epochs (0: to the end) of runs/RECIPE,
 # continued from its last state there, or on a new machine from the compact one committed in training/unfinished/.
 RECIPE ?= wide
 STOP_AFTER ?= 0
