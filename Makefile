@@ -41,16 +41,20 @@ $(DEV_STAMP): pyproject.toml | $(PYTHON)
 	$(MAKE) --no-print-directory install-dev
 	touch $@
 
+# Test files run side by side, one worker per core (pytest-xdist), each file whole on one worker so that its
+# servers start once.
+PYTEST = $(PYTHON) -m pytest -n auto --dist loadfile
+
 # The whole suite, as CI runs it, after test-deps installs the programs the tests drive (Xvfb, node, chromium...).
 test: test-deps $(DEV_STAMP)
-	@echo "make test: the whole suite (about 11 min on a quiet 2-core machine, three times that on a busy one);"
+	@echo "make test: the whole suite (about 10 min on a quiet 2-core machine, three times that on a busy one);"
 	@echo "           make test-quick leaves out the tests marked slow"
-	$(PYTHON) -m pytest
+	$(PYTEST)
 
 # The suite without the tests marked slow (soak, training, fine-tuning, long benchmarks, install dry runs,
 # full PublicTest passes, fuzzing, long timeouts): each took over about 20 s on a busy 2-core machine.
 test-quick: test-deps $(DEV_STAMP)
-	$(PYTHON) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-deps: $(PYTHON)
 	PYTHON=$(PYTHON) .ci/test-deps
