@@ -9,6 +9,7 @@ import json
 import resource
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import require_program
-from helpers import face_mosaic
+from helpers import face_mosaic, resident_bytes
 from test_web import (GATEWAY, PAGE_TIMEOUT_MS, chromium, drawn_state, get, launch_gateway, multipart,  # noqa: F401
                       open_page, post, ws_url)
 # The same real fer-server and gateway per module as test_web.py's (pytest registers imported fixtures).
@@ -256,6 +257,55 @@ def test_a_jpeg_whose_frame_header_comes_late_is_still_forwarded(gateway, photo)
     late = photo[:2] + segments + photo[2:]
     status, answer = post(f"{gateway.url}/v1/annotate", late)
     assert status == 200 and answer["faces"], answer
+
+
+# (fer-web options, a request header, what the answer holds): the server refuses the image; the gateway's
+# client refuses to send a caller's token that is no printable ASCII (--forward-caller-token).
+REFUSALS = {"by the server": ((), b"", (400, b"60000x60000")),
+            "for the token": (("--forward-caller-token",), b"Authorization: Bearer t\xe9ken\r\n",
+                              (401, b"UNAUTHENTICATED"))}
+
+
+@pytest.mark.parametrize("refusal", list(REFUSALS))
+def test_large_refused_images_leave_the_gateways_memory_as_it_was(server, refusal):
+    """Eight 45 MB bodies at once, each a PNG header that claims 60000x60000 pixels and then noise, refused
+    after the gateway read them. Afterwards the gateway holds no copy of them (it held 760 MB more when the
+    failed calls' tracebacks kept their frames, and the images in them, alive, and about 420 MB in one run of
+    two while it gathered a body as a list of chunks, whose freed memory the allocator kept)."""
+    options, header, (expected_status, expected_text) = REFUSALS[refusal]
+    running = launch_gateway(server.address, *options)
+    try:
+        size, bodies = 45 * 1024 * 1024, 8
+        png = bytearray(cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes())
+        png[16:24] = struct.pack(">II", 60000, 60000)  # IHDR's width and height: over the server's pixel limit
+        noise = np.random.default_rng(0).bytes(1024 * 1024)
+        before = resident_bytes(running.process.pid)
+        answers: list[int | bytes] = []  # the status of the expected refusal, or what came instead
+
+        def send() -> None:
+            head = (f"POST /v1/annotate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                    f"Content-Length: {size}\r\n").encode() + header + b"\r\n" + png
+            with raw_request(running, head, timeout=300) as connection:
+                left = size - len(png)
+                while left > 0:
+                    connection.sendall(noise[:left])
+                    left -= len(noise)
+                status, body = read_answer(connection)
+                answers.append(status if expected_text in body else body)
+
+        senders = [threading.Thread(target=send) for _ in range(bodies)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        assert answers == [expected_status] * bodies
+        # The last calls' worker threads and gRPC let go of their copies just after answering.
+        give_up = time.monotonic() + 30
+        while (grown := resident_bytes(running.process.pid) - before) >= 2 * size and time.monotonic() < give_up:
+            time.sleep(0.5)
+        assert grown < 2 * size, f"fer-web grew by {grown / 1e6:.0f} MB"
+    finally:
+        running.stop()
 
 
 def test_running_out_of_file_descriptors_is_logged_once_not_per_attempt(server):

@@ -217,17 +217,20 @@ async def read_raw_image(request: Request, limit: int, idle_s: float = BODY_IDLE
     """The whole body, refused as soon as it passes limit bytes (413), stays silent (408) or starts as no
     image (400, HeadCheck): a refused body is never held, only its first chunks."""
     receive = bounded_receive(request, limit, idle_s)
-    chunks: list[bytes] = []
+    # One growing buffer, each chunk freed as soon as it is copied: a list of the server's chunks (64 KiB each)
+    # would leave a large body scattered over the allocator's heap, where free() cannot hand it back to the
+    # system while anything later lies above it (8 refused 45 MB bodies left 420 MB resident, now and then).
+    # A buffer this large is a mapping of its own, returned whole when freed.
+    body = bytearray()
     head = HeadCheck()
     while True:
         message = await receive()
         chunk = message.get("body", b"")
-        if chunk:
-            chunks.append(chunk)
+        body += chunk
         more = message.get("more_body", False)
         head.feed(chunk, last=not more)
         if not more:
-            return b"".join(chunks)
+            return bytes(body)
 
 
 async def read_form_image(request: Request, limit: int, idle_s: float = BODY_IDLE_TIMEOUT_S) -> bytes:
