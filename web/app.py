@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -201,18 +200,6 @@ def bounded_receive(request: Request, limit: int, idle_s: float = BODY_IDLE_TIME
     return receive
 
 
-# A refused body at least this large is handed back to the allocator at once (release_large).
-LARGE_BODY_BYTES = 4 * 1024 * 1024
-
-
-def release_large(image: bytes) -> None:
-    """After a refused call on a large body: run the garbage collector, whose next run on its own may be far
-    off on an idle gateway, so that copies of the body still held in reference cycles (gRPC's call objects
-    and futures) are freed now."""
-    if len(image) >= LARGE_BODY_BYTES:
-        gc.collect()
-
-
 async def read_raw_image(request: Request, limit: int, idle_s: float = BODY_IDLE_TIMEOUT_S) -> bytes:
     """The whole body, refused as soon as it passes limit bytes (413), stays silent (408) or starts as no
     image (400, HeadCheck): a refused body is never held, only its first chunks."""
@@ -373,11 +360,9 @@ def build_app(client: EmotionClient, settings: GatewaySettings = GatewaySettings
             # and one of them holds the awaited future that holds the error: a cycle that would keep them
             # all until the garbage collector next runs, which an idle gateway may not do for a long time.
             error.__traceback__ = None
-            release_large(image)
             return JSONResponse(body, status_code=status)
         except ValueError as error:  # a caller's token that cannot travel as metadata
             error.__traceback__ = None  # as above
-            release_large(image)
             return JSONResponse(error_body(str(error), grpc.StatusCode.UNAUTHENTICATED), status_code=401)
         width, height = await run_in_threadpool(image_size, image)
         record = FrameRecord(frame=0, width=width, height=height, faces=[face_record(face) for face in reply.faces])
