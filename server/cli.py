@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 import sys
@@ -11,7 +10,7 @@ import sys
 from ferstream.commandline import EXIT_USAGE, print_error
 
 from .config import build_parser, config_from_args
-
+from .heap import bound_heap
 
 # Idle OpenMP threads sleep instead of spinning for milliseconds after each parallel region, which would
 # take the cores the detection workers run on. The served runtimes keep their own pools quiet (ONNX Runtime
@@ -19,27 +18,6 @@ from .config import build_parser, config_from_args
 # oneDNN when a PyTorch model file is served). OpenMP reads it once when it starts, so it is set before any
 # import; an operator's own setting wins. --replicas processes inherit it.
 WAIT_POLICY = {"OMP_WAIT_POLICY": "PASSIVE"}
-
-# glibc's mallopt parameter number for the size from which allocations get their own mapping (malloc.h).
-M_MMAP_THRESHOLD = -3
-# Blocks from 1 MiB up (a frame larger than 640x480, its copies, the detectors' buffers for it) get their own
-# mapping, returned to the system when freed. glibc's default threshold rises to the largest block freed
-# (up to 32 MiB), after which such blocks land in the heap and stay there: a burst of six 4K and 12 MP
-# frames per detector left the server at 877 MB resident instead of 371; with this (and the detectors
-# releasing their buffers) at 382.
-MMAP_THRESHOLD_BYTES = 1 << 20
-
-
-def bound_heap() -> None:
-    """Fixes glibc's mmap threshold at MMAP_THRESHOLD_BYTES; nothing on other C libraries or when the
-    operator set MALLOC_MMAP_THRESHOLD_ (their setting wins). --replicas processes call it themselves."""
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return
-    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,7 +105,7 @@ def stop_when_orphaned(parent_alive: Connection) -> None:
 
 def run_replica(number: int, config: ServerConfig, ready: multiprocessing.Queue, parent_alive: Connection) -> None:
     """The body of replica `number`, in a freshly spawned interpreter."""
-    from .cli import bound_heap
+    from .heap import bound_heap
 
     bound_heap()
     # Ctrl-C reaches the whole process group; the parent turns it into SIGTERM, which a replica still loading

@@ -115,3 +115,45 @@ def test_large_frames_leave_no_memory_behind(fer_server_factory, fer_models_dir:
         after = resident_bytes(server.process.pid)
     print(f"\nlarge frames: server RSS {before / 2**20:.0f} MiB before, {after / 2**20:.0f} MiB after")
     assert after - before < MAX_LARGE_FRAME_RESIDUE_BYTES, f"{(after - before) / 2**20:.0f} MiB left behind"
+
+
+def test_large_refused_images_leave_the_servers_memory_as_it_was(fer_server_factory, fer_models_dir: Path,
+                                                                 faces_dir: Path) -> None:
+    """Three bursts of eight 45 MB images at once, each a PNG header that claims 60000x60000 pixels and then
+    noise, refused (INVALID_ARGUMENT) by the pixel limit. Afterwards the server holds no copy of them: it held
+    850 MB more while the refusals' tracebacks kept the requests in reference cycles, and 50 to 240 MB more
+    without a trim of the heaps gRPC received them into (server/heap.py)."""
+    import struct
+
+    import cv2
+    import numpy as np
+
+    server = fer_server_factory("--models-dir", str(fer_models_dir))
+    size, calls, bursts = 45 * 1024 * 1024, 8, 3
+    png = bytearray(cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes())
+    png[16:24] = struct.pack(">II", 60000, 60000)  # IHDR's width and height: over the server's pixel limit
+    image = bytes(png) + np.random.default_rng(0).bytes(size - len(png))
+    codes: list[grpc.StatusCode] = []
+    with EmotionClient(server.address, timeout=300) as client:
+        for _ in range(5):  # every stage warmed up on the usual frames
+            client.annotate((faces_dir / "2008_002506.jpg").read_bytes())
+        before = resident_bytes(server.process.pid)
+
+        def call() -> None:
+            try:
+                client.annotate(image)
+            except grpc.RpcError as error:
+                codes.append(error.code())
+
+        for _ in range(bursts):
+            callers = [threading.Thread(target=call) for _ in range(calls)]
+            for caller in callers:
+                caller.start()
+            for caller in callers:
+                caller.join()
+    assert codes == [grpc.StatusCode.INVALID_ARGUMENT] * calls * bursts
+    # gRPC lets go of the last calls' buffers just after answering.
+    give_up = time.monotonic() + 30
+    while (grown := resident_bytes(server.process.pid) - before) >= size and time.monotonic() < give_up:
+        time.sleep(0.5)
+    assert grown < size, f"fer-server grew by {grown / 1e6:.0f} MB, more than one of the images"
