@@ -51,8 +51,8 @@ test: test-deps $(DEV_STAMP)
 	@echo "           make test-quick leaves out the tests marked slow"
 	$(PYTEST)
 
-# The suite without the tests marked slow (soak, training, fine-tuning, long benchmarks, install dry runs,
-# full PublicTest passes, fuzzing, long timeouts): each took over about 20 s on a busy 2-core machine.
+# The suite without the tests marked slow (soak, training, fine-tuning, benchmarks, install dry runs, passes
+# over PublicTest, fuzzing, the browser's longer scenarios, long timeouts): each took over about 4 s.
 test-quick: test-deps $(DEV_STAMP)
 	$(PYTEST) -m "not slow"
 

@@ -74,6 +74,7 @@ def test_alignment_turns_a_rotated_face_upright(yunet, faces_dir: Path) -> None:
         assert np.abs(in_crop - FER_TEMPLATE).max() < 6.0  # where FER2013 faces have them (48 px crop)
 
 
+@pytest.mark.slow
 def test_yunet_landmarks_turn_with_a_large_face(yunet, faces_dir: Path) -> None:
     """Detected again in the turned photo, a large face's landmarks show most of the roll.
 

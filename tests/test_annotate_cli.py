@@ -66,6 +66,7 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> None
     writer.release()
 
 
+@pytest.mark.slow
 def test_annotate_a_video(tmp_path: Path, faces_dir: Path, fer_models_dir: Path) -> None:
     photo = cv2.imread(str(faces_dir / PHOTO))
     video = tmp_path / "clip.avi"
@@ -118,6 +119,7 @@ def test_annotate_chooses_the_model_per_kind_of_input(tmp_path: Path, faces_dir:
     assert mistyped.returncode == 1 and "unknown model 'precise'; choose one of fast, accurate" in mistyped.stderr
 
 
+@pytest.mark.slow
 def test_annotate_decides_the_kind_by_content(tmp_path: Path, faces_dir: Path, fer_models_dir: Path) -> None:
     """A JPEG without a suffix is an image; a video named .jpg is a video; neither overwrites the other's output."""
     photo = tmp_path / "photo"
@@ -157,6 +159,7 @@ def test_annotate_refuses_a_damaged_file_as_the_server_does(tmp_path: Path, face
     assert sorted(item.name for item in tmp_path.iterdir()) == ["broken.jpg", "truncated.jpg"]
 
 
+@pytest.mark.slow
 def test_annotate_says_what_is_wrong_with_the_input_path(tmp_path: Path) -> None:
     """Bad usage is one line and exit 2, before any work: a missing path (alone or in a batch), a folder
     (a batch) without --jsonl or --csv, and --out or --timeline for more than one file."""

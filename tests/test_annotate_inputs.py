@@ -26,6 +26,7 @@ def latin1_path(folder: Path, suffix: str) -> Path:
     return folder / os.fsdecode(LATIN1 + suffix.encode())
 
 
+@pytest.mark.slow
 def test_a_name_that_is_not_utf8_is_annotated_and_written_escaped(tmp_path: Path, faces_dir: Path,
                                                                   fer_models_dir: Path) -> None:
     photo = latin1_path(tmp_path, ".jpg")
@@ -83,6 +84,7 @@ def test_csv_and_jsonl_naming_one_file_are_refused(tmp_path: Path, faces_dir: Pa
         assert not both.exists()
 
 
+@pytest.mark.slow
 def test_a_folder_run_leaves_the_annotated_copies_of_earlier_runs_out(tmp_path: Path, faces_dir: Path,
                                                                      fer_models_dir: Path) -> None:
     photo = tmp_path / "photo.jpg"
@@ -145,6 +147,7 @@ def write_heic(path: Path, image: np.ndarray) -> None:
     pillow_heif.from_bytes(mode="RGB", size=(width, height), data=rgb.tobytes()).save(str(path), quality=90)
 
 
+@pytest.mark.slow
 def test_a_folder_run_takes_heic_and_tiff_as_a_single_run_does_and_names_what_it_leaves_out(
         tmp_path: Path, faces_dir: Path, fer_models_dir: Path) -> None:
     folder = tmp_path / "phone"

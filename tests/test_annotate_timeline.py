@@ -68,6 +68,7 @@ def test_the_test_video_really_has_a_variable_frame_rate(tmp_path: Path, faces_d
     assert times != pytest.approx([1000 * index / fps for index in range(len(times))])
 
 
+@pytest.mark.slow
 def test_fer_annotate_writes_container_times_and_a_timeline(tmp_path: Path, faces_dir: Path,
                                                             fer_models_dir: Path) -> None:
     clip = vfr_clip(tmp_path, faces_dir)
@@ -98,6 +99,7 @@ def test_fer_annotate_writes_container_times_and_a_timeline(tmp_path: Path, face
     assert "3 track(s)" in result.stderr
 
 
+@pytest.mark.slow
 def test_timeline_option_and_its_absence(tmp_path: Path, faces_dir: Path, fer_models_dir: Path) -> None:
     """--timeline PREFIX puts both files there; --no-timeline writes none; a still image never gets one."""
     clip = vfr_clip(tmp_path, faces_dir)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 import ferstream
 from ferstream.client import EmotionClient, face_to_dict
@@ -16,6 +17,7 @@ from ferstream.client import EmotionClient, face_to_dict
 PHOTOS = ("2008_002506.jpg", "2008_001009.jpg")  # three and two large faces
 
 
+@pytest.mark.slow
 def test_analyze_gives_the_faces_the_servers_annotate_gives(fer_server_factory, fer_models_dir: Path,
                                                              faces_dir: Path) -> None:
     server = fer_server_factory("--models-dir", str(fer_models_dir))
@@ -88,6 +90,7 @@ def test_analyze_says_what_the_face_limit_left_out_and_honours_a_larger_one(face
     assert len(asked) == 5 and asked.faces_omitted == found - 5
 
 
+@pytest.mark.slow
 def test_analyze_gives_each_face_as_the_servers_message_carries_it(faces_dir: Path) -> None:
     """analyze builds its dicts from the frame path's own answer; fer-server builds Face messages from the same
     answer (server/protoconv.py), which clients turn into dicts: for each shared photo, detector, threshold and

@@ -63,6 +63,7 @@ def test_face_matching_pairs_each_true_box_once(face_boxes) -> None:
     assert count_matches(shifted, truth) == 0
 
 
+@pytest.mark.slow
 def test_stream_against_a_running_server(fer_server_factory, fer_models_dir: Path, data_options) -> None:
     server = fer_server_factory("--models-dir", str(fer_models_dir))
     result = bench_json("stream", "--server", server.address, "--streams", "2", "--fps", "8", "--seconds", "1.5",
@@ -74,6 +75,7 @@ def test_stream_against_a_running_server(fer_server_factory, fer_models_dir: Pat
     assert result["server_cpu_s"] is None  # not our child: its CPU time is not measured
 
 
+@pytest.mark.slow
 def test_reference_against_a_spawned_server(data_options) -> None:
     result = bench_json("reference", "--seconds", "1", "--threads", "1", "--detector", "ssd", *data_options)
     reference, served = result["reference"], result["served"]
@@ -100,6 +102,7 @@ def vgg_multiply_adds(channels) -> int:
     return total + previous * 7
 
 
+@pytest.mark.slow
 def test_classifier_of_the_accurate_model(data_options) -> None:
     result = bench_json("classifier", "--model", "accurate", "--seconds", "0.1", "--batch-sizes", "1,2", "--threads",
                         "1", *data_options)
@@ -143,6 +146,7 @@ def test_classifier(data_options) -> None:
         assert timing["ms_per_batch"] == pytest.approx(timing["ms_per_face"] * timing["batch"])
 
 
+@pytest.mark.slow
 def test_detectors_table_and_chart(tmp_path: Path, data_options) -> None:
     chart = tmp_path / "detectors.png"
     result = bench_json("detectors", "--seconds", "0.2", "--threads", "1", "--chart", str(chart), *data_options)
@@ -181,6 +185,7 @@ def sections(text: str, key: str) -> list[str]:
     return [part.split(end, 1)[0] for part in text.split(begin)[1:]]
 
 
+@pytest.mark.slow
 def test_markdown_out_replaces_the_commands_own_section(tmp_path: Path, data_options) -> None:
     page = tmp_path / "docs" / "performance.md"
     page.parent.mkdir()

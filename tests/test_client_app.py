@@ -277,6 +277,7 @@ def test_enter_in_the_server_field_connects_to_the_address_typed(server, make_ap
     assert app.state is ConnectionState.CONNECTED and app.status_message == f"connected to {server.address}"
 
 
+@pytest.mark.slow
 def test_pause_and_snapshot_say_what_they_did(server, make_app):
     app = make_app(server.address)
     pump(app, lambda: app.last_annotated is not None, 30, "an annotated frame")
@@ -474,6 +475,7 @@ def frames_received(server) -> float:
     return sum(value for (name, _), value in samples.items() if name == "ferstream_frames_received_total")
 
 
+@pytest.mark.slow
 def test_a_still_photo_is_sent_once_and_again_only_for_new_options(fer_server_factory, fer_models_dir, make_app,
                                                                  faces_dir):
     counted = fer_server_factory("--models-dir", str(fer_models_dir), "--metrics-port", "0")

@@ -120,6 +120,7 @@ def test_headless_reports_an_unreachable_server(client_faces_video, tmp_path):
     assert "cannot reach the server at 127.0.0.1:9" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_both_backends_write_container_times_and_one_format(server, faces_dir, fer_models_dir, tmp_path):
     """A variable-frame-rate video (made by the test with PyAV) through fer-annotate in-process, fer-annotate
     --server and fer-client --headless: every record carries the container's time of its frame (not index /

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import tkinter as tk
 
+import pytest
+
 from ferstream.client.app import ClientApp
 from ferstream.client.capture import open_source
 from ferstream.client.library import EmotionClient
@@ -12,6 +14,7 @@ from ferstream.client.session import ConnectionState, StreamOptions
 from helpers import pump
 
 
+@pytest.mark.slow
 def test_the_app_survives_a_server_restart(fer_server_factory, fer_models_dir, client_display, client_faces_video):
     server = fer_server_factory("--models-dir", str(fer_models_dir))
     port = server.address.rsplit(":", 1)[1]

@@ -97,6 +97,7 @@ def test_ckplus_cross_validation_reports_every_fold(shared: Path, capsys) -> Non
     assert "neutral" not in result["classes"]
 
 
+@pytest.mark.slow
 def test_export_checks_the_runtime_against_pytorch(tmp_path: Path, small_test_folder: Path) -> None:
     classifier = load_model()
     result = export(classifier, tmp_path / "shipped.onnx")
@@ -139,6 +140,7 @@ CPU_TOLERANCE = 0.002
 README_HEADLINE = "**67.0 %**"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["int8", "f32"])
 def test_the_shipped_model_scores_what_readme_says_on_public_test(shared: Path, form: str, capsys) -> None:
     path = int8_path(SHIPPED_ONNX) if form == "int8" else SHIPPED_ONNX

@@ -34,6 +34,7 @@ def boxes(response) -> list[tuple[int, int, int, int]]:
     return [(face.box.x, face.box.y, face.box.width, face.box.height) for face in response.faces]
 
 
+@pytest.mark.slow
 def test_faces_left_out_by_the_limit_are_counted(fer_server_factory, fer_models_dir: Path, crowd: bytes,
                                                  lockstep_stream) -> None:
     roomy = fer_server_factory("--models-dir", str(fer_models_dir), "--max-faces", "100")

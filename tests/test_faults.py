@@ -116,6 +116,7 @@ def test_client_that_never_reads_costs_bounded_memory(server, stub, photo: bytes
         call.cancel()
 
 
+@pytest.mark.slow
 def test_the_same_client_resumes_after_the_server_is_killed_and_restarted(fer_server_factory, tmp_path_factory,
                                                                           photo: bytes) -> None:
     models_dir = str(tmp_path_factory.mktemp("no-models"))

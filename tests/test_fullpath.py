@@ -60,6 +60,7 @@ def test_faces_report_scores_the_path_beside_direct_crops(options) -> None:
     assert [row["not_found"] for row in rows[:3]] == [row["not_found"] for row in rows[3:]]
 
 
+@pytest.mark.slow
 def test_border_report_counts_every_cut(options, faces_dir: Path) -> None:
     result = eval_path("border", str(faces_dir), "--json", *options)
     assert result.returncode == 0, result.stderr
@@ -92,6 +93,7 @@ def labelled_photos(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["fast", "accurate"])
 def test_photos_report_scores_a_tier_on_labelled_photos(options, labelled_photos: Path, model: str) -> None:
     result = eval_path("photos", str(labelled_photos), "--model", model, "--json", *options)

@@ -62,6 +62,7 @@ def test_idle_stream_is_ended_and_its_slot_freed(stub, lockstep_stream, photo: b
     assert len(list(stub.StreamAnnotate(iter([stream_frame(2, photo)]), timeout=60))) == 1
 
 
+@pytest.mark.slow
 def test_long_stream_ends_unavailable_so_the_client_reconnects(stub, lockstep_stream, photo: bytes) -> None:
     stream = lockstep_stream(stub)
     started = time.monotonic()

@@ -100,6 +100,7 @@ def test_a_stream_survives_its_server_stopping(two_servers, round_robin_target: 
     assert len(face_counts) == 1 and face_counts != {0}, "both servers find the same faces in the same photo"
 
 
+@pytest.mark.slow
 def test_replicas_share_one_port(fer_server_factory, fer_models_dir: Path) -> None:
     server = fer_server_factory("--models-dir", str(fer_models_dir), "--replicas", "2")
     try:

@@ -91,6 +91,7 @@ def test_the_shipped_onnx_is_the_export_of_the_shipped_pt(shipped_pytorch) -> No
     assert served.meta == json.loads(json.dumps(shipped_pytorch.meta))
 
 
+@pytest.mark.slow
 def test_the_shipped_int8_ir_is_the_quantized_shipped_onnx(public_test) -> None:
     """Fails when the .onnx changes without `fer-export --int8` being re-run, or when int8 costs more than
     half a point of PublicTest accuracy."""
@@ -120,6 +121,7 @@ print(json.dumps({"kernels": kernels, "top": int8(faces.images).argmax(1).tolist
 """
 
 
+@pytest.mark.slow
 def test_the_int8_form_answers_alike_on_a_cpu_without_avx512(shared: Path, public_test) -> None:
     """The int8 graph's 7-bit weights keep its integer sums from saturating where the CPU has no VNNI
     (model/quantize.py), so a CPU with AVX2 alone gives the answers this one gives: checked by capping
@@ -159,6 +161,7 @@ def test_openvino_serves_the_faster_form_on_this_cpu_and_onnx_runtime_the_onnx(m
         load_classifier(lonely, "openvino")
 
 
+@pytest.mark.slow
 def test_int8_export_is_checked_against_the_onnx_graph(tmp_path: Path, shared: Path, public_test) -> None:
     onnx_path = tmp_path / "m.onnx"
     onnx_path.write_bytes(SHIPPED_ONNX.read_bytes())
@@ -191,6 +194,7 @@ def test_a_first_format_model_file_loads_with_the_preprocessing_it_was_served_wi
     np.testing.assert_array_equal(first(crops), raw(crops))
 
 
+@pytest.mark.slow
 def test_a_changed_preprocessing_field_changes_what_the_frame_path_computes(
         tmp_path: Path, photo: bytes, fer_models_dir: Path, shipped_pytorch, capsys) -> None:
     equalizing = edited_model_file(tmp_path, "equalize.pt", equalize=True)
@@ -355,6 +359,7 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+@pytest.mark.slow
 def test_the_serving_install_resolves_no_torch_and_no_cuda(tmp_path: Path) -> None:
     """pip resolves pyproject's dependencies (no extras) against the configured indexes, installing nothing."""
     requirements = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]

@@ -163,6 +163,7 @@ def test_mtls_refuses_clients_without_a_certificate_or_with_a_foreign_one(mtls_s
             assert not client.wait_ready(1.0)
 
 
+@pytest.mark.slow
 def test_fer_client_presents_its_certificate_with_client_cert_and_client_key(mtls_server, pki: Pki,
                                                                              faces_dir: Path, tmp_path: Path) -> None:
     """--client-cert/--client-key are what a client presents (fer-server's --tls-cert/--tls-key are what it serves)."""
@@ -257,6 +258,7 @@ def fer_client(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.slow
 def test_fer_client_reports_a_certificate_name_mismatch_and_takes_server_name(named_server, pki: Pki,
                                                                              faces_dir: Path, tmp_path: Path) -> None:
     common = ["--server", named_server.address, "--tls-ca", pki.path("ca.pem"),

@@ -146,6 +146,7 @@ def test_a_server_with_an_empty_models_dir_serves_the_packaged_yunet(fer_server_
         assert len(answer.faces) == 3
 
 
+@pytest.mark.slow
 def test_the_packaged_yunet_is_intact_licensed_and_in_the_wheel(tmp_path: Path) -> None:
     """The file matches its pinned sha256, its MIT notice lies beside it, and both go into the wheel."""
     import subprocess
@@ -258,6 +259,7 @@ def close_up(photo: np.ndarray, box: tuple[int, int, int, int], size: tuple[int,
     return cv2.resize(padded[top:top + int(view_h), left:left + int(view_w)], size, interpolation=cv2.INTER_CUBIC)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fill", [0.7, 0.8])
 def test_ssd_adds_no_phantom_face_beside_a_face_filling_most_of_the_frame(fer_models_dir: Path, faces_dir: Path,
                                                                           face_boxes, fill: float) -> None:
@@ -277,6 +279,7 @@ def test_ssd_adds_no_phantom_face_beside_a_face_filling_most_of_the_frame(fer_mo
     assert beside == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(480, 640), (300, 300), (640, 480)])
 def test_ssd_finds_close_up_faces_filling_most_of_the_frames_height(fer_models_dir: Path, faces_dir: Path,
                                                                    face_boxes, size: tuple[int, int]) -> None:

@@ -95,6 +95,7 @@ def in_flight(url: str) -> float:
     return float(found.group(1))
 
 
+@pytest.mark.slow
 def test_sigterm_answers_the_frames_in_flight_before_exit(fer_server_factory, fer_models_dir: Path,
                                                           faces_dir: Path) -> None:
     """Frames the workers hold when SIGTERM comes are answered (unary calls and stream frames), then exit 0."""

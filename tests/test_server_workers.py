@@ -154,6 +154,7 @@ def test_the_server_drops_a_job_whose_deadline_passed_before_any_work(fer_models
     assert workers.in_flight == 0
 
 
+@pytest.mark.slow
 def test_the_server_drops_a_queued_call_whose_deadline_passes(fer_server_factory, fer_models_dir: Path,
                                                               faces_dir: Path) -> None:
     """A real server with one detection worker, busy with a large frame: a call queued behind it with a

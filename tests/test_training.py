@@ -398,6 +398,7 @@ def test_missing_data_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
     assert "no such file or folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_distributed_training_keeps_ranks_identical(small_fer2013: Path, tmp_path: Path) -> None:
     """torchrun with 2 CPU processes (gloo): one tiny epoch, both ranks end with the same weights."""
     out = tmp_path / "ddp"
@@ -457,6 +458,7 @@ def test_the_default_data_is_under_fer_data_dir(tmp_path: Path, monkeypatch: pyt
     assert str(tmp_path / "elsewhere" / "datasets" / "fer2013") in line
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_with_one_line_and_exit_130(small_fer2013: Path, tmp_path: Path) -> None:
     """SIGINT during training: exit 130, one line on stderr after the start line, no traceback."""
     command = [sys.executable, "-m", "ferstream.training.train",

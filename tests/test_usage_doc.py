@@ -9,6 +9,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import ferstream.commands
 from ferstream.usage import BEGIN, END, LEFT_OUT, command_parsers, subcommands
 
@@ -48,6 +50,7 @@ def test_the_reference_names_every_option_of_every_command() -> None:
     assert not missing, missing
 
 
+@pytest.mark.slow
 def test_an_out_of_date_page_fails_the_check_and_is_rewritten(tmp_path: Path) -> None:
     page = tmp_path / "usage.md"
     current = PAGE.read_text(encoding="utf-8")
@@ -60,6 +63,7 @@ def test_an_out_of_date_page_fails_the_check_and_is_rewritten(tmp_path: Path) ->
     assert page.read_text(encoding="utf-8") == current
 
 
+@pytest.mark.slow
 def test_a_page_without_the_markers_is_a_usage_error(tmp_path: Path) -> None:
     page = tmp_path / "usage.md"
     page.write_text("# Usage\n\nno generated part here\n", encoding="utf-8")

@@ -197,6 +197,7 @@ def test_default_limit_is_the_servers_message_limit():
     assert str(DEFAULT_MAX_MESSAGE_BYTES) in help_text
 
 
+@pytest.mark.slow
 def test_stopped_server_gives_503_and_unhealthy(fer_server_factory, photo):
     doomed = fer_server_factory()
     gateway = launch_gateway(doomed.address)
@@ -211,6 +212,7 @@ def test_stopped_server_gives_503_and_unhealthy(fer_server_factory, photo):
         gateway.stop()
 
 
+@pytest.mark.slow
 def test_token_is_forwarded_and_its_absence_gives_401(fer_server_factory, tmp_path, photo):
     tokens = tmp_path / "tokens"
     tokens.write_text("s3cret-token\n")
@@ -227,6 +229,7 @@ def test_token_is_forwarded_and_its_absence_gives_401(fer_server_factory, tmp_pa
         with_token.stop()
 
 
+@pytest.mark.slow
 def test_https_gateway_to_a_tls_server_with_a_token(fer_server_factory, tmp_path, photo):
     require_program("openssl")
     from test_security import make_ca, make_leaf
@@ -308,6 +311,7 @@ def test_live_socket_answers_a_bad_frame_and_goes_on(server, photo):
         small.stop()
 
 
+@pytest.mark.slow
 def test_live_socket_reports_a_stopped_server_and_closes(fer_server_factory, photo):
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
@@ -506,6 +510,7 @@ def test_page_annotates_the_camera_live(chromium, gateway, faces_dir, tmp_path):
         context.close()
 
 
+@pytest.mark.slow
 def test_page_says_why_the_stream_stopped_and_reconnects(chromium, fer_server_factory, faces_dir, tmp_path):
     doomed = fer_server_factory()
     gateway = launch_gateway(doomed.address)
@@ -605,6 +610,7 @@ def test_page_shows_a_garbage_photo_as_an_error(chromium, gateway, tmp_path):
         context.close()
 
 
+@pytest.mark.slow
 def test_page_plays_the_mp4_fer_annotate_writes(chromium, gateway, faces_dir, fer_models_dir, tmp_path):
     photo = cv2.resize(cv2.imread(str(faces_dir / GROUP_PHOTO)), (640, 480), interpolation=cv2.INTER_AREA)
     annotated = tmp_path / "clip.annotated.mp4"

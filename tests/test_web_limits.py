@@ -66,6 +66,7 @@ def crowd(faces_dir, face_boxes) -> bytes:
     return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
 
 
+@pytest.mark.slow
 def test_rest_honours_max_faces_up_to_the_servers_limit_and_says_what_it_left_out(fer_server_factory, crowd):
     roomy = fer_server_factory("--max-faces", "100")
     running = launch_gateway(roomy.address)
@@ -100,6 +101,7 @@ def test_the_websocket_says_what_the_limit_left_out(gateway, crowd):
 # ----- /healthz
 
 
+@pytest.mark.slow
 def test_healthz_answers_while_every_rest_call_waits(fer_server_factory, photo):
     """Forty REST calls held by a server that stopped answering (SIGSTOP) fill the pool they wait in;
     /healthz does not wait there and reports the server while every call is still waiting."""
@@ -122,6 +124,7 @@ def test_healthz_answers_while_every_rest_call_waits(fer_server_factory, photo):
         running.stop()
 
 
+@pytest.mark.slow
 def test_healthz_reports_a_server_that_refuses_the_gateways_token(fer_server_factory, tmp_path):
     tokens = tmp_path / "tokens"
     tokens.write_text("right-token\n")
@@ -146,6 +149,7 @@ def noise_png(side: int) -> bytes:
     return cv2.imencode(".png", pixels)[1].tobytes()
 
 
+@pytest.mark.slow
 def test_a_body_over_the_servers_message_limit_is_413_not_429(fer_server_factory):
     strict = fer_server_factory("--max-message-bytes", str(4 * 1024 * 1024 + 4096), "--max-pixels", "1000000")
     running = launch_gateway(strict.address)  # forwards up to fer-server's default, 48 MiB
@@ -181,6 +185,7 @@ def test_multipart_in_other_letter_case_is_a_form(gateway, photo):
 # ----- slow, silent, cancelled and non-image bodies
 
 
+@pytest.mark.slow
 def test_a_connection_that_never_finishes_its_headers_is_closed(gateway):
     from ferstream.web.serving import HEADER_TIMEOUT_S
 
@@ -308,6 +313,7 @@ def test_large_refused_images_leave_the_gateways_memory_as_it_was(server, refusa
         running.stop()
 
 
+@pytest.mark.slow
 def test_running_out_of_file_descriptors_is_logged_once_not_per_attempt(server):
     """With `ulimit -n 64` and 200 callers holding connections, accept() fails again and again: asyncio
     logged each failure with its traceback (10 MB in 5 s). One line now, and the gateway serves again once
@@ -404,6 +410,7 @@ def test_a_token_that_cannot_be_sent_is_one_line_and_exit_2(args, env):
     assert len(result.stderr.strip().splitlines()) == 1 and "token" in result.stderr
 
 
+@pytest.mark.slow
 def test_server_name_is_the_name_the_servers_certificate_carries(fer_server_factory, tmp_path, photo):
     require_program("openssl")
     from test_security import make_ca, make_leaf

@@ -232,6 +232,7 @@ def test_websocket_checks_the_token_on_upgrade(guarded, photo):
         assert answer["type"] == "frame" and len(answer["record"]["faces"]) >= 3
 
 
+@pytest.mark.slow
 def test_forward_caller_token_lets_the_server_decide(fer_server_factory, tmp_path, photo):
     tokens = tmp_path / "server-tokens"
     tokens.write_text("server-side-token\n")
