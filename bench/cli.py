@@ -23,10 +23,11 @@ from ferstream.client.messages import DETECTORS, MODELS
 from ferstream.client.window import DEFAULT_MAX_IN_FLIGHT
 from ferstream.commandline import (EXIT_INTERRUPTED, CommandParser, add_version_argument, non_negative_float,
                                    positive_float, positive_int, positive_int_list, print_error)
+from ferstream.model.formchoice import kernel_caps
 from ferstream.pipeline.settings import MODELS_DIR_HELP, default_threads
 
 from .paths import default_data_dir, default_models_dir, faces_dir
-from .report import kernel_caps
+
 
 DEFAULT_SECONDS = 10.0
 
@@ -119,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def typed_command(argv: list[str]) -> str:
-    """The command line as typed, led by the kernel caps it ran under (report.KERNEL_CAPS), so that running
+    """The command line as typed, led by the kernel caps it ran under (formchoice.KERNEL_CAPS), so that running
     the line again measures the same thing."""
     caps = [f"{name}={value}" for name, value in kernel_caps().items()]
     return shlex.join([*caps, "fer-bench", *argv])

@@ -16,6 +16,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ferstream.model.formchoice import kernel_caps
+
 # The vector instruction sets our runtimes choose kernels by, as /proc/cpuinfo's flags name them: OpenVINO's
 # int8 kernels use VNNI where present, and its bf16 and AMX paths need the last two.
 CPU_FEATURES = {
@@ -26,11 +28,6 @@ CPU_FEATURES = {
     "avx512_bf16": "AVX-512 BF16",
     "amx_tile": "AMX",
 }
-# The variables that cap the instruction sets each library's kernels may use, read when the library loads:
-# with ONEDNN_MAX_CPU_ISA=AVX2 OPENCV_CPU_DISABLE=AVX512F,AVX512-SKX ATEN_CPU_CAPABILITY=avx2 a CPU with
-# AVX-512 runs the kernels a CPU with AVX2 alone runs (OpenVINO and PyTorch through oneDNN, OpenCV's own
-# dispatch; ONNX Runtime has no such switch). A report says which were set (docs/performance.md).
-KERNEL_CAPS = ("ONEDNN_MAX_CPU_ISA", "OPENCV_CPU_DISABLE", "ATEN_CPU_CAPABILITY")
 # The lines that open and close a command's section in a --markdown-out file; the command line (without
 # --markdown-out) names the section, so running the same command again replaces it.
 SECTION_BEGIN = "<!-- fer-bench begin: {key} -->"
@@ -63,12 +60,6 @@ def cpu_features(cpuinfo: str | None = None) -> list[str]:
             flags = set(line.split(":", 1)[1].split())
             break
     return [name for flag, name in CPU_FEATURES.items() if flag in flags]
-
-
-def kernel_caps(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The KERNEL_CAPS set in environ (default: os.environ), name -> value."""
-    environ = os.environ if environ is None else environ
-    return {name: environ[name] for name in KERNEL_CAPS if environ.get(name)}
 
 
 def installed_version(distribution: str) -> str:

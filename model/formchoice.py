@@ -4,8 +4,9 @@ Serving the faster form is measured, not guessed from the CPU's name (runtime.ch
 but a timing taken while the machine is busy can come out either way: two processes of one machine (a
 server and fer-annotate, or two replicas) could then serve different forms and give one photo two
 answers. So the first load on a machine times the forms and writes its choice to the cache; every later
-load of the same files with the same runtime and threads on a CPU of the same model reads it back. Delete
-the cache folder (`forms/` in $FER_CACHE_DIR, else ~/.cache/ferstream) to time them again.
+load of the same files with the same runtime and threads on a CPU of the same model, under the same
+kernel caps (KERNEL_CAPS), reads it back. Delete the cache folder (`forms/` in $FER_CACHE_DIR, else
+~/.cache/ferstream) to time them again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hashlib
 import json
 import os
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -28,17 +29,33 @@ def cache_dir() -> Path:
     return root / "forms"
 
 
+# The variables that cap the instruction sets each library's kernels may use, read when the library loads:
+# with ONEDNN_MAX_CPU_ISA=AVX2 OPENCV_CPU_DISABLE=AVX512F,AVX512-SKX ATEN_CPU_CAPABILITY=avx2 a CPU with
+# AVX-512 runs the kernels a CPU with AVX2 alone runs (OpenVINO and PyTorch through oneDNN, OpenCV's own
+# dispatch; ONNX Runtime has no such switch). Under a cap the int8 form runs 1.6x slower here (0.89 against
+# 0.54 ms per face with mirrored views, docs/performance.md), so a choice is remembered per cap as well.
+KERNEL_CAPS = ("ONEDNN_MAX_CPU_ISA", "OPENCV_CPU_DISABLE", "ATEN_CPU_CAPABILITY")
+
+
+def kernel_caps(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The KERNEL_CAPS set in environ (default: os.environ), name -> value."""
+    environ = os.environ if environ is None else environ
+    return {name: environ[name] for name in KERNEL_CAPS if environ.get(name)}
+
+
 def cpu_identity() -> str:
-    """The CPU's model name and instruction-set flags (Linux /proc/cpuinfo), else what platform reports."""
+    """The CPU's model name and instruction-set flags (Linux /proc/cpuinfo), else what platform reports,
+    followed by the kernel caps in effect."""
+    caps = " ".join(f"{name}={value}" for name, value in kernel_caps().items())
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return f"{platform.machine()} {platform.processor()}"
+        return f"{platform.machine()} {platform.processor()} {caps}"
     fields = {}
     for line in lines:
         name, _, value = line.partition(":")
         fields.setdefault(name.strip(), value.strip())
-    return f"{fields.get('model name', '?')} {fields.get('flags', fields.get('Features', ''))}"
+    return f"{fields.get('model name', '?')} {fields.get('flags', fields.get('Features', ''))} {caps}"
 
 
 def file_digest(paths: Sequence[Path]) -> str:

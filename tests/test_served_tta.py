@@ -141,3 +141,9 @@ def test_a_machine_times_its_forms_once_and_remembers_the_choice(tmp_path: Path,
     retimed = choose(files, {"a": 3.0, "b": 2.0}.get, "threads=1")
     assert (retimed.name, retimed.remembered) == ("b", False)
     assert choose(files, {"a": 0.0, "b": 9.0}.get, "threads=1").name == "b"
+    # Kernels capped at an older CPU's instruction set run at that CPU's speed: timed afresh, remembered apart.
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    capped = choose(files, {"a": 1.0, "b": 2.0}.get, "threads=1")
+    assert (capped.name, capped.remembered) == ("a", False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert choose(files, {"a": 0.0, "b": 9.0}.get, "threads=1").name == "b"
