@@ -47,7 +47,7 @@ PYTEST = $(PYTHON) -m pytest -n auto --dist loadfile
 
 # The whole suite, as CI runs it, after test-deps installs the programs the tests drive (Xvfb, node, chromium...).
 test: test-deps $(DEV_STAMP)
-	@echo "make test: the whole suite (about 10 min on a quiet 2-core machine, three times that on a busy one);"
+	@echo "make test: the whole suite (about 11 min on a quiet 2-core machine, three times that on a busy one);"
 	@echo "           make test-quick leaves out the tests marked slow"
 	$(PYTEST)
 
