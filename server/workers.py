@@ -239,7 +239,7 @@ class Batcher:
         self.metrics.failed(status_code(error))
         self.finished(job)
         # An outcome now, no longer raised: its traceback would hold the frames that decoded the request's
-        # image, and through the job its own future, a cycle that kept eight refused 45 MB images (1.3 GB)
+        # image, and through the job its own future, a cycle that kept eight refused 45 MB images (0.85-1.3 GB)
         # until the garbage collector's next full pass, which an idle server may not make for a long time.
         job.settle(error.with_traceback(None))
 
