@@ -28,7 +28,6 @@ from ferstream.pipeline.settings import MODELS_DIR_HELP, default_threads
 
 from .paths import default_data_dir, default_models_dir, faces_dir
 
-
 DEFAULT_SECONDS = 10.0
 
 

@@ -44,18 +44,16 @@ def kernel_caps(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def cpu_identity() -> str:
-    """The CPU's model name and instruction-set flags (Linux /proc/cpuinfo), else what platform reports,
-    followed by the kernel caps in effect."""
-    caps = " ".join(f"{name}={value}" for name, value in kernel_caps().items())
+    """The CPU's model name and instruction-set flags (Linux /proc/cpuinfo), else what platform reports."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return f"{platform.machine()} {platform.processor()} {caps}"
+        return f"{platform.machine()} {platform.processor()}"
     fields = {}
     for line in lines:
         name, _, value = line.partition(":")
         fields.setdefault(name.strip(), value.strip())
-    return f"{fields.get('model name', '?')} {fields.get('flags', fields.get('Features', ''))} {caps}"
+    return f"{fields.get('model name', '?')} {fields.get('flags', fields.get('Features', ''))}"
 
 
 def file_digest(paths: Sequence[Path]) -> str:
@@ -77,10 +75,11 @@ class Choice:
 
 def choose(forms: dict[str, Sequence[Path]], time_form: Callable[[str], float], setting: str) -> Choice:
     """The fastest of forms ({name: its files}) on this machine: read from the cache when a choice among the
-    same files, with the same setting (runtime, threads, ...), was made on a CPU of this model; else each
+    same files, with the same setting (runtime, threads, ...), was made on a CPU of this model under the same
+    kernel caps; else each
     form timed by time_form(name) (ms per face) and the choice written for the next load. A cache that
     cannot be read or written only costs the timing."""
-    key = hashlib.sha256(json.dumps([cpu_identity(), setting, sorted(
+    key = hashlib.sha256(json.dumps([cpu_identity(), kernel_caps(), setting, sorted(
         (name, file_digest(paths)) for name, paths in forms.items())]).encode()).hexdigest()
     path = cache_dir() / f"{key}.json"
     remembered = read_choice(path, forms)

@@ -8,6 +8,7 @@ good, though nothing holds them.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 
 # glibc's mallopt parameter number for the size from which allocations get their own mapping (malloc.h).
@@ -25,9 +26,13 @@ MMAP_THRESHOLD_BYTES = 1 << 20
 LARGE_REQUEST_BYTES = 4 << 20
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
     """The process's C library when it is glibc (it has mallopt and malloc_trim), else None."""
-    libc = ctypes.CDLL(None)
+    try:
+        libc = ctypes.CDLL(None)
+    except (OSError, TypeError):  # no C library to load by that name (Windows)
+        return None
     return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 

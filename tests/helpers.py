@@ -101,3 +101,25 @@ def resident_bytes(pid: int | str = "self") -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"/proc/{pid}/status has no VmRSS line")
+
+
+def growth_after_settling(pid: int, before: int, bound: int, timeout_s: float = 30.0) -> int:
+    """Bytes process pid holds above before, once under bound or after timeout_s (buffers of the last calls
+    go just after their answers), for tests of what large requests leave behind."""
+    give_up = time.monotonic() + timeout_s
+    while (grown := resident_bytes(pid) - before) >= bound and time.monotonic() < give_up:
+        time.sleep(0.5)
+    return grown
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """The start of an 8x8 PNG whose header (IHDR) claims width x height pixels: what a size check reads
+    before refusing an image over its pixel limit."""
+    import struct
+
+    import cv2
+    import numpy as np
+
+    png = bytearray(cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes())
+    png[16:24] = struct.pack(">II", width, height)
+    return bytes(png)

@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from ferstream.client.library import EmotionClient
-from helpers import resident_bytes
+from helpers import growth_after_settling, png_claiming, resident_bytes
 
 pytestmark = pytest.mark.slow  # 20 s of streams by default, more with FER_SOAK_SECONDS
 
@@ -123,16 +123,12 @@ def test_large_refused_images_leave_the_servers_memory_as_it_was(fer_server_fact
     noise, refused (INVALID_ARGUMENT) by the pixel limit. Afterwards the server holds no copy of them: it held
     850 MB more while the refusals' tracebacks kept the requests in reference cycles, and 50 to 240 MB more
     without a trim of the heaps gRPC received them into (server/heap.py)."""
-    import struct
-
-    import cv2
     import numpy as np
 
     server = fer_server_factory("--models-dir", str(fer_models_dir))
     size, calls, bursts = 45 * 1024 * 1024, 8, 3
-    png = bytearray(cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes())
-    png[16:24] = struct.pack(">II", 60000, 60000)  # IHDR's width and height: over the server's pixel limit
-    image = bytes(png) + np.random.default_rng(0).bytes(size - len(png))
+    png = png_claiming(60000, 60000)  # over the server's pixel limit
+    image = png + np.random.default_rng(0).bytes(size - len(png))
     codes: list[grpc.StatusCode] = []
     with EmotionClient(server.address, timeout=300) as client:
         for _ in range(5):  # every stage warmed up on the usual frames
@@ -152,8 +148,5 @@ def test_large_refused_images_leave_the_servers_memory_as_it_was(fer_server_fact
             for caller in callers:
                 caller.join()
     assert codes == [grpc.StatusCode.INVALID_ARGUMENT] * calls * bursts
-    # gRPC lets go of the last calls' buffers just after answering.
-    give_up = time.monotonic() + 30
-    while (grown := resident_bytes(server.process.pid) - before) >= size and time.monotonic() < give_up:
-        time.sleep(0.5)
+    grown = growth_after_settling(server.process.pid, before, size)
     assert grown < size, f"fer-server grew by {grown / 1e6:.0f} MB, more than one of the images"

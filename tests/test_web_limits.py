@@ -9,7 +9,6 @@ import json
 import resource
 import signal
 import socket
-import struct
 import subprocess
 import threading
 import time
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import require_program
-from helpers import face_mosaic, resident_bytes
+from helpers import face_mosaic, growth_after_settling, png_claiming, resident_bytes
 from test_web import (GATEWAY, PAGE_TIMEOUT_MS, chromium, drawn_state, get, launch_gateway, multipart,  # noqa: F401
                       open_page, post, ws_url)
 # The same real fer-server and gateway per module as test_web.py's (pytest registers imported fixtures).
@@ -281,8 +280,7 @@ def test_large_refused_images_leave_the_gateways_memory_as_it_was(server, refusa
     running = launch_gateway(server.address, *options)
     try:
         size, bodies = 45 * 1024 * 1024, 8
-        png = bytearray(cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes())
-        png[16:24] = struct.pack(">II", 60000, 60000)  # IHDR's width and height: over the server's pixel limit
+        png = png_claiming(60000, 60000)  # over the server's pixel limit
         noise = np.random.default_rng(0).bytes(1024 * 1024)
         before = resident_bytes(running.process.pid)
         answers: list[int | bytes] = []  # the status of the expected refusal, or what came instead
@@ -304,10 +302,7 @@ def test_large_refused_images_leave_the_gateways_memory_as_it_was(server, refusa
         for sender in senders:
             sender.join()
         assert answers == [expected_status] * bodies
-        # The last calls' worker threads and gRPC let go of their copies just after answering.
-        give_up = time.monotonic() + 30
-        while (grown := resident_bytes(running.process.pid) - before) >= 2 * size and time.monotonic() < give_up:
-            time.sleep(0.5)
+        grown = growth_after_settling(running.process.pid, before, 2 * size)
         assert grown < 2 * size, f"fer-web grew by {grown / 1e6:.0f} MB"
     finally:
         running.stop()

@@ -38,10 +38,10 @@ DEFAULT_TIMEOUT_S = 30.0
 def build_parser() -> argparse.ArgumentParser:
     """fer-web's arguments; every option carries its help text."""
     from ferstream.client.cli import server_target
-
-    from .app import BODY_IDLE_TIMEOUT_S
     from ferstream.client.library import default_target
     from ferstream.pipeline.settings import DEFAULT_MAX_MESSAGE_BYTES
+
+    from .app import BODY_IDLE_TIMEOUT_S
 
     parser = CommandParser(
         prog=PROG,
@@ -203,7 +203,6 @@ def _serve(args: argparse.Namespace, listener: socket.socket, tls: tuple[bytes |
         AnnouncingServer(config, f"{PROG}: serving {scheme}://{shown}:{port}/ (fer-server at {args.server})").run(
             sockets=[listener])
     return 0
-
 
 
 def _log_to_stderr() -> None:

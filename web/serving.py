@@ -16,9 +16,9 @@ AcceptErrorLog lets one line through per ACCEPT_ERROR_INTERVAL_S instead, saying
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import sys
-import logging
 import time
 
 import h11
