@@ -1,11 +1,7 @@
-"""The machine a run trains on: what provenance records about it, and whether bf16 autocast may run.
+"""The machine a run trains on: what provenance records about it, and whether its CPU has native bf16.
 
-bf16 autocast is chosen, never assumed. On CUDA it is the usual mixed precision. On a CPU it needs
-AVX512-BF16 (or AMX) to run at all at speed, and even then it need not help: on this project's
-development CPU a training step ran slower under bf16 autocast than in fp32
-(docs/performance.md#design-measurements). So the CPU default is fp32.
+Which precision a run then trains in is training/precision.py's choice.
 """
-
 from __future__ import annotations
 
 import os
@@ -61,19 +57,3 @@ def describe_machine(device: torch.device) -> dict:
         machine["gpu"] = torch.cuda.get_device_name(device)
         machine["cuda"] = torch.version.cuda
     return machine
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The dtype to autocast training steps to, or None for fp32.
-
-    precision: "auto" (bf16 on CUDA, fp32 on the CPU; see the module docstring for why), "fp32" or
-    "bf16". ValueError for "bf16" on a CPU without AVX512-BF16/AMX-BF16 (it would be emulated, far slower)
-    and for an unknown name.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
-    if device.type == "cpu" and not cpu_has_bf16():
-        raise ValueError("--precision bf16: this CPU has no AVX512-BF16 or AMX-BF16; use fp32")
-    return torch.bfloat16

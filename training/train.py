@@ -42,9 +42,10 @@ from .data import DatasetError
 from .data.splits import training_splits
 from .loop import StepRecipe, lr_at, make_optimizer, seed_everything, train_epoch
 from .losses import TeacherEnsemble
-from .machine import PRECISIONS, autocast_dtype, describe_machine
+from .machine import PRECISIONS, describe_machine
 from .photometric import PhotometricSpec
 from .plots import plot_curves
+from .precision import autocast_dtype
 from .provenance import chain_of, chain_text, close_record, data_sha256, file_sha256, start_record
 from .recipe import Recipe, RecipeError, read_recipe
 from .validation import evaluate, selection_key
@@ -89,8 +90,9 @@ class TrainConfig:
     seed: int = option(0, "seeds shuffling, augmentation, dropout and initial weights")
     threads: int = option(0, "threads of PyTorch, which trains the model; 0: every core")
     device: str = option("auto", "auto (CUDA when available, else cpu), cpu, cuda or cuda:N")
-    precision: str = option("auto", "fp32, bf16 (autocast) or auto: bf16 on CUDA, fp32 on a CPU (faster there; "
-                                    "a CPU without AVX512-BF16/AMX refuses bf16)")
+    precision: str = option("auto", "fp32, bf16 (autocast) or auto: bf16 on CUDA; on a CPU with AVX512-BF16/AMX "
+                                    "the faster of the two for this network, timed once per machine; else fp32 "
+                                    "(a CPU without them refuses bf16)")
     equalize: bool = option(False, "histogram-equalise every crop before the network, in training and in "
                                    "the model file for serving (the FER2013 JPEGs already are); off by default: "
                                    "it cost accuracy (docs/model-card.md)")
@@ -169,15 +171,15 @@ class TrainConfig:
                                motion_blur_max=self.motion_blur_max, jpeg_min=self.jpeg_min,
                                noise_max=self.noise_max, shadow_max=self.shadow_max)
 
-    def step_recipe(self, device: torch.device) -> StepRecipe:
-        """The training step's settings; ValueError for a --precision this device cannot run."""
+    def step_recipe(self, autocast: torch.dtype | None = None) -> StepRecipe:
+        """The training step's settings, its forward passes autocast to autocast (None: fp32; see precision.py)."""
         return StepRecipe(augment=AugmentSpec(erase_probability=self.erase_probability,
                                                       max_rotation_deg=self.max_rotation),
                           photometric=self.photometric,
                           label_smoothing=self.label_smoothing, vote_weight=self.vote_weight,
                           distill_weight=self.distill_weight, temperature=self.temperature,
                           clean_teacher=self.clean_teacher,
-                          autocast=autocast_dtype(self.precision, device))
+                          autocast=autocast)
 
     @classmethod
     def from_checkpoint(cls, stored: dict) -> TrainConfig:
@@ -199,8 +201,10 @@ BEFORE_SETTINGS_EXISTED = {"standardize": False, "photometric_probability": 0.0}
 # Options --resume accepts; the rest of the settings come from last.pt. --data may move (another machine):
 # its sha256 in the provenance shows whether it is still the same data. --equalize may be switched on
 # for a run started before fer-train equalised (on the FER2013 JPEGs, which are equalised already, it
-# changes little), so that replaying the recorded chain does what that run did.
-RESUME_OPTIONS = {"out", "epochs", "threads", "device", "data", "equalize"}
+# changes little), so that replaying the recorded chain does what that run did. --precision is how the
+# machine computes, like --device and --threads: a run may go on in bf16 where that is faster, or in fp32
+# on a CPU without native bf16.
+RESUME_OPTIONS = {"out", "epochs", "threads", "device", "data", "equalize", "precision"}
 
 
 @dataclass(frozen=True)
@@ -247,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(flag, type=type(default), metavar=setting.name.upper(), help=text)
     parser.add_argument("--resume", action="store_true",
                         help="continue OUT/last.pt (else OUT/resume.pt) with its own settings; only --epochs, "
-                             "--stop-after, --threads, "
-                             "--device, --data and --equalize may be given with it")
+                             "--stop-after, --threads, --device, --precision, --data and --equalize may be given "
+                             "with it")
     parser.add_argument("--stop-after", type=int, metavar="N",
                         help="end this command after N epochs, resumable later (runs with little time); "
                              "0: train to the schedule's end (default: 0)")
@@ -356,7 +360,6 @@ def train(run: Invocation) -> dict:
         torch.set_num_threads(config.threads)
     context = distributed.setup(pick_device(config.device))
     device = context.device
-    recipe = config.step_recipe(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size throughout: let cuDNN pick its fastest kernels
     seed_everything(config.seed)
@@ -379,6 +382,7 @@ def train(run: Invocation) -> dict:
         torch.manual_seed(config.seed + context.rank)  # same initial weights, different augmentations
     # config.batch_size is the global batch; each rank takes its share of every step.
     rank_batch = max(1, config.batch_size // context.world_size)
+    recipe = config.step_recipe(autocast_dtype(config.precision, model, rank_batch, device))
     steps_per_epoch = math.ceil(len(splits.train) // context.world_size / rank_batch)
     schedule = partial(lr_at, total=steps_per_epoch * config.epochs, peak=config.lr)
     history, first_epoch = [], 0
