@@ -1,4 +1,5 @@
-"""Which form of a model (int8 or f32 file) a machine serves: timed once per machine, then remembered.
+"""Which form of a model (int8 or f32 file) a machine serves, and which precision fer-train trains in there
+(training/precision.py): timed once per machine, then remembered.
 
 Serving the faster form is measured, not guessed from the CPU's name (runtime.choose_form explains why),
 but a timing taken while the machine is busy can come out either way: two processes of one machine (a

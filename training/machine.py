@@ -2,6 +2,7 @@
 
 Which precision a run then trains in is training/precision.py's choice.
 """
+
 from __future__ import annotations
 
 import os
