@@ -77,9 +77,8 @@ class Choice:
 def choose(forms: dict[str, Sequence[Path]], time_form: Callable[[str], float], setting: str) -> Choice:
     """The fastest of forms ({name: its files}) on this machine: read from the cache when a choice among the
     same files, with the same setting (runtime, threads, ...), was made on a CPU of this model under the same
-    kernel caps; else each
-    form timed by time_form(name) (ms per face) and the choice written for the next load. A cache that
-    cannot be read or written only costs the timing."""
+    kernel caps; else each form timed by time_form(name) (ms per face) and the choice written for the next
+    load. A cache that cannot be read or written only costs the timing."""
     key = hashlib.sha256(json.dumps([cpu_identity(), kernel_caps(), setting, sorted(
         (name, file_digest(paths)) for name, paths in forms.items())]).encode()).hexdigest()
     path = cache_dir() / f"{key}.json"

@@ -43,9 +43,9 @@ def autocast_dtype(precision: str, network: torch.nn.Module, batch_size: int,
         return None
     if device.type == "cuda":
         return torch.bfloat16
-    if precision == "bf16" and not cpu_has_bf16():
-        raise ValueError("--precision bf16: this CPU has no AVX512-BF16 or AMX-BF16; give --precision fp32")
     if precision == "bf16":
+        if not cpu_has_bf16():
+            raise ValueError("--precision bf16: this CPU has no AVX512-BF16 or AMX-BF16; give --precision fp32")
         return torch.bfloat16
     return torch.bfloat16 if cpu_has_bf16() and faster_on_this_cpu(network, batch_size) == "bf16" else None
 
