@@ -19,7 +19,7 @@ DEV_STAMP := $(VENV)/.ferstream-dev-installed
 # packages a CPU never uses); beside this index pip takes torch==2.13.0+cpu, the higher version.
 TORCH_CPU_INDEX = https://download.pytorch.org/whl/cpu
 
-.PHONY: install install-dev test test-quick test-deps docs proto proto-check train train-long train-wide ship train-gpu run-server run-client
+.PHONY: install install-dev test test-quick test-deps docs proto proto-check train train-teacher train-long ship train-gpu run-server run-client
 
 $(PYTHON):
 	.ci/venv $(VENV) $(SYSTEM_PYTHON)
@@ -87,17 +87,20 @@ else
 	fer-train --config training/recipes/light.toml --init $(INIT) --out runs/continued
 endif
 
-# A run that spans days (RECIPE: wide, not shipped): STOP_AFTER more epochs (0: to the end) of runs/RECIPE,
-# continued from its last state there, or on a new machine from the compact one committed in training/unfinished/.
-RECIPE ?= wide
+# A teacher for the served width: a wider CNN (vgg x0.5, not served) into runs/wide; its weights are
+# committed in float16 as training/teachers/wide.pt.
+train-teacher: $(DEV_STAMP)
+	fer-train --config training/recipes/wide.toml
+	fer-train --config training/recipes/wide-end.toml
+
+# A run that spans days (RECIPE=NAME, a recipe file's name): STOP_AFTER more epochs (0: to the end) of
+# runs/NAME, continued from its last state there, or on a new machine from the compact one committed in
+# training/unfinished/NAME/.
 STOP_AFTER ?= 0
 train-long: $(DEV_STAMP)
+	@if [ -z "$(RECIPE)" ]; then echo "make train-long: give RECIPE=NAME (training/recipes/NAME.toml)" >&2; exit 2; fi
 	@if [ ! -e runs/$(RECIPE)/last.pt ] && [ ! -e runs/$(RECIPE)/resume.pt ] && [ -e training/unfinished/$(RECIPE)/resume.pt ]; then mkdir -p runs/$(RECIPE) && cp training/unfinished/$(RECIPE)/resume.pt runs/$(RECIPE)/; fi
 	fer-train --config training/recipes/$(RECIPE).toml --stop-after $(STOP_AFTER) $$(if [ -e runs/$(RECIPE)/last.pt ] || [ -e runs/$(RECIPE)/resume.pt ]; then echo --resume; fi)
-
-# The wider CNN (training/recipes/wide.toml).
-train-wide:
-	$(MAKE) --no-print-directory train-long RECIPE=wide
 
 # Installs MODEL as the shipped model with its served forms (ONNX calibrated on PublicTest, int8 IR).
 MODEL ?= runs/light/final.pt

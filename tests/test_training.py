@@ -241,7 +241,7 @@ def test_a_last_pt_from_before_model_files_held_training_state_resumes(small_fer
 def test_a_recipe_run_records_its_recipe_and_resumes_with_the_same_recipe(small_fer2013: Path, two_epochs: Path,
                                                                           tmp_path: Path,
                                                                           capsys: pytest.CaptureFixture) -> None:
-    """`make train-wide`'s pattern: a recipe started, stopped, and continued with the same recipe plus --resume
+    """`make train-long`'s pattern: a recipe started, stopped, and continued with the same recipe plus --resume
     is the uninterrupted run; each record holds the recipe's text; a recipe that changes the run is refused."""
     out = tmp_path / "recipe-run"
     recipe = tmp_path / "smoke.toml"
