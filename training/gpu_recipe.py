@@ -3,8 +3,10 @@ model on the CPU.
 
   teacher  (GPU)  fer-train on FER2013 with the full-width reference VGG (width 1.0, 13.1 M parameters,
                   about 16x the multiply-adds of the first shipped model), bf16 autocast, 60 epochs.
-  student  (CPU)  fer-train --teacher TEACHER/best.pt: the served width (0.5), grown from the served
-                  model file with --init, with the CPU recipe of runs/w050 (docs/history.md).
+  student  (CPU)  fer-train --teacher TEACHER/best.pt: the served network (vgg x0.25, the widest whose
+                  int8 form serves both views within 1.2 ms a face on AVX2, docs/performance.md),
+                  continued from the served model file with --init, with the shipped last stage's
+                  augmentation (training/recipes/light.toml) for 16 epochs.
 
 Each stage is one fer-train command, run as a child process so its provenance records it verbatim; its
 output (best.pt, final.pt, last.pt, metrics.csv/json, curves.png) goes to OUT/<stage>/, its log to
@@ -39,9 +41,12 @@ STAGES = ("teacher", "student", "both")
 # recipe's schedule otherwise (batch 128, peak lr 0.05, label smoothing 0.1, EMA 0.999).
 TEACHER = ["--arch", "vgg", "--width", "1.0", "--dropout", "0.3", "--epochs", "60", "--batch-size", "128",
            "--lr", "0.05", "--erase-probability", "0.5", "--seed", "0", "--precision", "bf16", "--device", "cuda"]
-# The student: runs/w050's recipe (docs/history.md) plus the distillation term at fer-train's defaults.
-STUDENT = ["--width", "0.5", "--dropout", "0.1", "--lr", "0.02", "--epochs", "36", "--erase-probability", "0.25",
-           "--seed", "5", "--distill-weight", "0.5", "--temperature", "4", "--device", "cpu"]
+# The student: the shipped last stage's recipe (training/recipes/light.toml) at twice its learning rate over
+# 16 epochs, as the CPU distillation from the wider teacher ran (docs/history.md), plus the distillation
+# term at fer-train's defaults.
+STUDENT = ["--width", "0.25", "--dropout", "0.1", "--lr", "0.01", "--epochs", "16", "--erase-probability", "0.25",
+           "--label-smoothing", "0", "--max-rotation", "15", "--seed", "23", "--distill-weight", "0.5",
+           "--temperature", "4", "--device", "cpu"]
 # --smoke: a few hundred images, one epoch, on the CPU, in fp32.
 SMOKE = ["--epochs", "1", "--limit", "256", "--val-limit", "64", "--batch-size", "32", "--device", "cpu",
          "--precision", "fp32"]
